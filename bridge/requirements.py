@@ -1,0 +1,48 @@
+"""What each bridge family needs from MCore, derived from what the bridge actually does.
+
+The harness reads these (through :func:`all_requirements`) to decide, without importing
+MCore, whether a revision supports a family. Nothing here is a hand-kept list: every
+set is computed by running the family's provider on its representative HF configs and
+recording the ``TransformerConfig`` keyword arguments, ``GPTModel`` keyword arguments
+and layer-spec functions it would use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Requirements", "all_requirements"]
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """MCore API one family (or feature) uses.
+
+    Attributes:
+        family: family or feature name, e.g. ``"llama"`` or ``"llama:rope_scaling"``.
+        config_fields: ``TransformerConfig`` (or subclass) fields the provider sets.
+        config_class: the config class the provider instantiates (``TransformerConfig``
+            or e.g. ``MLATransformerConfig``).
+        gpt_model_params: keyword arguments passed to ``GPTModel.__init__``.
+        layer_spec_functions: functions of ``models/gpt/gpt_layer_specs.py`` it calls.
+        modules: dotted MCore modules it imports (e.g. ``megatron.core.transformer.moe``).
+        renames: optional known renames ``{new_name: old_name}`` the compat layer handles.
+    """
+
+    family: str
+    config_fields: frozenset[str]
+    config_class: str = "TransformerConfig"
+    gpt_model_params: frozenset[str] = frozenset()
+    layer_spec_functions: frozenset[str] = frozenset()
+    modules: frozenset[str] = frozenset()
+    renames: tuple[tuple[str, str], ...] = field(default=())
+
+
+def all_requirements() -> list[Requirements]:
+    """Requirements of every registered family, sorted by family name."""
+    from bridge.registry import registered_bridges  # local: avoid an import cycle
+
+    reqs: list[Requirements] = []
+    for bridge_cls in registered_bridges():
+        reqs.extend(bridge_cls.requirements())
+    return sorted(reqs, key=lambda r: r.family)
