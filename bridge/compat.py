@@ -1,0 +1,253 @@
+"""The only module of :mod:`bridge` that knows MCore versions differ.
+
+Everything version-dependent is expressed here as a *named feature* or a *known
+rename*, never as ``hasattr`` checks scattered through the code:
+
+* :func:`installed_version` and :func:`config_fields` describe the installed MCore;
+* :func:`adapt_config_kwargs` turns the provider's ``TransformerConfig`` keyword
+  arguments into ones the installed release accepts (renames applied, switched-off
+  features that the release lacks dropped) or raises :class:`UnsupportedFeatureError`
+  naming the field, the installed version and the first release that has it;
+* :func:`local_layer_spec` builds the local (non-TE) GPT layer spec with the arguments
+  the installed ``get_gpt_layer_local_spec`` accepts;
+* :data:`FEATURES` maps feature names to predicates over the installed release.
+
+Field history (first/last release per field, renames) comes from
+``bridge/data/field_history.json``, which the harness generates from every release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import inspect
+import json
+from importlib import resources
+from typing import Any, Callable, Mapping
+
+from packaging.version import Version
+
+from bridge._logging import get_logger
+from bridge.errors import ConfigError, UnsupportedFeatureError
+
+__all__ = [
+    "FEATURES",
+    "adapt_call_kwargs",
+    "adapt_config_kwargs",
+    "check_config_fields",
+    "closest_fields",
+    "config_fields",
+    "field_history",
+    "has_feature",
+    "installed_version",
+    "local_layer_spec",
+]
+
+log = get_logger("compat")
+
+# Known renames, new name -> old name. Extended by the generated field history.
+_KNOWN_RENAMES: dict[str, str] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def installed_version() -> Version:
+    """Version of the importable megatron-core (from its ``package_info``)."""
+    from megatron.core import package_info
+
+    return Version(package_info.__version__)
+
+
+@functools.lru_cache(maxsize=None)
+def config_fields(class_name: str = "TransformerConfig") -> frozenset[str]:
+    """Init fields of the installed ``TransformerConfig`` (or a subclass such as MLATransformerConfig)."""
+    from megatron.core.transformer import transformer_config as tc
+
+    cls = getattr(tc, class_name, None)
+    if cls is None:
+        raise UnsupportedFeatureError(
+            f"expected megatron.core.transformer.transformer_config.{class_name}, but megatron-core "
+            f"{installed_version()} has no such class; upgrade megatron-core"
+        )
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+@functools.lru_cache(maxsize=1)
+def field_history() -> dict[str, Any]:
+    """The harness-generated history of TransformerConfig fields (empty if not shipped)."""
+    try:
+        text = resources.files("bridge").joinpath("data/field_history.json").read_text()
+    except (FileNotFoundError, OSError):
+        return {"fields": {}, "renames": {}}
+    data = json.loads(text)
+    data.setdefault("fields", {})
+    data.setdefault("renames", {})
+    return data
+
+
+def _renames_new_to_old() -> dict[str, str]:
+    out = dict(_KNOWN_RENAMES)
+    for old, new in field_history().get("renames", {}).items():
+        out.setdefault(new, old)
+    return out
+
+
+def closest_fields(name: str, class_name: str = "TransformerConfig", n: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, sorted(config_fields(class_name)), n=n, cutoff=0.6)
+
+
+def _first_release(name: str) -> str | None:
+    info = field_history()["fields"].get(name)
+    return info.get("first") if isinstance(info, dict) else None
+
+
+def _missing_field_error(name: str, class_name: str) -> UnsupportedFeatureError:
+    installed = installed_version()
+    first = _first_release(name)
+    renames = field_history().get("renames", {})
+    if name in renames:
+        return UnsupportedFeatureError(
+            f"{class_name} field {name!r} was renamed to {renames[name]!r}; megatron-core {installed} "
+            f"has {renames[name]!r}. Set {renames[name]!r} instead."
+        )
+    if first is not None:
+        return UnsupportedFeatureError(
+            f"{class_name} field {name!r} needs megatron-core >= {first}, but {installed} is installed. "
+            f"Upgrade with: pip install 'megatron-core>={first}'"
+        )
+    hint = closest_fields(name, class_name)
+    return UnsupportedFeatureError(
+        f"{class_name} of megatron-core {installed} has no field {name!r}"
+        + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "; no field has a similar name.")
+    )
+
+
+def check_config_fields(names: Mapping[str, Any] | list[str], class_name: str = "TransformerConfig") -> None:
+    """Raise (before anything is built) if a field does not exist in the installed MCore."""
+    fields = config_fields(class_name)
+    renames = _renames_new_to_old()
+    for name in names:
+        if name not in fields and renames.get(name) not in fields:
+            raise _missing_field_error(name, class_name)
+
+
+def _is_off(value: Any) -> bool:
+    return value is None or value is False or (isinstance(value, (int, float)) and value == 0)
+
+
+def adapt_config_kwargs(kwargs: Mapping[str, Any], class_name: str = "TransformerConfig") -> dict[str, Any]:
+    """Provider kwargs -> kwargs the installed ``class_name`` accepts.
+
+    A field the installed release lacks is renamed when a rename is known, dropped when
+    its value switches a feature off (``None``/``False``/``0``: nothing is lost), and
+    otherwise reported as :class:`UnsupportedFeatureError`.
+    """
+    fields = config_fields(class_name)
+    renames = _renames_new_to_old()
+    out: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name in fields:
+            out[name] = value
+        elif renames.get(name) in fields:
+            log.debug("compat: %s is called %s in megatron-core %s", name, renames[name], installed_version())
+            out[renames[name]] = value
+        elif _is_off(value):
+            log.debug("compat: dropping %s=%r (absent in megatron-core %s)", name, value, installed_version())
+        else:
+            raise _missing_field_error(name, class_name)
+    return out
+
+
+def adapt_call_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Keep the keyword arguments ``fn`` of the installed MCore accepts; switched-off extras are dropped."""
+    params = _spec_params(fn)
+    out: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name in params:
+            out[name] = value
+        elif _is_off(value):
+            log.debug("compat: %s of megatron-core %s has no %s; dropping %r", what, installed_version(), name, value)
+        else:
+            raise UnsupportedFeatureError(
+                f"{what} of megatron-core {installed_version()} has no argument {name!r} (needed for "
+                f"{name}={value!r}); upgrade megatron-core or leave {name} unset"
+            )
+    return out
+
+
+# --- layer specs ---------------------------------------------------------------------------
+
+def _spec_params(fn: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
+
+
+def local_layer_spec(*, normalization: str = "LayerNorm", **kwargs: Any):
+    """The local (pure PyTorch) GPT layer spec with the arguments this MCore accepts.
+
+    ``kwargs`` are passed through when the installed ``get_gpt_layer_local_spec`` knows
+    them; unknown ones must be switched off, else :class:`UnsupportedFeatureError`.
+    Releases whose local spec has no ``normalization`` argument (before 0.10) get
+    ``torch.nn.RMSNorm`` substituted through the spec (see :mod:`bridge.norms`).
+    """
+    from megatron.core.models.gpt import gpt_layer_specs
+
+    fn = gpt_layer_specs.get_gpt_layer_local_spec
+    params = _spec_params(fn)
+    call: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name in params:
+            call[name] = value
+        elif not _is_off(value):
+            raise UnsupportedFeatureError(
+                f"get_gpt_layer_local_spec of megatron-core {installed_version()} has no argument {name!r} "
+                f"(needed for {name}={value!r}); upgrade megatron-core"
+            )
+    if "normalization" in params:
+        return fn(normalization=normalization, **call)
+    spec = fn(**call)
+    if normalization == "RMSNorm":
+        from bridge.norms import use_rmsnorm
+
+        spec = use_rmsnorm(spec)
+    return spec
+
+
+# --- named features -----------------------------------------------------------------------
+
+def _has_fields(*names: str) -> Callable[[], bool]:
+    return lambda: all(n in config_fields() for n in names)
+
+
+def _has_spec_arg(name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        from megatron.core.models.gpt import gpt_layer_specs
+
+        return name in _spec_params(gpt_layer_specs.get_gpt_layer_local_spec)
+
+    return check
+
+
+def _has_inference_rng_tracker() -> bool:
+    from megatron.core.tensor_parallel import random as mrandom
+
+    return "inference_rng_tracker" in _spec_params(mrandom.initialize_rng_tracker)
+
+
+FEATURES: dict[str, Callable[[], bool]] = {
+    "local_spec_normalization": _has_spec_arg("normalization"),
+    "qk_layernorm": _has_fields("qk_layernorm"),
+    "moe": _has_fields("num_moe_experts"),
+    "moe_shared_experts": _has_fields("moe_shared_expert_intermediate_size"),
+    "sliding_window": _has_fields("window_size"),
+    "pipeline_stage_overrides": _has_fields("num_layers_in_first_pipeline_stage"),
+    "inference_rng_tracker": _has_inference_rng_tracker,
+}
+
+
+def has_feature(name: str) -> bool:
+    """Whether the installed megatron-core has the named feature (see :data:`FEATURES`)."""
+    try:
+        check = FEATURES[name]
+    except KeyError:
+        raise ConfigError(f"unknown feature {name!r}; known: {sorted(FEATURES)}") from None
+    return check()

@@ -1,0 +1,215 @@
+"""Conversion tasks: which HF tensors feed which Megatron parameter, resolved for one model.
+
+A :class:`ConversionTask` pairs one parameter of a built model chunk (local name, global
+name) with its resolved mapping. Import runs the tasks forward (HF -> full Megatron
+tensor -> this rank's TP shard -> parameter); export runs them backwards (TP shards ->
+full tensor -> HF tensors), gathering across TP and PP ranks to global rank 0.
+Everything is validated before any tensor is read: unmapped parameters, missing and
+unexpected HF tensors are reported together, sorted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+
+from bridge._logging import get_logger
+from bridge.errors import WeightMismatchError
+from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
+from bridge.parallel import kinds as tp_ops
+
+__all__ = ["ConversionTask", "build_tasks", "load_weights", "iter_export", "tp_meta"]
+
+log = get_logger("conversion")
+
+_LAYER = re.compile(r"^(decoder\.layers\.)(\d+)(\..*)$")
+
+
+@dataclass(frozen=True)
+class ConversionTask:
+    """One Megatron parameter of this rank and the mapping that fills it."""
+
+    megatron_name: str  # global (layer numbers across all PP stages)
+    local_name: str  # as in chunk.named_parameters()
+    chunk: int
+    mapping: MegatronParamMapping
+    param: torch.nn.Parameter = field(repr=False, compare=False)
+
+    @property
+    def hf_names(self) -> list[str]:
+        return self.mapping.hf_names()
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(module, "module") and isinstance(module.module, torch.nn.Module):
+        module = module.module
+    return module
+
+
+def global_name(chunk: torch.nn.Module, local_name: str) -> str:
+    """Local parameter name -> global name, using each layer's own (global, 1-based) layer_number."""
+    m = _LAYER.match(local_name)
+    if not m:
+        return local_name
+    layer = _unwrap(chunk).decoder.layers[int(m.group(2))]
+    return f"{m.group(1)}{layer.layer_number - 1}{m.group(3)}"
+
+
+def build_tasks(registry: MegatronMappingRegistry, chunks: Iterable[torch.nn.Module]) -> list[ConversionTask]:
+    """Resolve a mapping for every parameter of ``chunks``; unmapped parameters are an error."""
+    tasks: list[ConversionTask] = []
+    unmapped: list[str] = []
+    for i, chunk in enumerate(chunks):
+        for local, param in _unwrap(chunk).named_parameters():
+            name = global_name(chunk, local)
+            mapping = registry.megatron_to_hf_lookup(name)
+            if mapping is None:
+                unmapped.append(name)
+                continue
+            tasks.append(ConversionTask(name, local, i, mapping, param))
+    if unmapped:
+        raise WeightMismatchError(
+            f"{len(unmapped)} Megatron parameter(s) have no mapping: {sorted(unmapped)}. "
+            "Add them to the family's mapping registry (bridge/models/<family>/bridge.py)."
+        )
+    return tasks
+
+
+def tp_meta(mapping: MegatronParamMapping, ctx: MappingContext) -> dict[str, Any]:
+    """The metadata ``bridge.parallel.tp`` needs for this mapping's sharding kind."""
+    if mapping.sharding == "vocab":
+        return {"vocab_size": ctx.vocab_size, "divisible_by": ctx.make_vocab_size_divisible_by}
+    if mapping.sharding == "qkv":
+        return {"num_query_groups": ctx.num_query_groups}
+    return {}
+
+
+def _tp_group():
+    from megatron.core import parallel_state as ps
+
+    return ps.get_tensor_model_parallel_group(), ps.get_tensor_model_parallel_world_size(), \
+        ps.get_tensor_model_parallel_rank()
+
+
+def _ignored(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _all_ranks_union(names: set[str]) -> set[str]:
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return names
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sorted(names))
+    out: set[str] = set()
+    for part in gathered:
+        out.update(part)
+    return out
+
+
+def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, *,
+                 ignored_hf_patterns: Iterable[str] = ()) -> None:
+    """Fill every task's parameter from the HF checkpoint ``reader`` (this rank's TP shard only)."""
+    available = set(reader.keys())
+    needed = {n for t in tasks for n in t.hf_names}
+    missing = sorted(needed - available)
+    used = _all_ranks_union(needed)
+    unexpected = sorted(n for n in available - used if not _ignored(n, ignored_hf_patterns))
+    if missing or unexpected:
+        raise WeightMismatchError(
+            "the HF checkpoint does not match the model: "
+            + (f"missing {len(missing)} tensor(s): {missing}" if missing else "")
+            + ("; " if missing and unexpected else "")
+            + (f"unexpected {len(unexpected)} tensor(s): {unexpected}" if unexpected else "")
+            + ". Check that config.json describes these weights (layers, tie_word_embeddings, biases)."
+        )
+    _, tp, rank = _tp_group()
+    wrong: list[str] = []
+    for task in tasks:
+        hf = {n: reader.get(n) for n in task.hf_names}
+        full = task.mapping.hf_to_megatron(hf, ctx)
+        shard = tp_ops.split(task.mapping.sharding, full, tp=tp, rank=rank, name=task.megatron_name,
+                               **tp_meta(task.mapping, ctx))
+        if tuple(shard.shape) != tuple(task.param.shape):
+            wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
+                         f"found {tuple(shard.shape)} from {task.hf_names}")
+            continue
+        with torch.no_grad():
+            task.param.copy_(shard.to(dtype=task.param.dtype, device=task.param.device))
+        log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
+                  task.mapping.sharding, rank, tp, tuple(shard.shape))
+    if wrong:
+        raise WeightMismatchError(f"{len(wrong)} shape mismatch(es): " + "; ".join(sorted(wrong)))
+
+
+def _gather_full(task: ConversionTask, ctx: MappingContext) -> torch.Tensor:
+    group, tp, _ = _tp_group()
+    local = task.param.detach()
+    if tp == 1:
+        shards = [local]
+    else:
+        shards = [torch.empty_like(local) for _ in range(tp)]
+        dist.all_gather(shards, local.contiguous(), group=group)
+    return tp_ops.merge(task.mapping.sharding, [s.cpu() for s in shards], name=task.megatron_name,
+                        **tp_meta(task.mapping, ctx))
+
+
+def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
+                ctx: MappingContext) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(hf_name, tensor)`` on global rank 0, in a fixed order; other ranks send their part.
+
+    Every rank must call this and exhaust the iterator (it drives collectives). Only one
+    parameter is in flight at a time, so memory stays bounded by the largest tensor.
+    """
+    from megatron.core import parallel_state as ps
+
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    me = dist.get_rank() if dist.is_initialized() else 0
+    dp_rank = ps.get_data_parallel_rank() if world > 1 else 0
+    mine = {t.megatron_name: t for t in tasks if t.mapping.export}
+    # Agree on the global order and on who owns each parameter (TP rank 0 of its stage sends).
+    owner_of: dict[str, tuple[int, torch.dtype]] = {}
+    if world > 1:
+        owners: list[Any] = [None] * world
+        tp_rank = ps.get_tensor_model_parallel_rank()
+        dist.all_gather_object(owners, (me, dp_rank, tp_rank, [(n, t.param.dtype) for n, t in sorted(mine.items())]))
+        for rank, dpr, tpr, entries in owners:
+            if dpr == 0 and tpr == 0:
+                for n, dtype in entries:
+                    owner_of.setdefault(n, (rank, dtype))
+    else:
+        owner_of = {n: (0, t.param.dtype) for n, t in mine.items()}
+    for name in sorted(owner_of):
+        owner, dtype = owner_of[name]
+        if dp_rank == 0 and name in mine:
+            task = mine[name]
+            full = _gather_full(task, ctx)
+            if owner == me and me != 0:
+                shape = torch.tensor(list(full.shape) + [-1] * (8 - full.dim()), dtype=torch.long)
+                dist.send(_dev(shape), dst=0)
+                dist.send(_dev(full.contiguous()), dst=0)
+            if me == 0:
+                yield from _to_hf(task.mapping, name, full, ctx, source=0)
+        elif me == 0:
+            shape_t = _dev(torch.empty(8, dtype=torch.long))
+            dist.recv(shape_t, src=owner)
+            buf = _dev(torch.empty([int(s) for s in shape_t.cpu() if s >= 0], dtype=dtype))
+            dist.recv(buf, src=owner)
+            mapping = registry.megatron_to_hf_lookup(name)
+            assert mapping is not None, name
+            yield from _to_hf(mapping, name, buf.cpu(), ctx, source=owner)
+
+
+def _to_hf(mapping: MegatronParamMapping, name: str, full: torch.Tensor, ctx: MappingContext,
+           *, source: int) -> Iterator[tuple[str, torch.Tensor]]:
+    for hf_name, t in mapping.megatron_to_hf(full, ctx).items():
+        log.debug("export %s -> %s %s (from rank %d)", name, hf_name, tuple(t.shape), source)
+        yield hf_name, t
+
+
+def _dev(t: torch.Tensor) -> torch.Tensor:
+    return t.cuda() if torch.cuda.is_available() else t

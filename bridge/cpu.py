@@ -1,0 +1,129 @@
+"""The documented CPU patches: the only place :mod:`bridge` changes MCore behaviour.
+
+MCore's local (non-Transformer-Engine) GPT path is pure PyTorch, but a few places
+assume CUDA. On a machine WITHOUT CUDA, :func:`apply` makes them run on CPU; on a
+machine with CUDA it does nothing. Every patch is listed here with the MCore error
+it fixes (measured on 0.8.0, 0.12.3, 0.16.1; see ``docs/cpu.md``):
+
+1. ``torch.cuda.current_device()`` used as a device (rotary ``inv_freq``, global
+   memory buffer, TP gather and p2p buffers) -> "Torch not compiled with CUDA
+   enabled". Patch: it returns ``torch.device("cpu")``.
+2. The CUDA RNG tracker (``get_cuda_rng_tracker().fork()`` in attention;
+   ``model_parallel_cuda_manual_seed``) needs CUDA RNG state. Patch: install a
+   tracker whose ``add``/``fork`` are no-ops; seeding is ``torch.manual_seed``.
+3. ``get_default_causal_mask`` / ``get_sliding_window_causal_mask`` build on
+   ``device="cuda"``. Patch: the same masks on CPU (in ``transformer.utils`` and in
+   ``fusions.fused_softmax``, which imported them by name).
+4. ``torch.cuda.synchronize()`` in p2p communication and checkpoint saving. Patch:
+   a no-op.
+5. ``device="cuda"`` tensors created inside the pipeline schedules. Not patched
+   globally: wrap the call in :func:`cpu_device_mode`.
+
+Patches are idempotent and recorded in :data:`APPLIED`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from bridge._logging import get_logger
+
+__all__ = ["APPLIED", "apply", "cpu_device_mode", "needs_cpu_patches"]
+
+log = get_logger("cpu")
+APPLIED: list[str] = []
+
+
+def needs_cpu_patches() -> bool:
+    """True on machines where CUDA is unavailable."""
+    return not torch.cuda.is_available()
+
+
+def _causal_mask(sq: int, skv: int | None = None) -> torch.Tensor:
+    skv = sq if skv is None else skv
+    return torch.triu(torch.ones(sq, skv, dtype=torch.bool), diagonal=1 + skv - sq)
+
+
+def _sliding_window_mask(sq: int, skv: int, window_size: tuple[int, int]) -> torch.Tensor:
+    m = torch.ones(sq, skv, dtype=torch.bool)
+    mu = torch.triu(m, diagonal=skv - sq - window_size[0])
+    ml = torch.tril(mu, diagonal=skv - sq + window_size[1])
+    return ~ml
+
+
+def _install_noop_rng_tracker() -> None:
+    from megatron.core.tensor_parallel import random as mrandom
+
+    class _NoopTracker(mrandom.CudaRNGStatesTracker):
+        """Tracker whose add/fork do nothing: CPU randomness comes from torch.manual_seed."""
+
+        def add(self, name, seed):  # noqa: D401 - MCore signature
+            self.states_[name] = None
+            self.seeds_.add(seed)
+
+        @contextlib.contextmanager
+        def fork(self, name=None):  # type: ignore[override]
+            yield
+
+        def get_states(self):
+            return {}
+
+        def set_states(self, states):
+            return None
+
+    mrandom._CUDA_RNG_STATE_TRACKER = _NoopTracker()
+    if hasattr(mrandom, "_CUDA_RNG_STATE_TRACKER_INITIALIZED"):
+        mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
+
+
+def apply(seed: int = 1234) -> None:
+    """Apply every CPU patch (no-op when CUDA is available). Safe to call repeatedly."""
+    if not needs_cpu_patches():
+        return
+    torch.manual_seed(seed)
+    if "current_device" not in APPLIED:
+        torch.cuda.current_device = lambda: torch.device("cpu")  # type: ignore[assignment]
+        torch.cuda.synchronize = lambda *a, **k: None  # type: ignore[assignment]
+        APPLIED.append("current_device")
+        APPLIED.append("synchronize")
+    # The tracker is reset by MCore (e.g. destroy_model_parallel); re-install each time.
+    _install_noop_rng_tracker()
+    if "rng_tracker" not in APPLIED:
+        APPLIED.append("rng_tracker")
+    if "masks" not in APPLIED:
+        import importlib
+
+        for modname in ("megatron.core.transformer.utils", "megatron.core.fusions.fused_softmax"):
+            try:
+                mod = importlib.import_module(modname)
+            except ImportError:  # pragma: no cover - very old releases
+                continue
+            if getattr(mod, "get_default_causal_mask", None) is not None:
+                mod.get_default_causal_mask = _causal_mask
+            if getattr(mod, "get_sliding_window_causal_mask", None) is not None:
+                mod.get_sliding_window_causal_mask = _sliding_window_mask
+        APPLIED.append("masks")
+    log.debug("CPU patches in force: %s", APPLIED)
+
+
+class _CudaToCpuMode(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        dev = kwargs.get("device")
+        if dev is not None and torch.device(dev).type == "cuda":
+            kwargs["device"] = "cpu"
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def cpu_device_mode() -> Iterator[None]:
+    """Within the block, tensors requested on ``cuda`` are made on CPU (for MCore's schedules)."""
+    if not needs_cpu_patches():
+        yield
+        return
+    with _CudaToCpuMode():
+        yield

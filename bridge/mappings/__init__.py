@@ -1,0 +1,27 @@
+"""Parameter mappings between HF tensors and Megatron parameters."""
+
+from bridge.mappings.base import (
+    AutoMapping,
+    ColumnParallelMapping,
+    MappingContext,
+    MegatronParamMapping,
+    ReplicatedMapping,
+    RowParallelMapping,
+    detect_sharding,
+)
+from bridge.mappings.fused import ConcatenatedQKVMapping, GatedMLPMapping, QKVMapping
+from bridge.mappings.registry import MegatronMappingRegistry
+
+__all__ = [
+    "AutoMapping",
+    "ColumnParallelMapping",
+    "ConcatenatedQKVMapping",
+    "GatedMLPMapping",
+    "MappingContext",
+    "MegatronMappingRegistry",
+    "MegatronParamMapping",
+    "QKVMapping",
+    "ReplicatedMapping",
+    "RowParallelMapping",
+    "detect_sharding",
+]

@@ -1,0 +1,165 @@
+"""Family bridges and their registration by HF class (type) or architecture string.
+
+``@MegatronModelBridge.register_bridge(source=LlamaForCausalLM, target=GPTModel)``
+registers by type; ``source="DeepseekV3ForCausalLM"`` registers by string without
+importing the HF class (the way ``trust_remote_code`` models are registered).
+Dispatch reads ``config.architectures``. An architecture nobody registered is an
+:class:`UnsupportedModelError` that lists the supported ones and the closest name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, ClassVar, TypeVar
+
+from bridge._logging import get_logger
+from bridge.errors import MappingError, UnsupportedModelError
+from bridge.mappings import MappingContext, MegatronMappingRegistry
+from bridge.providers import GPTModelProvider
+from bridge.requirements import Requirements
+
+__all__ = [
+    "MegatronModelBridge",
+    "bridge_for_architectures",
+    "registered_architectures",
+    "registered_bridges",
+]
+
+log = get_logger("registry")
+
+_BY_ARCH: dict[str, type["MegatronModelBridge"]] = {}
+B = TypeVar("B", bound=type["MegatronModelBridge"])
+
+
+class MegatronModelBridge:
+    """Base of every family bridge: HF config -> provider, and the mapping table.
+
+    A family subclass sets :attr:`family` and implements :meth:`provider_bridge` and
+    :meth:`mapping_registry`; :meth:`representative_configs` returns small HF configs
+    that exercise its features (used to derive :meth:`requirements`).
+    """
+
+    family: ClassVar[str] = ""
+    architecture: ClassVar[str] = ""
+    hf_class: ClassVar[type | None] = None
+    target: ClassVar[str] = "GPTModel"
+    registration: ClassVar[str] = ""  # "type" or "string"
+    # HF tensors that are legitimately not weights of the model (never reported as unexpected).
+    ignored_hf_patterns: ClassVar[tuple[str, ...]] = ("*.rotary_emb.inv_freq",)
+
+    # -- to be implemented by families ------------------------------------------------------
+    def provider_bridge(self, hf_config: Any) -> GPTModelProvider:
+        raise NotImplementedError
+
+    def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
+        raise NotImplementedError
+
+    @classmethod
+    def representative_configs(cls) -> list[Any]:
+        return []
+
+    # -- shared behaviour ---------------------------------------------------------------------
+    def mapping_context(self, provider: GPTModelProvider) -> MappingContext:
+        return MappingContext(
+            num_attention_heads=provider.num_attention_heads,
+            num_query_groups=provider.query_groups,
+            head_dim=provider.head_dim,
+            vocab_size=provider.vocab_size,
+            make_vocab_size_divisible_by=provider.make_vocab_size_divisible_by,
+        )
+
+    def export_config(self, hf_config: Any) -> dict[str, Any]:
+        """The ``config.json`` written on export."""
+        return hf_config.to_dict() if hasattr(hf_config, "to_dict") else dict(hf_config)
+
+    @classmethod
+    def requirements(cls) -> list[Requirements]:
+        """What this family needs from MCore, derived by running its provider on its configs."""
+        from bridge.providers import GPTModelProvider as _P  # noqa: F401 - typing only
+
+        fields: set[str] = set()
+        params: set[str] = set()
+        spec_fns: set[str] = set()
+        config_class = "TransformerConfig"
+        for hf_config in cls.representative_configs():
+            provider = cls().provider_bridge(hf_config)
+            config_class = provider.config_class
+            fields.update(provider.transformer_config_kwargs())
+            params.update(k for k, v in provider.gpt_model_kwargs().items() if v is not None)
+            if provider.transformer_layer_spec is None:
+                spec_fns.add("get_gpt_layer_local_spec")
+        if not fields:
+            return []
+        return [Requirements(
+            family=cls.family or cls.architecture,
+            config_fields=frozenset(fields),
+            config_class=config_class,
+            gpt_model_params=frozenset(params),
+            layer_spec_functions=frozenset(spec_fns),
+            modules=frozenset({"megatron.core.models.gpt.gpt_model"}),
+        )]
+
+    # -- registration -------------------------------------------------------------------------
+    @staticmethod
+    def register_bridge(*, source: type | str, target: type | str = "GPTModel") -> Callable[[B], B]:
+        """Class decorator registering a family bridge for an HF class or architecture string."""
+        if isinstance(source, str):
+            arch, hf_class, how = source, None, "string"
+            if not source.isidentifier():
+                raise MappingError(f"architecture string must be a class name like 'LlamaForCausalLM', found {source!r}")
+        elif isinstance(source, type):
+            arch, hf_class, how = source.__name__, source, "type"
+        else:
+            raise MappingError(f"source must be an HF model class or an architecture string, found {source!r}")
+        target_name = target if isinstance(target, str) else target.__name__
+
+        def decorate(cls: B) -> B:
+            if not (isinstance(cls, type) and issubclass(cls, MegatronModelBridge)):
+                raise MappingError(f"register_bridge decorates MegatronModelBridge subclasses, found {cls!r}")
+            if arch in _BY_ARCH and _BY_ARCH[arch] is not cls:
+                raise MappingError(
+                    f"architecture {arch!r} is already registered to {_BY_ARCH[arch].__name__}; "
+                    f"cannot also register {cls.__name__}"
+                )
+            cls.architecture, cls.hf_class, cls.target, cls.registration = arch, hf_class, target_name, how
+            _BY_ARCH[arch] = cls
+            log.debug("registered %s for %s (%s registration, target %s)", cls.__name__, arch, how, target_name)
+            return cls
+
+        return decorate
+
+
+def _load_families() -> None:
+    import bridge.models  # noqa: F401 - registers every family
+
+
+def registered_architectures() -> list[str]:
+    _load_families()
+    return sorted(_BY_ARCH)
+
+
+def registered_bridges() -> list[type[MegatronModelBridge]]:
+    _load_families()
+    return [_BY_ARCH[a] for a in sorted(_BY_ARCH)]
+
+
+def bridge_for_architectures(architectures: list[str] | None, *, source: str = "") -> type[MegatronModelBridge]:
+    """The bridge registered for the first known name in ``architectures``."""
+    _load_families()
+    archs = list(architectures or [])
+    for arch in archs:
+        if arch in _BY_ARCH:
+            return _BY_ARCH[arch]
+    supported = sorted(_BY_ARCH)
+    where = f" in {source}" if source else ""
+    if not archs:
+        raise UnsupportedModelError(
+            f"expected config.architectures{where} to name a model class, found none; supported: {supported}"
+        )
+    close = difflib.get_close_matches(archs[0], supported, n=1, cutoff=0.5)
+    hint = f" The closest supported name is {close[0]!r}." if close else ""
+    raise UnsupportedModelError(
+        f"no bridge is registered for architecture {', '.join(map(repr, archs))}{where}. "
+        f"Supported architectures: {', '.join(supported)}.{hint} "
+        "Register one with @MegatronModelBridge.register_bridge(source=...) (see docs/adding-a-model.md)."
+    )
