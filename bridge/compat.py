@@ -41,6 +41,7 @@ __all__ = [
     "field_history",
     "has_feature",
     "installed_version",
+    "is_switched_off",
     "local_layer_spec",
 ]
 
@@ -131,15 +132,23 @@ def check_config_fields(names: Mapping[str, Any] | list[str], class_name: str = 
             raise _missing_field_error(name, class_name)
 
 
-def _is_off(value: Any) -> bool:
-    return value is None or value is False or (isinstance(value, (int, float)) and value == 0)
+def is_switched_off(value: Any) -> bool:
+    """``None`` or ``False``: the value of a feature switch that is off.
+
+    A field the installed release lacks may be dropped only with such a value: nothing is
+    lost, since the release cannot have the feature. Numbers (even 0) are never dropped.
+    """
+    return value is None or value is False
+
+
+_is_off = is_switched_off
 
 
 def adapt_config_kwargs(kwargs: Mapping[str, Any], class_name: str = "TransformerConfig") -> dict[str, Any]:
     """Provider kwargs -> kwargs the installed ``class_name`` accepts.
 
     A field the installed release lacks is renamed when a rename is known, dropped when
-    its value switches a feature off (``None``/``False``/``0``: nothing is lost), and
+    its value switches a feature off (``None``/``False``: nothing is lost), and
     otherwise reported as :class:`UnsupportedFeatureError`.
     """
     fields = config_fields(class_name)

@@ -75,17 +75,19 @@ class MegatronModelBridge:
     @classmethod
     def requirements(cls) -> list[Requirements]:
         """What this family needs from MCore, derived by running its provider on its configs."""
-        from bridge.providers import GPTModelProvider as _P  # noqa: F401 - typing only
+        from bridge.compat import is_switched_off
 
         fields: set[str] = set()
+        optional: set[str] = set()
         params: set[str] = set()
         spec_fns: set[str] = set()
         config_class = "TransformerConfig"
         for hf_config in cls.representative_configs():
             provider = cls().provider_bridge(hf_config)
             config_class = provider.config_class
-            fields.update(provider.transformer_config_kwargs())
-            params.update(k for k, v in provider.gpt_model_kwargs().items() if v is not None)
+            for name, value in provider.transformer_config_kwargs().items():
+                (optional if is_switched_off(value) else fields).add(name)
+            params.update(k for k, v in provider.gpt_model_kwargs().items() if not is_switched_off(v))
             if provider.transformer_layer_spec is None:
                 spec_fns.add("get_gpt_layer_local_spec")
         if not fields:
@@ -93,6 +95,7 @@ class MegatronModelBridge:
         return [Requirements(
             family=cls.family or cls.architecture,
             config_fields=frozenset(fields),
+            optional_config_fields=frozenset(optional - fields),
             config_class=config_class,
             gpt_model_params=frozenset(params),
             layer_spec_functions=frozenset(spec_fns),

@@ -20,7 +20,10 @@ class Requirements:
 
     Attributes:
         family: family or feature name, e.g. ``"llama"`` or ``"llama:rope_scaling"``.
-        config_fields: ``TransformerConfig`` (or subclass) fields the provider sets.
+        config_fields: ``TransformerConfig`` (or subclass) fields the provider sets to a value
+            that needs the field (anything but ``None``/``False``).
+        optional_config_fields: fields it sets to ``None``/``False`` (switched off); a release
+            without them is fine, :mod:`bridge.compat` drops them.
         config_class: the config class the provider instantiates (``TransformerConfig``
             or e.g. ``MLATransformerConfig``).
         gpt_model_params: keyword arguments passed to ``GPTModel.__init__``.
@@ -32,6 +35,7 @@ class Requirements:
     family: str
     config_fields: frozenset[str]
     config_class: str = "TransformerConfig"
+    optional_config_fields: frozenset[str] = frozenset()
     gpt_model_params: frozenset[str] = frozenset()
     layer_spec_functions: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()

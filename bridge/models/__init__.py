@@ -1,5 +1,18 @@
-"""Model families; importing this package registers every family bridge."""
+"""Model families, one sub-package each with fixed file names: ``provider.py`` and ``bridge.py``.
 
-from bridge.models.llama.bridge import LlamaBridge
+Importing this package imports every ``bridge/models/<family>/bridge.py``, which registers
+the family's bridge. Adding a family needs no edit here.
+"""
 
-__all__ = ["LlamaBridge"]
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+__all__ = ["FAMILIES"]
+
+FAMILIES: list[str] = sorted(
+    m.name for m in pkgutil.iter_modules(__path__) if m.ispkg  # type: ignore[name-defined]
+)
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}.bridge")

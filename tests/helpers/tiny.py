@@ -34,5 +34,6 @@ def make_hf_checkpoint(path: Path, config_cls: Any = None, model_cls: Any = None
 def hf_logits(path: Path, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     from transformers import AutoModelForCausalLM
 
+    kwargs.setdefault("attn_implementation", "eager")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs).eval()
     return model(input_ids).logits
