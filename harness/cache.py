@@ -1,0 +1,139 @@
+"""The on-disk cache: one root (``$MCORE_COMPAT_CACHE`` or ``~/.cache/mcore-compat``).
+
+Layout under the root::
+
+    pypi/        downloaded megatron-core archives (wheel or sdist), as pip saved them
+    facts/       JSON results keyed by content (git blob ids + introspector version)
+    trees/       unpacked archives (full source trees for code that must run)
+    worktrees/   ``git worktree add --detach`` per commit
+    repos/       clones of remote repositories given with ``--repo URL``
+
+Every JSON entry carries the SHA-256 of its payload; a file that does not parse or does not
+match its hash is reported (``CacheError`` internally), deleted and recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import CacheError
+
+__all__ = ["CacheStats", "JsonCache", "default_cache_dir", "file_lock", "git_blob_id", "stable_hash"]
+
+log = logging.getLogger("harness.cache")
+
+
+def default_cache_dir() -> Path:
+    """``$MCORE_COMPAT_CACHE`` if set, else ``~/.cache/mcore-compat``."""
+    env = os.environ.get("MCORE_COMPAT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mcore-compat"
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives ``data`` as a blob, so archive and git sources share cache keys."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj``."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created), for work shared between processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class CacheStats:
+    """Counters a caller (or a test) can read to see what the cache did."""
+
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    writes: int = 0
+
+
+@dataclass
+class JsonCache:
+    """Content-addressed JSON entries under ``root/<namespace>/``.
+
+    ``get`` returns None on a miss and on a corrupt entry (which it deletes); ``put`` writes
+    atomically, so concurrent processes at worst compute the same entry twice.
+    """
+
+    root: Path
+    namespace: str = "facts"
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def path_for(self, key: str) -> Path:
+        return self.root / self.namespace / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        path = self.path_for(key)
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            self.stats.misses += 1
+            return None
+        try:
+            return self._check(key, text)
+        except CacheError as exc:
+            self.stats.corrupt += 1
+            self.stats.misses += 1
+            log.warning("%s; recomputing", exc)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+
+    def _check(self, key: str, text: str) -> Any:
+        try:
+            entry = json.loads(text)
+        except ValueError as exc:
+            raise CacheError(f"cache entry {key} is not valid JSON ({exc})") from exc
+        if not isinstance(entry, dict) or entry.get("key") != key or "payload" not in entry:
+            raise CacheError(f"cache entry {key} lacks its key or payload")
+        if entry.get("sha256") != stable_hash(entry["payload"]):
+            raise CacheError(f"cache entry {key} does not match its checksum")
+        self.stats.hits += 1
+        return entry["payload"]
+
+    def put(self, key: str, payload: Any) -> None:
+        entry = {"key": key, "sha256": stable_hash(payload), "payload": payload}
+        try:
+            atomic_write_text(self.path_for(key), json.dumps(entry, sort_keys=True))
+            self.stats.writes += 1
+        except OSError as exc:  # a read-only cache must not stop a scan
+            log.warning("could not write cache entry %s: %s", key, exc)
