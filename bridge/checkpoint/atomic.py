@@ -1,0 +1,135 @@
+"""Build a directory beside its target and rename it into place, so a failure never leaves partial output.
+
+The staging directory lives in the target's parent (same filesystem, so ``rename`` is atomic). Committing
+over an existing directory renames the old one aside first, renames the new one in, and only then deletes
+the old one; if the second rename fails the old directory is put back. Until :meth:`AtomicDirectory.commit`
+returns, the target is either absent or exactly what it was before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import weakref
+from pathlib import Path
+
+from bridge._logging import get_logger
+from bridge.errors import CheckpointError
+
+__all__ = ["AtomicDirectory", "fsync_directory"]
+
+log = get_logger("checkpoint.atomic")
+
+#: An existing directory is only replaced if it is empty or holds one of these (a previous export).
+_CHECKPOINT_MARKERS = ("config.json", "model.safetensors", "model.safetensors.index.json")
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a directory's entries (renames, new files) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    names = os.listdir(path)
+    return any(n in _CHECKPOINT_MARKERS or n.endswith(".safetensors") for n in names)
+
+
+def _remove(staging: Path, created: tuple[Path, ...]) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    for parent in created:  # innermost first; rmdir only succeeds while empty
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+class AtomicDirectory:
+    """A staging directory that becomes ``target`` on :meth:`commit` and vanishes on :meth:`abort`.
+
+    Raises:
+        CheckpointError: ``target`` is a file, or a non-empty directory while ``overwrite`` is false, or a
+            non-empty directory that does not look like a checkpoint (never replaced, even with ``overwrite``).
+    """
+
+    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False, durable: bool = True) -> None:
+        self.target = Path(os.path.abspath(Path(target).expanduser()))
+        self.overwrite = overwrite
+        self.durable = durable
+        self._check_target()
+        created = []
+        for parent in [self.target.parent, *self.target.parent.parents]:
+            if parent.exists():
+                break
+            created.append(parent)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = self.target.parent / f".{self.target.name}.tmp-{uuid.uuid4().hex[:12]}"
+        self.staging.mkdir()
+        self._cleanup = weakref.finalize(self, _remove, self.staging, tuple(created))
+        self.done = False
+
+    def _check_target(self) -> None:
+        target = self.target
+        if not os.path.lexists(target):
+            return
+        if not target.is_dir() or target.is_symlink():
+            raise CheckpointError(
+                f"{target} exists and is not a directory; expected a new or existing checkpoint directory"
+            )
+        if not os.listdir(target):
+            return
+        if not self.overwrite:
+            raise CheckpointError(
+                f"{target} already exists and is not empty; pass overwrite=True to replace it "
+                "(it is replaced only once the new checkpoint is complete) or choose another directory"
+            )
+        if not _looks_like_checkpoint(target):
+            raise CheckpointError(
+                f"refusing to replace {target}: it does not look like a checkpoint (no config.json or *.safetensors); "
+                "choose an empty or new directory"
+            )
+
+    def commit(self) -> Path:
+        """Move the staging directory to ``target`` (replacing an old one as described above)."""
+        if self.done:
+            raise CheckpointError(f"{self.target}: this export was already committed or aborted")
+        self._check_target()
+        if self.durable:
+            fsync_directory(self.staging)
+        if os.path.lexists(self.target):
+            aside = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(self.target, aside)
+            try:
+                os.rename(self.staging, self.target)
+            except BaseException:
+                os.rename(aside, self.target)
+                raise
+            self._finish()
+            shutil.rmtree(aside, ignore_errors=True)
+            if aside.exists():
+                log.warning("could not delete the replaced checkpoint at %s; remove it by hand", aside)
+        else:
+            try:
+                os.rename(self.staging, self.target)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"{self.target} appeared while the checkpoint was being written ({exc.strerror}); "
+                    "nothing was changed, retry with another directory"
+                ) from exc
+            self._finish()
+        return self.target
+
+    def _finish(self) -> None:
+        self.done = True
+        self._cleanup.detach()
+        if self.durable:
+            fsync_directory(self.target.parent)
+
+    def abort(self) -> None:
+        """Delete the staging directory (and the parents this object created); the target is untouched."""
+        self.done = True
+        self._cleanup()
