@@ -1,0 +1,199 @@
+"""The saved Megatron layout: a directory that reshards offline without HF or MCore.
+
+Directory format::
+
+    <dir>/layout.json                   ParallelLayout.to_json(): format, version, tp, pp,
+                                        num_layers, first/last_stage_layers,
+                                        share_embeddings_and_output_weights, mtp, and per GLOBAL
+                                        parameter name {kind, meta, dtype, shape (full, unpadded)}
+    <dir>/tp{r:02d}_pp{s:02d}.safetensors   one file per (TP rank r, PP rank s) holding that
+                                        rank's LOCAL state dict (local layer numbers, TP shards,
+                                        tied copies included); metadata tp_rank, pp_rank
+
+Directories are written atomically: into a temporary directory beside the target, renamed
+into place at the end (see :func:`atomic_directory`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from bridge._logging import get_logger
+from bridge.errors import CheckpointError, ParallelLayoutError
+from bridge.parallel.spec import ParallelLayout
+from bridge.parallel.state import Rank, expected_local_names, merge_state, placements, split_param
+
+__all__ = [
+    "LAYOUT_FILE",
+    "atomic_directory",
+    "check_rank_files",
+    "load_full_state",
+    "load_layout",
+    "rank_file_name",
+    "read_layout",
+    "save_layout",
+    "shard_entries",
+    "write_layout_json",
+]
+
+log = get_logger("parallel.layout_io")
+
+LAYOUT_FILE = "layout.json"
+
+
+def rank_file_name(tp_rank: int, pp_rank: int) -> str:
+    """``tp{r:02d}_pp{s:02d}.safetensors``."""
+    return f"tp{tp_rank:02d}_pp{pp_rank:02d}.safetensors"
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside ``target``; on success, rename it to ``target``.
+
+    On error the temporary directory is removed and ``target`` is untouched. An existing
+    ``target`` raises :class:`CheckpointError` unless ``overwrite`` (then it is replaced only
+    once the new directory is complete).
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise CheckpointError(f"{target} already exists; choose a new directory or pass overwrite=True.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            if not overwrite:
+                raise CheckpointError(f"{target} appeared while writing; left the new data unwritten.")
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def shard_entries(layout: ParallelLayout) -> dict[Rank, list[tuple[str, torch.dtype, tuple[int, ...]]]]:
+    """Every rank file's ``(local_name, dtype, shard_shape)`` in write order, computed without data.
+
+    Splits meta-device tensors, so an invalid layout (e.g. ``tp`` not dividing a dimension)
+    raises :class:`ParallelLayoutError` before anything is read or written.
+    """
+    missing = [n for n, s in layout.params.items() if s.dtype is None or s.shape is None]
+    if missing:
+        raise ParallelLayoutError(
+            f"The layout lacks dtype/shape for {missing[:5]}; build it with layout_for(...) "
+            "(or ParamSpec.completed) before saving."
+        )
+    out: dict[Rank, list[tuple[str, torch.dtype, tuple[int, ...]]]] = {r: [] for r in layout.ranks()}
+    for name, places in placements(layout).items():
+        spec = layout.params[name]
+        assert spec.shape is not None and spec.dtype is not None
+        shards = split_param(name, torch.empty(spec.shape, dtype=spec.dtype, device="meta"), spec, tp=layout.tp)
+        for stage, local in places:
+            for tp_rank, shard in enumerate(shards):
+                out[(tp_rank, stage)].append((local, shard.dtype, tuple(shard.shape)))
+    return out
+
+
+def write_layout_json(directory: Path, layout: ParallelLayout) -> None:
+    """Write ``layout.json`` into ``directory``."""
+    text = json.dumps(layout.to_json(), indent=1) + "\n"
+    (directory / LAYOUT_FILE).write_text(text, encoding="utf-8")
+
+
+def save_layout(
+    directory: str | os.PathLike[str],
+    shards_by_rank: Mapping[Rank, Mapping[str, torch.Tensor]],
+    layout: ParallelLayout,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``layout.json`` and one safetensors file per rank, atomically.
+
+    Every rank's tensors are checked against the layout (names, dtypes, shard shapes) first.
+    """
+    entries = shard_entries(layout)
+    if set(shards_by_rank) != set(entries):
+        raise ParallelLayoutError(
+            f"Shards are keyed by {sorted(shards_by_rank)} but tp={layout.tp}, pp={layout.pp} "
+            f"needs {sorted(entries)}."
+        )
+    for rank, want in entries.items():
+        have = shards_by_rank[rank]
+        got = {(n, t.dtype, tuple(t.shape)) for n, t in have.items()}
+        if got != set(want) or len(have) != len(want):
+            diff = sorted(map(str, got ^ set(want)))[:5]
+            raise ParallelLayoutError(
+                f"Rank tp={rank[0]}, pp={rank[1]} does not match the layout: differing "
+                f"(name, dtype, shape) entries {diff}."
+            )
+    with atomic_directory(directory, overwrite=overwrite) as tmp:
+        for (tp_rank, pp_rank), want in entries.items():
+            tensors = {n: shards_by_rank[(tp_rank, pp_rank)][n].contiguous() for n, _, _ in want}
+            meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
+            save_file(tensors, str(tmp / rank_file_name(tp_rank, pp_rank)), metadata=meta)
+        write_layout_json(tmp, layout)
+    log.info("saved tp=%d pp=%d layout with %d parameters to %s", layout.tp, layout.pp, len(layout.params), directory)
+    return Path(directory)
+
+
+def read_layout(directory: str | os.PathLike[str]) -> ParallelLayout:
+    """Parse ``<directory>/layout.json`` (no tensors are read)."""
+    path = Path(directory) / LAYOUT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: {directory} is not a saved Megatron layout.") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}).") from exc
+    return ParallelLayout.from_json(data)
+
+
+def check_rank_files(directory: str | os.PathLike[str], layout: ParallelLayout) -> None:
+    """Check that ``directory`` has exactly the layout's rank files, each with the expected names."""
+    directory = Path(directory)
+    want = {rank_file_name(*rank) for rank in layout.ranks()}
+    have = {p.name for p in directory.glob("tp*_pp*.safetensors")}
+    if want != have:
+        raise CheckpointError(
+            f"{directory}: layout.json says tp={layout.tp}, pp={layout.pp}, but the rank files "
+            f"differ: missing {sorted(want - have)}, unexpected {sorted(have - want)}."
+        )
+    names = expected_local_names(layout)
+    for tp_rank, pp_rank in layout.ranks():
+        path = directory / rank_file_name(tp_rank, pp_rank)
+        with safe_open(str(path), framework="pt") as handle:
+            keys = set(handle.keys())
+        if keys != set(names[pp_rank]):
+            raise CheckpointError(
+                f"{path} does not hold its stage's parameters: missing "
+                f"{sorted(set(names[pp_rank]) - keys)[:5]}, unexpected {sorted(keys - set(names[pp_rank]))[:5]}."
+            )
+
+
+def load_layout(directory: str | os.PathLike[str]) -> tuple[ParallelLayout, dict[Rank, dict[str, torch.Tensor]]]:
+    """Read a saved layout: ``(layout, {(tp_rank, pp_rank): local state dict})``."""
+    layout = read_layout(directory)
+    check_rank_files(directory, layout)
+    shards = {rank: load_file(str(Path(directory) / rank_file_name(*rank))) for rank in layout.ranks()}
+    return layout, shards
+
+
+def load_full_state(directory: str | os.PathLike[str]) -> tuple[ParallelLayout, dict[str, torch.Tensor]]:
+    """Read a saved layout and merge it: ``(layout, full state with global names)``."""
+    layout, shards = load_layout(directory)
+    return layout, merge_state(shards, layout)
