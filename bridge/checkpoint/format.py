@@ -172,7 +172,8 @@ def _check_layout(path: Path, infos: list[TensorInfo], data_size: int) -> None:
         if info.begin < position:
             raise _fail(path, f"tensor {info.name!r} [{info.begin}, {info.end}] overlaps tensor {previous!r}")
         if info.begin > position:
-            raise _fail(path, f"tensor {info.name!r} starts at {info.begin} but the previous tensor ends at {position}")
+            after = f"tensor {previous!r} ends at {position}" if previous else "the data region starts at 0"
+            raise _fail(path, f"tensor {info.name!r} starts at {info.begin} but {after}: tensors must be contiguous")
         position, previous = info.end, info.name
     if position != data_size:
         raise _fail(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from bridge.errors import CheckpointError
@@ -37,6 +38,10 @@ def check_member_name(name: object, *, context: str) -> str:
         bad.append("an unencodable character")
     if not name or name in {".", ".."} or bad:
         reason = f"contains {', '.join(repr(c) for c in bad)}" if bad else "is not a file name"
+        if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or name.startswith("\\"):
+            reason = f"is an absolute path or has a drive letter ({reason})"
+        elif ".." in re.split(r"[/\\]", name):
+            reason = f"climbs out of the directory with '..' ({reason})"
         raise CheckpointError(
             f"{context}: {name!r:.120} {reason}; expected a plain file name inside the checkpoint directory "
             "(no '/', '\\', '..', drive letter or absolute path). Fix the index or re-export the checkpoint"
