@@ -105,6 +105,17 @@ class ArchiveSource(Source):
         prefix = prefix.rstrip("/") + "/"
         return sorted(p for p in self._members if p.startswith(prefix))
 
+    def newest_timestamp(self) -> int | None:
+        """Newest member time in the archive (seconds since the epoch), if recorded."""
+        import calendar
+
+        if self._zip is not None:
+            stamps = [calendar.timegm((*i.date_time, 0, 0, 0)) for i in self._zip.infolist()]
+        else:
+            assert self._tar is not None
+            stamps = [int(m.mtime) for m in self._tar.getmembers()]
+        return max(stamps) if stamps else None
+
     def extract_to(self, dest: Path, prefix: str = _ROOT_PREFIX) -> None:
         """Write every file under ``prefix`` below ``dest`` (used to build full trees)."""
         for rel in self.list_files(prefix):

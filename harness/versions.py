@@ -12,7 +12,6 @@ import functools
 import logging
 import subprocess
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 __all__ = [
@@ -74,7 +73,7 @@ class ReleaseTag:
 @functools.lru_cache(maxsize=1)
 def release_tags() -> tuple[ReleaseTag, ...]:
     """The upstream tag table (package data), in file order."""
-    text = resources.files("harness").joinpath("data/mcore_release_tags.tsv").read_text("utf-8")
+    text = (Path(__file__).resolve().parent / "data" / "mcore_release_tags.tsv").read_text("utf-8")
     rows = csv.DictReader(text.splitlines(), delimiter="\t")
     return tuple(ReleaseTag(r["tag"], r["commit"], r["date"]) for r in rows)
 

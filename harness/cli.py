@@ -1,0 +1,79 @@
+"""``mcore-compat``: the command line of the harness.
+
+Each subcommand lives in its own module, registered in :data:`COMMANDS` by dotted path. A
+command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``; to add one (``convert``, ``export``, ``reshard``, ``run``...), write
+the module and add one line here.
+
+Exit codes: 0 success; 1 the command ran but found failures (e.g. a revision could not be
+read, a field never exists); 2 usage errors (bad arguments, unknown revision, unreachable
+repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from harness.errors import HarnessError, RevisionError
+
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+COMMANDS: dict[str, str] = {
+    "scan": "harness.commands.scan",
+    "matrix": "harness.commands.matrix",
+    "history": "harness.commands.history",
+    "bisect": "harness.commands.bisect",
+    "diff": "harness.commands.diff",
+    "merge": "harness.commands.merge",
+}
+"""Subcommand name -> module (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""
+
+
+def _load(name: str) -> ModuleType:
+    module = importlib.import_module(COMMANDS[name])
+    for attr in ("HELP", "add_arguments", "run"):
+        if not hasattr(module, attr):
+            raise TypeError(f"command module {COMMANDS[name]} lacks {attr}")
+    return module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcore-compat",
+        description="HF <-> Megatron-Core bridge harness: scan MCore revisions, build the matrix.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = _load(name)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args._run(args))
+    except RevisionError as exc:
+        print(f"mcore-compat {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HarnessError as exc:
+        print(f"mcore-compat {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

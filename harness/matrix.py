@@ -1,0 +1,167 @@
+"""The compatibility matrix: rows (families, features) x revisions; JSON is the source of truth.
+
+Schema (``schema_version`` 1)::
+
+    {"schema_version": 1, "tool": "mcore-compat", "tool_version": "...", "generated_at": "ISO",
+     "revisions": [{"spec", "kind", "version", "commit", "error", "notes"}],
+     "rows": [{"name", "kind", "description"}],
+     "renames": [{"old", "new", "release", "source"}],
+     "cells": [{"row", "revision", "status", "missing", "renamed", "details", "provenance"}]}
+
+Cells are keyed by ``(row, revision spec)``; merging several files lets the later file win
+per cell, and each cell keeps the ``provenance`` (file / run) it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cache import atomic_write_text
+from harness.errors import HarnessError
+from harness.introspect import Introspection
+from harness.renames import KNOWN_RENAMES, Rename, RenameTable
+from harness.requirements import Row
+from harness.verdicts import evaluate
+from harness.versions import version_key
+
+__all__ = ["SCHEMA_VERSION", "Matrix", "build_matrix", "load_matrix", "merge_matrices", "tool_version"]
+
+SCHEMA_VERSION = 1
+
+
+def tool_version() -> str:
+    try:
+        return importlib.metadata.version("mcore-compat")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class Matrix:
+    """In-memory matrix (mutable while being built or merged; serialise with :meth:`to_json`)."""
+
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    renames: list[dict[str, Any]] = field(default_factory=list)
+    generated_at: str = field(default_factory=_now)
+    tool_version: str = field(default_factory=tool_version)
+
+    def cell(self, row: str, spec: str) -> dict[str, Any] | None:
+        return self.cells.get((row, spec))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": "mcore-compat",
+            "tool_version": self.tool_version,
+            "generated_at": self.generated_at,
+            "revisions": self.revisions,
+            "rows": self.rows,
+            "renames": self.renames,
+            "cells": [{"row": r, "revision": s, **c} for (r, s), c in self.cells.items()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, origin: str | None = None) -> Matrix:
+        """Raises HarnessError on a file of another schema."""
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+            raise HarnessError(
+                f"{origin or 'matrix'}: expected matrix JSON with schema_version {SCHEMA_VERSION}, "
+                f"found {found!r}; regenerate it with `mcore-compat matrix`"
+            )
+        cells = {}
+        for c in data.get("cells", []):
+            body = {k: v for k, v in c.items() if k not in ("row", "revision")}
+            cells[(c["row"], c["revision"])] = body
+        return cls(revisions=list(data.get("revisions", [])), rows=list(data.get("rows", [])),
+                   cells=cells, renames=list(data.get("renames", [])),
+                   generated_at=data.get("generated_at", ""), tool_version=data.get("tool_version", ""))
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1, sort_keys=False) + "\n")
+
+    def released(self) -> list[dict[str, Any]]:
+        """Revisions with a plain release version and no error, by version (one per version)."""
+        best: dict[str, dict[str, Any]] = {}
+        for r in self.revisions:
+            v = r.get("version")
+            if r.get("error") or not v or not all(p.isdigit() for p in v.split(".")):
+                continue
+            if v not in best or r.get("kind") == "pypi":
+                best[v] = r
+        return [best[v] for v in sorted(best, key=version_key)]
+
+
+def _revision_entry(intro: Introspection) -> dict[str, Any]:
+    rev = intro.revision
+    return {"spec": rev.spec, "kind": rev.kind, "version": rev.version, "commit": rev.commit,
+            "error": intro.error, "notes": list(intro.notes)}
+
+
+def build_matrix(intros: Sequence[Introspection], rows: Sequence[Row],
+                 renames: Iterable[Rename] = (), *, provenance: str = "static") -> Matrix:
+    """Evaluate every row at every revision."""
+    table = RenameTable([*KNOWN_RENAMES, *renames])
+    matrix = Matrix()
+    stamp = {"source": provenance, "generated_at": matrix.generated_at, "tool_version": matrix.tool_version}
+    matrix.revisions = [_revision_entry(i) for i in intros]
+    matrix.rows = [{"name": r.name, "kind": r.kind, "description": r.description} for r in rows]
+    matrix.renames = [r.to_json() for r in table.renames]
+    for row in rows:
+        for intro in intros:
+            verdict = evaluate(row, intro, table)
+            matrix.cells[(row.name, intro.revision.spec)] = {**verdict.to_json(), "provenance": stamp}
+    return matrix
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Raises HarnessError when the file is unreadable or not a matrix."""
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"cannot read matrix {path}: {exc}; expected a matrix.json file") from exc
+    return Matrix.from_json(data, origin=str(path))
+
+
+def merge_matrices(matrices: Sequence[tuple[str, Matrix]]) -> Matrix:
+    """Merge ``(origin, matrix)`` pairs in order: later cells win, revisions/rows are unioned.
+
+    Each merged cell's ``provenance`` records the origin it was taken from.
+    """
+    out = Matrix()
+    rev_index: dict[str, int] = {}
+    row_index: dict[str, int] = {}
+    renames: dict[tuple[str, str], dict[str, Any]] = {}
+    for origin, m in matrices:
+        for rev in m.revisions:
+            if rev["spec"] in rev_index:
+                out.revisions[rev_index[rev["spec"]]] = rev
+            else:
+                rev_index[rev["spec"]] = len(out.revisions)
+                out.revisions.append(rev)
+        for row in m.rows:
+            if row["name"] in row_index:
+                out.rows[row_index[row["name"]]] = row
+            else:
+                row_index[row["name"]] = len(out.rows)
+                out.rows.append(row)
+        for r in m.renames:
+            renames[(r["old"], r["new"])] = r
+        for key, cell in m.cells.items():
+            prov = dict(cell.get("provenance") or {})
+            prov["merged_from"] = origin
+            out.cells[key] = {**cell, "provenance": prov}
+    out.renames = list(renames.values())
+    return out

@@ -1,0 +1,75 @@
+"""What the bridge's families need from MCore, as lists of :mod:`harness.checks`.
+
+Families come from :func:`bridge.requirements.all_requirements` (derived from the
+providers, never hand-kept here). Until the bridge registers families this is empty and
+the matrix only has feature rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.requirements import Requirements
+from harness.checks import Check
+from harness.features import FEATURES, Feature
+from harness.introspect import CONFIG_CLASS
+
+__all__ = ["Row", "family_requirements", "requirement_rows", "row_for_feature", "row_for_requirements"]
+
+log = logging.getLogger("harness.requirements")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One matrix row: a family or a feature, with the checks that decide it.
+
+    ``renames`` are pairs ``(name_used, other_name)`` a compat layer is known to translate.
+    """
+
+    name: str
+    kind: str  # "family" | "feature"
+    description: str
+    checks: tuple[Check, ...]
+    any_of: tuple[tuple[Check, ...], ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()
+
+
+def family_requirements() -> list[Requirements]:
+    """The bridge's registered families ([] while none is registered or the registry is absent)."""
+    try:
+        from bridge.requirements import all_requirements
+
+        return all_requirements()
+    except ImportError as exc:  # bridge.registry not written yet
+        log.info("no bridge families available (%s); the matrix has feature rows only", exc)
+        return []
+
+
+def row_for_requirements(req: Requirements) -> Row:
+    """Checks of one family: its config class, fields, GPTModel kwargs, layer specs, modules."""
+    cls = req.config_class or CONFIG_CLASS
+    checks: list[Check] = [Check("class", cls)]
+    checks += [Check("field", f, cls) for f in sorted(req.config_fields)]
+    checks += [Check("gpt_param", p) for p in sorted(req.gpt_model_params)]
+    checks += [Check("layer_spec", f) for f in sorted(req.layer_spec_functions)]
+    checks += [Check("module", m) for m in sorted(req.modules)]
+    return Row(
+        name=req.family, kind="family", description=f"bridge family {req.family} ({cls})",
+        checks=tuple(checks), renames=tuple(req.renames),
+    )
+
+
+def row_for_feature(feature: Feature) -> Row:
+    return Row(name=feature.name, kind="feature", description=feature.description,
+               checks=feature.checks(), any_of=feature.groups())
+
+
+def requirement_rows(families: Sequence[Requirements] | None = None,
+                     features: Sequence[Feature] = FEATURES) -> list[Row]:
+    """Family rows (sorted by name) followed by feature rows (in :data:`FEATURES` order)."""
+    fams = family_requirements() if families is None else list(families)
+    return [row_for_requirements(r) for r in sorted(fams, key=lambda r: r.family)] + [
+        row_for_feature(f) for f in features
+    ]
