@@ -124,7 +124,7 @@ class MegatronParamMapping:
 
     # -- validation --------------------------------------------------------------------------
     def _validate(self) -> None:
-        if not self.megatron_param or not self.hf_names():
+        if not self.hf_names() or not all(isinstance(n, str) and n for n in (self.megatron_param, *self.hf_names())):
             raise MappingError(f"{type(self).__name__} needs a Megatron name and HF names, found "
                                f"{self.megatron_param!r} and {self.hf_param!r}")
         n = _count(self.megatron_param)

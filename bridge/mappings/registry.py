@@ -51,7 +51,7 @@ class MegatronMappingRegistry:
 
     def hf_to_megatron_lookup(self, hf_name: str) -> MegatronParamMapping | None:
         """The (resolved) mapping that consumes an HF tensor name; ``None`` if no mapping does."""
-        for m in self._mappings:
+        for m in (*self._exact.values(), *self._patterns):  # exact names beat patterns
             caps = m.match_hf(hf_name)
             if caps is not None:
                 return m.resolve(caps) if caps else m
