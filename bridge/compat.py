@@ -236,6 +236,13 @@ def _has_spec_arg(name: str) -> Callable[[], bool]:
     return check
 
 
+def _local_attention_applies_window() -> bool:
+    """Whether the local ``DotProductAttention``'s softmax takes ``window_size`` (else it ignores the window)."""
+    from megatron.core.fusions.fused_softmax import FusedScaleMaskSoftmax
+
+    return "window_size" in _spec_params(FusedScaleMaskSoftmax.__init__)
+
+
 def _has_inference_rng_tracker() -> bool:
     from megatron.core.tensor_parallel import random as mrandom
 
@@ -248,6 +255,7 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "moe": _has_fields("num_moe_experts"),
     "moe_shared_experts": _has_fields("moe_shared_expert_intermediate_size"),
     "sliding_window": _has_fields("window_size"),
+    "local_sliding_window": _local_attention_applies_window,
     "pipeline_stage_overrides": _has_fields("num_layers_in_first_pipeline_stage"),
     "inference_rng_tracker": _has_inference_rng_tracker,
 }

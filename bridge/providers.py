@@ -20,7 +20,7 @@ import torch
 
 from bridge import compat, runtime
 from bridge._logging import get_logger
-from bridge.errors import ConfigError, ParallelLayoutError
+from bridge.errors import ConfigError, ParallelLayoutError, UnsupportedFeatureError
 
 __all__ = ["GPTModelProvider", "ACTIVATIONS"]
 
@@ -233,6 +233,14 @@ class GPTModelProvider:
         )
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation {self.activation!r} unknown; expected one of {sorted(ACTIVATIONS)}")
+        if self.window_size is not None and self.transformer_layer_spec is None \
+                and not compat.has_feature("local_sliding_window"):
+            raise UnsupportedFeatureError(
+                f"window_size={self.window_size} (sliding-window attention) needs a local DotProductAttention "
+                f"that applies it, but in megatron-core {compat.installed_version()} only Transformer Engine's "
+                "attention does. Upgrade megatron-core, or pass a Transformer Engine layer spec "
+                "(transformer_layer_spec) on GPU."
+            )
         compat.adapt_config_kwargs(self.transformer_config_kwargs(), self.config_class)
 
     def finalize(self) -> "GPTModelProvider":
