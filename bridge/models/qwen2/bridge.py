@@ -1,0 +1,47 @@
+"""Qwen2 bridge: registered by HF class; Llama's table plus the fused QKV bias."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from bridge.mappings import MegatronMappingRegistry, QKVMapping
+from bridge.models.llama.bridge import llama_mappings
+from bridge.models.qwen2.provider import qwen2_provider
+from bridge.providers import GPTModelProvider
+from bridge.registry import MegatronModelBridge
+
+__all__ = ["Qwen2Bridge", "qkv_bias_mappings"]
+
+
+def qkv_bias_mappings(*, prefix: str = "model") -> list[Any]:
+    """Q, K, V biases <-> ``linear_qkv.bias``, interleaved per query group like the weight."""
+    p = prefix
+    return [
+        QKVMapping("decoder.layers.*.self_attention.linear_qkv.bias",
+                   q=f"{p}.layers.*.self_attn.q_proj.bias",
+                   k=f"{p}.layers.*.self_attn.k_proj.bias",
+                   v=f"{p}.layers.*.self_attn.v_proj.bias"),
+    ]
+
+
+@MegatronModelBridge.register_bridge(source=Qwen2ForCausalLM, target="GPTModel")
+class Qwen2Bridge(MegatronModelBridge):
+    family = "qwen2"
+
+    def provider_bridge(self, hf_config: Any) -> GPTModelProvider:
+        return qwen2_provider(hf_config)
+
+    def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
+        tied = provider.share_embeddings_and_output_weights
+        return MegatronMappingRegistry(*llama_mappings(tied=tied), *qkv_bias_mappings())
+
+    @classmethod
+    def representative_configs(cls) -> list[Any]:
+        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+        return [
+            Qwen2Config(**base),
+            Qwen2Config(**base, tie_word_embeddings=True, rope_theta=1000000.0),
+        ]

@@ -1,0 +1,31 @@
+"""Qwen2 provider: a Llama with biases on the Q, K and V projections (``add_qkv_bias``).
+
+Qwen2's attention output and MLP projections have no bias, which MCore expresses as
+``add_bias_linear=False`` with ``add_qkv_bias=True``. Its optional sliding window (``use_sliding_window``,
+per layer through ``layer_types``) maps as Mistral's does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
+from bridge.models.mistral.provider import sliding_window_kwargs
+
+__all__ = ["Qwen2ModelProvider", "qwen2_provider"]
+
+
+@dataclass
+class Qwen2ModelProvider(LlamaModelProvider):
+    """Qwen2 defaults: Llama's plus QKV bias."""
+
+    add_qkv_bias: bool = True
+
+
+def qwen2_provider(cfg: Any) -> Qwen2ModelProvider:
+    """The provider of an HF ``Qwen2Config``."""
+    provider = Qwen2ModelProvider(**llama_provider_kwargs(cfg))
+    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
+        setattr(provider, name, value)
+    return provider

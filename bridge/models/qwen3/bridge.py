@@ -1,0 +1,45 @@
+"""Qwen3 bridge: registered by HF class; Llama's table plus the QK norms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from bridge.mappings import AutoMapping, MegatronMappingRegistry
+from bridge.models.llama.bridge import llama_mappings
+from bridge.models.qwen3.provider import qwen3_provider
+from bridge.providers import GPTModelProvider
+from bridge.registry import MegatronModelBridge
+
+__all__ = ["Qwen3Bridge", "qk_norm_mappings"]
+
+
+def qk_norm_mappings(*, prefix: str = "model") -> list[Any]:
+    """HF ``q_norm``/``k_norm`` (``head_dim`` wide, replicated across TP) <-> MCore's QK layernorms."""
+    p = prefix
+    return [
+        AutoMapping("decoder.layers.*.self_attention.q_layernorm.weight", f"{p}.layers.*.self_attn.q_norm.weight"),
+        AutoMapping("decoder.layers.*.self_attention.k_layernorm.weight", f"{p}.layers.*.self_attn.k_norm.weight"),
+    ]
+
+
+@MegatronModelBridge.register_bridge(source=Qwen3ForCausalLM, target="GPTModel")
+class Qwen3Bridge(MegatronModelBridge):
+    family = "qwen3"
+
+    def provider_bridge(self, hf_config: Any) -> GPTModelProvider:
+        return qwen3_provider(hf_config)
+
+    def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
+        tied = provider.share_embeddings_and_output_weights
+        return MegatronMappingRegistry(*llama_mappings(tied=tied), *qk_norm_mappings())
+
+    @classmethod
+    def representative_configs(cls) -> list[Any]:
+        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+        return [
+            Qwen3Config(**base, head_dim=32),  # head_dim != hidden_size / num_attention_heads, as in Qwen3
+            Qwen3Config(**base, head_dim=16, tie_word_embeddings=True),
+        ]
