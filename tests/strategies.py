@@ -6,7 +6,7 @@ round-trip properties are checked bit for bit.
 
 Typical use::
 
-    @given(arch_and_layout=architectures().flatmap(lambda a: layouts(a).map(lambda l: (a, l))))
+    @given(arch_and_layout=architectures().flatmap(lambda a: layouts(a).map(lambda lay: (a, lay))))
     def test_...(arch_and_layout): ...
 
 or :func:`architectures_and_layouts`. :func:`megatron_state` builds the full Megatron GPT state
@@ -56,7 +56,9 @@ def random_bits(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.
     return raw.view(dtype)
 
 
-def shapes(*, min_dims: int = 1, max_dims: int = 3, max_side: int = 6) -> st.SearchStrategy[tuple[int, ...]]:
+def shapes(
+    *, min_dims: int = 1, max_dims: int = 3, max_side: int = 6
+) -> st.SearchStrategy[tuple[int, ...]]:
     """Tensor shapes with ``min_dims..max_dims`` dimensions of size ``1..max_side``."""
     return st.lists(st.integers(1, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
 
@@ -181,7 +183,9 @@ def layouts(draw: st.DrawFn, arch: Architecture, *, max_tp: int = 8, max_pp: int
 def architectures_and_layouts(**bounds: int) -> st.SearchStrategy[tuple[Architecture, Layout]]:
     """``(arch, layout)`` pairs; ``bounds`` go to :func:`architectures` (``max_tp``/``max_pp`` to layouts)."""
     layout_bounds = {k: bounds.pop(k) for k in ("max_tp", "max_pp") if k in bounds}
-    return architectures(**bounds).flatmap(lambda a: layouts(a, **layout_bounds).map(lambda l: (a, l)))
+    return architectures(**bounds).flatmap(
+        lambda a: layouts(a, **layout_bounds).map(lambda lay: (a, lay))
+    )
 
 
 def megatron_state(
@@ -202,7 +206,11 @@ def megatron_state(
         shapes_and_specs += [
             (p + "input_layernorm.weight", (h,), ParamSpec("replicated")),
             (p + "self_attention.linear_qkv.weight", (qkv_rows, h), qkv),
-            (p + "self_attention.linear_proj.weight", (h, arch.num_attention_heads * d), ParamSpec("row")),
+            (
+                p + "self_attention.linear_proj.weight",
+                (h, arch.num_attention_heads * d),
+                ParamSpec("row"),
+            ),
             (p + "pre_mlp_layernorm.weight", (h,), ParamSpec("replicated")),
             (p + "mlp.linear_fc1.weight", (fc1_rows, h), ParamSpec(fc1_kind)),
             (p + "mlp.linear_fc2.weight", (h, f), ParamSpec("row")),

@@ -16,7 +16,13 @@ from bridge.parallel.layout_io import load_full_state, load_layout, read_layout,
 from bridge.parallel.pp import PipelineLayout, StageCopy
 from bridge.parallel.reshard import reshard
 from bridge.parallel.spec import ParallelLayout, ParamSpec
-from bridge.parallel.state import layout_for, merge_shards, merge_state, split_full_state, split_state
+from bridge.parallel.state import (
+    layout_for,
+    merge_shards,
+    merge_state,
+    split_full_state,
+    split_state,
+)
 from bridge.parallel.vocab import padded_vocab_size
 
 __all__ = [

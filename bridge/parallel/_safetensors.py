@@ -59,9 +59,15 @@ class StreamingWriter:
         offset = 0
         for name, dtype, shape in self._entries:
             if dtype not in _CODES:
-                raise CheckpointError(f"Cannot write {name!r}: dtype {dtype} has no safetensors code.")
+                raise CheckpointError(
+                    f"Cannot write {name!r}: dtype {dtype} has no safetensors code."
+                )
             size = _nbytes(dtype, shape)
-            header[name] = {"dtype": _CODES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+            header[name] = {
+                "dtype": _CODES[dtype],
+                "shape": list(shape),
+                "data_offsets": [offset, offset + size],
+            }
             offset += size
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)
@@ -88,13 +94,18 @@ class StreamingWriter:
         self._file.close()
         if self._next != len(self._entries):
             missing = [e[0] for e in self._entries[self._next :]]
-            raise CheckpointError(f"{self.path}: {len(missing)} tensor(s) never written, e.g. {missing[:3]}.")
+            raise CheckpointError(
+                f"{self.path}: {len(missing)} tensor(s) never written, e.g. {missing[:3]}."
+            )
 
     def __enter__(self) -> StreamingWriter:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
             self.close()

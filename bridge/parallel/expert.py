@@ -31,6 +31,7 @@ __all__ = [
     "INNER_KINDS",
     "expert_name_to_global",
     "expert_name_to_local",
+    "expert_stack_shard_shape",
     "merge_expert_stack",
     "merge_experts",
     "split_expert_stack",
@@ -39,16 +40,20 @@ __all__ = [
 
 _DEFAULT_NAME = "<experts>"
 
-#: TP kinds allowed inside one expert: name -> (split, merge).
-INNER_KINDS: dict[str, tuple[Callable[..., list[torch.Tensor]], Callable[..., torch.Tensor]]] = {
-    "column": (_tp.split_column, _tp.merge_column),
-    "row": (_tp.split_row, _tp.merge_row),
-    "gated": (_tp.split_gated, _tp.merge_gated),
-    "replicated": (_tp.split_replicated, _tp.merge_replicated),
+_Split = Callable[..., list[torch.Tensor]]
+_Merge = Callable[..., torch.Tensor]
+_ShardShape = Callable[..., tuple[int, ...]]
+
+#: TP kinds allowed inside one expert: name -> (split, merge, shard_shape).
+INNER_KINDS: dict[str, tuple[_Split, _Merge, _ShardShape]] = {
+    "column": (_tp.split_column, _tp.merge_column, _tp.column_shard_shape),
+    "row": (_tp.split_row, _tp.merge_row, _tp.row_shard_shape),
+    "gated": (_tp.split_gated, _tp.merge_gated, _tp.gated_shard_shape),
+    "replicated": (_tp.split_replicated, _tp.merge_replicated, _tp.replicated_shard_shape),
 }
 
 
-def _inner(kind: str, *, name: str) -> tuple[Callable[..., list[torch.Tensor]], Callable[..., torch.Tensor]]:
+def _inner(kind: str, *, name: str) -> tuple[_Split, _Merge, _ShardShape]:
     if kind not in INNER_KINDS:
         raise ParallelLayoutError(
             f"Unknown TP kind {kind!r} inside the experts of {name!r}; expected one of "
@@ -87,6 +92,22 @@ def merge_experts(
     return [expert for block in shards for expert in block]
 
 
+def expert_stack_shard_shape(
+    shape: Sequence[int], *, tp: int, ep: int, inner: str = "column", name: str = _DEFAULT_NAME
+) -> tuple[int, ...]:
+    """The shape of each :func:`split_expert_stack` shard; raises if EP or TP cannot split."""
+    check_size(tp, "tp")
+    check_size(ep, "ep")
+    _, _, inner_shape = _inner(inner, name=name)
+    if len(shape) < 2:
+        raise ParallelLayoutError(
+            f"Expert stack {name!r} has shape {tuple(shape)}; expected [num_experts, ...] with at "
+            "least one dimension per expert."
+        )
+    require_divisible(shape[0], ep, name=name, what="num_experts", knob="ep")
+    return (shape[0] // ep, *inner_shape(tuple(shape[1:]), tp=tp, name=name))
+
+
 def split_expert_stack(
     stack: torch.Tensor,
     *,
@@ -101,13 +122,8 @@ def split_expert_stack(
         ``ep * tp`` stacks ``[num_experts / ep, ...]``; the shard of EP rank ``e`` and TP rank
         ``t`` is at index ``e * tp + t``.
     """
-    check_size(tp, "tp")
-    split_inner, _ = _inner(inner, name=name)
-    if stack.dim() < 2:
-        raise ParallelLayoutError(
-            f"Expert stack {name!r} has shape {tuple(stack.shape)}; expected [num_experts, ...] "
-            "with at least one dimension per expert."
-        )
+    expert_stack_shard_shape(stack.shape, tp=tp, ep=ep, inner=inner, name=name)
+    split_inner, _, _ = _inner(inner, name=name)
     out: list[torch.Tensor] = []
     for block in split_experts(stack, ep=ep, name=name):
         per_expert = [split_inner(expert, tp=tp, name=name) for expert in block]  # type: ignore[union-attr]
@@ -120,7 +136,7 @@ def merge_expert_stack(
 ) -> torch.Tensor:
     """Inverse of :func:`split_expert_stack` (``shards`` in ``e * tp + t`` order)."""
     check_size(ep, "ep")
-    _, merge_inner = _inner(inner, name=name)
+    _, merge_inner, _ = _inner(inner, name=name)
     require_divisible(len(shards), ep, name=name, what="the number of shards", knob="ep")
     tp = len(shards) // ep
     blocks = []
@@ -140,7 +156,9 @@ def merge_expert_stack(
 # --- names ------------------------------------------------------------------------------------
 
 _SEQUENTIAL = re.compile(r"^(?P<head>.*\.experts\.local_experts\.)(?P<idx>\d+)(?P<tail>\..*)$")
-_GROUPED = re.compile(r"^(?P<head>.*\.experts\.linear_fc[12]\.(?:weight|bias))(?P<idx>\d+)(?P<tail>)$")
+_GROUPED = re.compile(
+    r"^(?P<head>.*\.experts\.linear_fc[12]\.(?:weight|bias))(?P<idx>\d+)(?P<tail>)$"
+)
 
 
 def _match(name: str) -> re.Match[str]:

@@ -32,7 +32,7 @@ from bridge.parallel import tp as _tp
 from bridge.parallel import vocab as _vocab
 from bridge.parallel._common import check_rank
 
-__all__ = ["KINDS", "ShardingKind", "check_meta", "merge", "split", "shard_count"]
+__all__ = ["KINDS", "ShardingKind", "check_meta", "merge", "shard_count", "shard_shape", "split"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class ShardingKind:
         name: the kind's name, as written in mappings and ``layout.json``.
         split: ``split(tensor, *, tp, name, **meta) -> list[Tensor]``.
         merge: ``merge(shards, *, name, **meta) -> Tensor``.
+        shard_shape: ``shard_shape(shape, *, tp, name, **meta) -> tuple[int, ...]``, the shape
+            of every shard, computed without data; it raises the same errors as ``split``.
         meta_keys: every metadata key the kind accepts.
         split_requires: keys that must be present to split.
         merge_requires: keys that must be present to merge.
@@ -51,6 +53,7 @@ class ShardingKind:
     name: str
     split: Callable[..., list[torch.Tensor]]
     merge: Callable[..., torch.Tensor]
+    shard_shape: Callable[..., tuple[int, ...]]
     meta_keys: frozenset[str] = frozenset()
     split_requires: frozenset[str] = frozenset()
     merge_requires: frozenset[str] = frozenset()
@@ -70,22 +73,26 @@ def _kinds(*kinds: ShardingKind) -> dict[str, ShardingKind]:
 
 #: Every sharding kind, by name.
 KINDS: dict[str, ShardingKind] = _kinds(
-    ShardingKind("column", _tp.split_column, _tp.merge_column),
-    ShardingKind("row", _tp.split_row, _tp.merge_row),
-    ShardingKind("replicated", _tp.split_replicated, _tp.merge_replicated),
+    ShardingKind("column", _tp.split_column, _tp.merge_column, _tp.column_shard_shape),
+    ShardingKind("row", _tp.split_row, _tp.merge_row, _tp.row_shard_shape),
+    ShardingKind(
+        "replicated", _tp.split_replicated, _tp.merge_replicated, _tp.replicated_shard_shape
+    ),
     ShardingKind(
         "qkv",
         _tp.split_qkv,
         _tp.merge_qkv,
+        _tp.qkv_shard_shape,
         meta_keys=frozenset({"num_query_groups"}),
         split_requires=frozenset({"num_query_groups"}),
         merge_requires=frozenset({"num_query_groups"}),
     ),
-    ShardingKind("gated", _tp.split_gated, _tp.merge_gated),
+    ShardingKind("gated", _tp.split_gated, _tp.merge_gated, _tp.gated_shard_shape),
     ShardingKind(
         "vocab",
         _vocab.split_vocab,
         _vocab.merge_vocab,
+        _vocab.vocab_shard_shape,
         meta_keys=frozenset({"divisible_by", "vocab_size"}),
         merge_requires=frozenset({"vocab_size"}),
     ),
@@ -93,6 +100,7 @@ KINDS: dict[str, ShardingKind] = _kinds(
         "expert",
         _split_expert,
         _merge_expert,
+        _expert.expert_stack_shard_shape,
         meta_keys=frozenset({"ep", "inner"}),
         split_requires=frozenset({"ep"}),
         merge_requires=frozenset({"ep"}),
@@ -109,7 +117,9 @@ def _kind(kind: str, name: str) -> ShardingKind:
         ) from None
 
 
-def check_meta(kind: str, meta: Mapping[str, Any], *, name: str = "<tensor>", for_merge: bool = False) -> ShardingKind:
+def check_meta(
+    kind: str, meta: Mapping[str, Any], *, name: str = "<tensor>", for_merge: bool = False
+) -> ShardingKind:
     """Validate ``meta`` for ``kind`` (unknown or missing keys raise) and return the kind."""
     spec = _kind(kind, name)
     unknown = set(meta) - spec.meta_keys
@@ -161,7 +171,21 @@ def split(
     return shards[rank]
 
 
-def merge(kind: str, shards: Sequence[torch.Tensor], *, name: str = "<tensor>", **meta: Any) -> torch.Tensor:
+def shard_shape(
+    kind: str, shape: Sequence[int], *, tp: int, name: str = "<tensor>", **meta: Any
+) -> tuple[int, ...]:
+    """The shape of every shard :func:`split` would return for a full tensor of ``shape``.
+
+    Pure arithmetic (no tensor is built); raises the same :class:`ParallelLayoutError` as
+    :func:`split` would, so a whole layout can be validated before any data is read.
+    """
+    spec = check_meta(kind, meta, name=name)
+    return spec.shard_shape(tuple(shape), tp=tp, name=name, **meta)
+
+
+def merge(
+    kind: str, shards: Sequence[torch.Tensor], *, name: str = "<tensor>", **meta: Any
+) -> torch.Tensor:
     """Merge the rank-ordered ``shards`` of a parameter back into the full tensor."""
     spec = check_meta(kind, meta, name=name, for_merge=True)
     return spec.merge(list(shards), name=name, **meta)

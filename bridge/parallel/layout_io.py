@@ -30,8 +30,9 @@ from safetensors.torch import load_file, save_file
 
 from bridge._logging import get_logger
 from bridge.errors import CheckpointError, ParallelLayoutError
+from bridge.parallel.kinds import shard_shape
 from bridge.parallel.spec import ParallelLayout
-from bridge.parallel.state import Rank, expected_local_names, merge_state, placements, split_param
+from bridge.parallel.state import Rank, expected_local_names, merge_state, placements
 
 __all__ = [
     "LAYOUT_FILE",
@@ -66,7 +67,9 @@ def atomic_directory(target: str | os.PathLike[str], *, overwrite: bool = False)
     """
     target = Path(target)
     if target.exists() and not overwrite:
-        raise CheckpointError(f"{target} already exists; choose a new directory or pass overwrite=True.")
+        raise CheckpointError(
+            f"{target} already exists; choose a new directory or pass overwrite=True."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -75,7 +78,9 @@ def atomic_directory(target: str | os.PathLike[str], *, overwrite: bool = False)
         old = None
         if target.exists():
             if not overwrite:
-                raise CheckpointError(f"{target} appeared while writing; left the new data unwritten.")
+                raise CheckpointError(
+                    f"{target} appeared while writing; left the new data unwritten."
+                )
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             target.rename(old)
         tmp.rename(target)
@@ -86,10 +91,12 @@ def atomic_directory(target: str | os.PathLike[str], *, overwrite: bool = False)
         raise
 
 
-def shard_entries(layout: ParallelLayout) -> dict[Rank, list[tuple[str, torch.dtype, tuple[int, ...]]]]:
+def shard_entries(
+    layout: ParallelLayout,
+) -> dict[Rank, list[tuple[str, torch.dtype, tuple[int, ...]]]]:
     """Every rank file's ``(local_name, dtype, shard_shape)`` in write order, computed without data.
 
-    Splits meta-device tensors, so an invalid layout (e.g. ``tp`` not dividing a dimension)
+    Uses each kind's ``shard_shape``, so an invalid layout (e.g. ``tp`` not dividing a dimension)
     raises :class:`ParallelLayoutError` before anything is read or written.
     """
     missing = [n for n, s in layout.params.items() if s.dtype is None or s.shape is None]
@@ -98,14 +105,16 @@ def shard_entries(layout: ParallelLayout) -> dict[Rank, list[tuple[str, torch.dt
             f"The layout lacks dtype/shape for {missing[:5]}; build it with layout_for(...) "
             "(or ParamSpec.completed) before saving."
         )
-    out: dict[Rank, list[tuple[str, torch.dtype, tuple[int, ...]]]] = {r: [] for r in layout.ranks()}
+    out: dict[Rank, list[tuple[str, torch.dtype, tuple[int, ...]]]] = {
+        r: [] for r in layout.ranks()
+    }
     for name, places in placements(layout).items():
         spec = layout.params[name]
         assert spec.shape is not None and spec.dtype is not None
-        shards = split_param(name, torch.empty(spec.shape, dtype=spec.dtype, device="meta"), spec, tp=layout.tp)
+        shape = shard_shape(spec.kind, spec.shape, tp=layout.tp, name=name, **spec.meta)
         for stage, local in places:
-            for tp_rank, shard in enumerate(shards):
-                out[(tp_rank, stage)].append((local, shard.dtype, tuple(shard.shape)))
+            for tp_rank in range(layout.tp):
+                out[(tp_rank, stage)].append((local, spec.dtype, shape))
     return out
 
 
@@ -147,7 +156,13 @@ def save_layout(
             meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
             save_file(tensors, str(tmp / rank_file_name(tp_rank, pp_rank)), metadata=meta)
         write_layout_json(tmp, layout)
-    log.info("saved tp=%d pp=%d layout with %d parameters to %s", layout.tp, layout.pp, len(layout.params), directory)
+    log.info(
+        "saved tp=%d pp=%d layout with %d parameters to %s",
+        layout.tp,
+        layout.pp,
+        len(layout.params),
+        directory,
+    )
     return Path(directory)
 
 
@@ -157,7 +172,9 @@ def read_layout(directory: str | os.PathLike[str]) -> ParallelLayout:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing: {directory} is not a saved Megatron layout.") from None
+        raise CheckpointError(
+            f"{path} is missing: {directory} is not a saved Megatron layout."
+        ) from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}).") from exc
     return ParallelLayout.from_json(data)
@@ -185,15 +202,21 @@ def check_rank_files(directory: str | os.PathLike[str], layout: ParallelLayout) 
             )
 
 
-def load_layout(directory: str | os.PathLike[str]) -> tuple[ParallelLayout, dict[Rank, dict[str, torch.Tensor]]]:
+def load_layout(
+    directory: str | os.PathLike[str],
+) -> tuple[ParallelLayout, dict[Rank, dict[str, torch.Tensor]]]:
     """Read a saved layout: ``(layout, {(tp_rank, pp_rank): local state dict})``."""
     layout = read_layout(directory)
     check_rank_files(directory, layout)
-    shards = {rank: load_file(str(Path(directory) / rank_file_name(*rank))) for rank in layout.ranks()}
+    shards = {
+        rank: load_file(str(Path(directory) / rank_file_name(*rank))) for rank in layout.ranks()
+    }
     return layout, shards
 
 
-def load_full_state(directory: str | os.PathLike[str]) -> tuple[ParallelLayout, dict[str, torch.Tensor]]:
+def load_full_state(
+    directory: str | os.PathLike[str],
+) -> tuple[ParallelLayout, dict[str, torch.Tensor]]:
     """Read a saved layout and merge it: ``(layout, full state with global names)``."""
     layout, shards = load_layout(directory)
     return layout, merge_state(shards, layout)

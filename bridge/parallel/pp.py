@@ -73,7 +73,12 @@ class PipelineLayout:
     def _stage_sizes(self) -> tuple[int, ...]:
         check_size(self.num_layers, "num_layers")
         check_size(self.pp, "pp")
-        first, last, n, pp = self.first_stage_layers, self.last_stage_layers, self.num_layers, self.pp
+        first, last, n, pp = (
+            self.first_stage_layers,
+            self.last_stage_layers,
+            self.num_layers,
+            self.pp,
+        )
         for knob, value in (("first_stage_layers", first), ("last_stage_layers", last)):
             if value is not None:
                 check_size(value, knob)

@@ -24,12 +24,12 @@ from bridge.errors import CheckpointError, ParallelLayoutError
 from bridge.parallel._common import bitwise_equal
 from bridge.parallel._safetensors import StreamingWriter
 from bridge.parallel.layout_io import (
-    write_layout_json,
     atomic_directory,
     check_rank_files,
     rank_file_name,
     read_layout,
     shard_entries,
+    write_layout_json,
 )
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, merge_param, placements, split_param
@@ -89,7 +89,9 @@ def reshard(
     """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     if src_dir.resolve() == dst_dir.resolve():
-        raise CheckpointError(f"Cannot reshard {src_dir} onto itself; choose another target directory.")
+        raise CheckpointError(
+            f"Cannot reshard {src_dir} onto itself; choose another target directory."
+        )
     src = read_layout(src_dir)
     check_rank_files(src_dir, src)
     dst = src.with_parallelism(
@@ -100,7 +102,9 @@ def reshard(
     started = time.perf_counter()
     with atomic_directory(dst_dir, overwrite=overwrite) as tmp, ExitStack() as stack:
         handles = {
-            rank: stack.enter_context(safe_open(str(src_dir / rank_file_name(*rank)), framework="pt"))
+            rank: stack.enter_context(
+                safe_open(str(src_dir / rank_file_name(*rank)), framework="pt")
+            )
             for rank in src.ranks()
         }
         writers = {
@@ -125,6 +129,13 @@ def reshard(
         write_layout_json(tmp, dst)
     log.info(
         "resharded %s (tp=%d, pp=%d) -> %s (tp=%d, pp=%d): %d parameters in %.2f s",
-        src_dir, src.tp, src.pp, dst_dir, dst.tp, dst.pp, len(dst.params), time.perf_counter() - started,
+        src_dir,
+        src.tp,
+        src.pp,
+        dst_dir,
+        dst.tp,
+        dst.pp,
+        len(dst.params),
+        time.perf_counter() - started,
     )
     return dst

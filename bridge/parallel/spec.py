@@ -20,7 +20,14 @@ from bridge.parallel.kinds import check_meta
 from bridge.parallel.pp import PipelineLayout
 from bridge.parallel.vocab import DEFAULT_DIVISIBLE_BY
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ParallelLayout", "ParamSpec", "as_param_spec", "dtype_from_name"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ParallelLayout",
+    "ParamSpec",
+    "as_param_spec",
+    "dtype_from_name",
+]
 
 FORMAT = "mcore-compat.parallel-layout"
 FORMAT_VERSION = 1
@@ -40,7 +47,9 @@ def dtype_from_name(name: str) -> torch.dtype:
     try:
         return _DTYPES[name]
     except KeyError:
-        raise ParallelLayoutError(f"Unsupported dtype {name!r}; expected one of {sorted(_DTYPES)}.") from None
+        raise ParallelLayoutError(
+            f"Unsupported dtype {name!r}; expected one of {sorted(_DTYPES)}."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,15 @@ class ParallelLayout:
     def __post_init__(self) -> None:
         check_size(self.tp, "tp")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        experts = [
+            n for n, s in self.params.items() if s.kind == "expert" and s.meta.get("ep", 1) != 1
+        ]
+        if experts:
+            raise ParallelLayoutError(
+                f"{experts[:3]} use expert parallelism (ep > 1), but a ParallelLayout covers TP x "
+                "PP ranks only. Split experts with bridge.parallel.expert, or map them per expert "
+                "with ep=1."
+            )
 
     @property
     def pp(self) -> int:
@@ -147,7 +165,9 @@ class ParallelLayout:
         last_stage_layers: int | None = None,
     ) -> ParallelLayout:
         """The same model and parameters at another TP x PP layout."""
-        pipeline = PipelineLayout(self.pipeline.num_layers, pp, first_stage_layers, last_stage_layers)
+        pipeline = PipelineLayout(
+            self.pipeline.num_layers, pp, first_stage_layers, last_stage_layers
+        )
         return replace(self, tp=tp, pipeline=pipeline)
 
     def to_json(self) -> dict[str, Any]:
@@ -185,8 +205,12 @@ class ParallelLayout:
                 tp=int(data["tp"]),
                 pipeline=pipeline,
                 params=params,
-                share_embeddings_and_output_weights=bool(data.get("share_embeddings_and_output_weights", False)),
+                share_embeddings_and_output_weights=bool(
+                    data.get("share_embeddings_and_output_weights", False)
+                ),
                 mtp=bool(data.get("mtp", False)),
             )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise ParallelLayoutError(f"Malformed layout document: {exc!r} is missing or invalid.") from exc
+            raise ParallelLayoutError(
+                f"Malformed layout document: {exc!r} is missing or invalid."
+            ) from exc

@@ -114,7 +114,10 @@ def layout_for(
         )
     if num_layers is None:
         num_layers = _count_layers(full)
-    params = {name: as_param_spec(kinds[name]).completed(tensor, name=name) for name, tensor in full.items()}
+    params = {
+        name: as_param_spec(kinds[name]).completed(tensor, name=name)
+        for name, tensor in full.items()
+    }
     return ParallelLayout(
         tp=tp,
         pipeline=PipelineLayout(num_layers, pp, first_stage_layers, last_stage_layers),
@@ -134,7 +137,9 @@ def _count_layers(names: Iterable[str]) -> int:
     return len(found)
 
 
-def split_state(full: Mapping[str, torch.Tensor], layout: ParallelLayout) -> dict[Rank, dict[str, torch.Tensor]]:
+def split_state(
+    full: Mapping[str, torch.Tensor], layout: ParallelLayout
+) -> dict[Rank, dict[str, torch.Tensor]]:
     """Every rank's local state dict for ``layout`` (whose ``params`` must cover ``full``)."""
     extra = sorted(set(full) ^ set(layout.params))
     if extra:
@@ -185,7 +190,9 @@ def split_full_state(
     return split_state(full, layout)
 
 
-def _check_ranks(shards_by_rank: Mapping[Rank, Mapping[str, torch.Tensor]], layout: ParallelLayout) -> None:
+def _check_ranks(
+    shards_by_rank: Mapping[Rank, Mapping[str, torch.Tensor]], layout: ParallelLayout
+) -> None:
     expected = set(layout.ranks())
     found = set(shards_by_rank)
     if found != expected:
@@ -205,7 +212,9 @@ def _check_ranks(shards_by_rank: Mapping[Rank, Mapping[str, torch.Tensor]], layo
                 )
 
 
-def merge_state(shards_by_rank: Mapping[Rank, Mapping[str, torch.Tensor]], layout: ParallelLayout) -> dict[str, torch.Tensor]:
+def merge_state(
+    shards_by_rank: Mapping[Rank, Mapping[str, torch.Tensor]], layout: ParallelLayout
+) -> dict[str, torch.Tensor]:
     """Inverse of :func:`split_state`; tied copies must equal their source bit for bit."""
     _check_ranks(shards_by_rank, layout)
     full: dict[str, torch.Tensor] = {}

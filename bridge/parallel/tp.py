@@ -1,7 +1,8 @@
 """Tensor-parallel split/merge for the dense sharding kinds, each split next to its merge.
 
 A *full* tensor is the TP-unsharded Megatron tensor; a split returns the ``tp`` shards in rank
-order, a merge takes them back. Split then merge is bit-exact, and merge then split returns the
+order, a merge takes them back, and ``<kind>_shard_shape(shape, tp=...)`` gives the shards' shape
+without data (it holds the checks, so it raises exactly when the split would). Split then merge is bit-exact, and merge then split returns the
 same shards. Shards are contiguous and may share memory with the full tensor: do not modify
 them in place.
 
@@ -34,11 +35,17 @@ from bridge.parallel._common import (
 )
 
 __all__ = [
+    "Shape",
+    "column_shard_shape",
+    "gated_shard_shape",
     "merge_column",
     "merge_gated",
     "merge_qkv",
     "merge_replicated",
     "merge_row",
+    "qkv_shard_shape",
+    "replicated_shard_shape",
+    "row_shard_shape",
     "split_column",
     "split_gated",
     "split_qkv",
@@ -47,13 +54,14 @@ __all__ = [
 ]
 
 _DEFAULT_NAME = "<tensor>"
+Shape = Sequence[int]
 
 
-def _require_dims(tensor: torch.Tensor, min_dims: int, *, name: str, kind: str) -> None:
-    if tensor.dim() < min_dims:
+def _require_dims(shape: Shape, min_dims: int, *, name: str, kind: str) -> None:
+    if len(shape) < min_dims:
         raise ParallelLayoutError(
             f"Cannot shard {name!r} as kind {kind!r}: it needs at least {min_dims} dimension(s) "
-            f"but has shape {tuple(tensor.shape)}. Map this parameter to another sharding kind "
+            f"but has shape {tuple(shape)}. Map this parameter to another sharding kind "
             "(a scalar or a norm weight is usually 'replicated')."
         )
 
@@ -65,44 +73,64 @@ def _split_dim(tensor: torch.Tensor, dim: int, tp: int) -> list[torch.Tensor]:
 # --- column -----------------------------------------------------------------------------------
 
 
+def column_shard_shape(shape: Shape, *, tp: int, name: str = _DEFAULT_NAME) -> tuple[int, ...]:
+    """The shape of each :func:`split_column` shard; raises if ``shape`` cannot be split."""
+    check_size(tp, "tp")
+    _require_dims(shape, 1, name=name, kind="column")
+    require_divisible(shape[0], tp, name=name, what="dim 0")
+    return (shape[0] // tp, *shape[1:])
+
+
 def split_column(tensor: torch.Tensor, *, tp: int, name: str = _DEFAULT_NAME) -> list[torch.Tensor]:
     """Split dim 0 into ``tp`` equal shards (``ColumnParallelLinear`` weight and bias)."""
-    check_size(tp, "tp")
-    _require_dims(tensor, 1, name=name, kind="column")
-    require_divisible(tensor.shape[0], tp, name=name, what="dim 0")
+    column_shard_shape(tensor.shape, tp=tp, name=name)
     return _split_dim(tensor, 0, tp)
 
 
 def merge_column(shards: Sequence[torch.Tensor], *, name: str = _DEFAULT_NAME) -> torch.Tensor:
     """Inverse of :func:`split_column`: concatenate along dim 0."""
     require_same_shapes(shards, name=name, kind="column")
-    _require_dims(shards[0], 1, name=name, kind="column")
+    _require_dims(shards[0].shape, 1, name=name, kind="column")
     return torch.cat(list(shards), dim=0)
 
 
 # --- row --------------------------------------------------------------------------------------
 
 
+def row_shard_shape(shape: Shape, *, tp: int, name: str = _DEFAULT_NAME) -> tuple[int, ...]:
+    """The shape of each :func:`split_row` shard; raises if ``shape`` cannot be split."""
+    check_size(tp, "tp")
+    _require_dims(shape, 1, name=name, kind="row")
+    if len(shape) == 1:
+        return tuple(shape)
+    require_divisible(shape[1], tp, name=name, what="dim 1")
+    return (shape[0], shape[1] // tp, *shape[2:])
+
+
 def split_row(tensor: torch.Tensor, *, tp: int, name: str = _DEFAULT_NAME) -> list[torch.Tensor]:
     """Split dim 1 into ``tp`` equal shards; a 1-D tensor (the layer's bias) is replicated."""
-    check_size(tp, "tp")
-    _require_dims(tensor, 1, name=name, kind="row")
+    row_shard_shape(tensor.shape, tp=tp, name=name)
     if tensor.dim() == 1:
         return split_replicated(tensor, tp=tp, name=name)
-    require_divisible(tensor.shape[1], tp, name=name, what="dim 1")
     return _split_dim(tensor, 1, tp)
 
 
 def merge_row(shards: Sequence[torch.Tensor], *, name: str = _DEFAULT_NAME) -> torch.Tensor:
     """Inverse of :func:`split_row`: concatenate along dim 1, or check the replicated 1-D copies."""
     require_same_shapes(shards, name=name, kind="row")
-    _require_dims(shards[0], 1, name=name, kind="row")
+    _require_dims(shards[0].shape, 1, name=name, kind="row")
     if shards[0].dim() == 1:
         return merge_replicated(shards, name=name)
     return torch.cat(list(shards), dim=1)
 
 
 # --- replicated -------------------------------------------------------------------------------
+
+
+def replicated_shard_shape(shape: Shape, *, tp: int, name: str = _DEFAULT_NAME) -> tuple[int, ...]:
+    """The shape of each :func:`split_replicated` shard: ``shape`` itself."""
+    check_size(tp, "tp")
+    return tuple(shape)
 
 
 def split_replicated(
@@ -144,13 +172,13 @@ def _check_qkv_rows(rows: int, num_query_groups: int, *, name: str) -> None:
         )
 
 
-def split_qkv(
-    tensor: torch.Tensor, *, tp: int, num_query_groups: int, name: str = _DEFAULT_NAME
-) -> list[torch.Tensor]:
-    """Split the Megatron fused QKV tensor so that each rank holds ``num_query_groups / tp`` groups."""
+def qkv_shard_shape(
+    shape: Shape, *, tp: int, num_query_groups: int, name: str = _DEFAULT_NAME
+) -> tuple[int, ...]:
+    """The shape of each :func:`split_qkv` shard; raises unless ``tp`` divides the query groups."""
     check_size(tp, "tp")
-    _require_dims(tensor, 1, name=name, kind="qkv")
-    _check_qkv_rows(tensor.shape[0], num_query_groups, name=name)
+    _require_dims(shape, 1, name=name, kind="qkv")
+    _check_qkv_rows(shape[0], num_query_groups, name=name)
     require_divisible(
         num_query_groups,
         tp,
@@ -158,6 +186,14 @@ def split_qkv(
         what="num_query_groups",
         hint="Each TP rank must hold whole query groups (its K and V heads with their queries).",
     )
+    return (shape[0] // tp, *shape[1:])
+
+
+def split_qkv(
+    tensor: torch.Tensor, *, tp: int, num_query_groups: int, name: str = _DEFAULT_NAME
+) -> list[torch.Tensor]:
+    """Split the Megatron fused QKV tensor so that each rank holds ``num_query_groups / tp`` groups."""
+    qkv_shard_shape(tensor.shape, tp=tp, num_query_groups=num_query_groups, name=name)
     return _split_dim(tensor, 0, tp)
 
 
@@ -166,7 +202,7 @@ def merge_qkv(
 ) -> torch.Tensor:
     """Inverse of :func:`split_qkv`: concatenate the ranks' whole groups along dim 0."""
     require_same_shapes(shards, name=name, kind="qkv")
-    _require_dims(shards[0], 1, name=name, kind="qkv")
+    _require_dims(shards[0].shape, 1, name=name, kind="qkv")
     merged = torch.cat(list(shards), dim=0)
     _check_qkv_rows(merged.shape[0], num_query_groups, name=name)
     require_divisible(num_query_groups, len(shards), name=name, what="num_query_groups")
@@ -176,22 +212,33 @@ def merge_qkv(
 # --- gated (SwiGLU fc1) -----------------------------------------------------------------------
 
 
-def _gate_up(tensor: torch.Tensor, *, name: str, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if tensor.shape[0] % 2 != 0:
+def _require_even(rows: int, *, name: str, what: str) -> None:
+    if rows % 2 != 0:
         raise ParallelLayoutError(
-            f"Gated MLP tensor {name!r} ({what}) has {tensor.shape[0]} rows on dim 0; expected an "
-            "even number (cat([gate, up]) of equal halves). Map a non-gated fc1 as 'column'."
+            f"Gated MLP tensor {name!r} ({what}) has {rows} rows on dim 0; expected an even "
+            "number (cat([gate, up]) of equal halves). Map a non-gated fc1 as 'column'."
         )
+
+
+def _gate_up(tensor: torch.Tensor, *, name: str, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    _require_even(tensor.shape[0], name=name, what=what)
     gate, up = torch.chunk(tensor, 2, dim=0)
     return gate, up
 
 
+def gated_shard_shape(shape: Shape, *, tp: int, name: str = _DEFAULT_NAME) -> tuple[int, ...]:
+    """The shape of each :func:`split_gated` shard; raises unless ``tp`` divides each half."""
+    check_size(tp, "tp")
+    _require_dims(shape, 1, name=name, kind="gated")
+    _require_even(shape[0], name=name, what="full tensor")
+    require_divisible(shape[0] // 2, tp, name=name, what="the gate/up half of dim 0")
+    return (shape[0] // tp, *shape[1:])
+
+
 def split_gated(tensor: torch.Tensor, *, tp: int, name: str = _DEFAULT_NAME) -> list[torch.Tensor]:
     """Split ``cat([gate, up])`` so that rank ``r`` holds ``cat([gate_r, up_r])``."""
-    check_size(tp, "tp")
-    _require_dims(tensor, 1, name=name, kind="gated")
-    gate, up = _gate_up(tensor, name=name, what="full tensor")
-    require_divisible(gate.shape[0], tp, name=name, what="the gate/up half of dim 0")
+    gated_shard_shape(tensor.shape, tp=tp, name=name)
+    gate, up = torch.chunk(tensor, 2, dim=0)
     if tp == 1:
         return [tensor.contiguous()]
     return [
@@ -203,7 +250,7 @@ def split_gated(tensor: torch.Tensor, *, tp: int, name: str = _DEFAULT_NAME) -> 
 def merge_gated(shards: Sequence[torch.Tensor], *, name: str = _DEFAULT_NAME) -> torch.Tensor:
     """Inverse of :func:`split_gated`: ``cat([gate_0..gate_{tp-1}, up_0..up_{tp-1}])``."""
     require_same_shapes(shards, name=name, kind="gated")
-    _require_dims(shards[0], 1, name=name, kind="gated")
+    _require_dims(shards[0].shape, 1, name=name, kind="gated")
     if len(shards) == 1:
         _gate_up(shards[0], name=name, what="shard 0")
         return shards[0]

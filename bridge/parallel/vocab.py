@@ -24,7 +24,13 @@ from bridge._logging import get_logger
 from bridge.errors import ParallelLayoutError
 from bridge.parallel._common import check_size, require_same_shapes
 
-__all__ = ["DEFAULT_DIVISIBLE_BY", "merge_vocab", "padded_vocab_size", "split_vocab"]
+__all__ = [
+    "DEFAULT_DIVISIBLE_BY",
+    "merge_vocab",
+    "padded_vocab_size",
+    "split_vocab",
+    "vocab_shard_shape",
+]
 
 log = get_logger("parallel.vocab")
 
@@ -52,6 +58,27 @@ def padded_vocab_size(vocab: int, *, tp: int, divisible_by: int = DEFAULT_DIVISI
     return -(-vocab // multiple) * multiple
 
 
+def vocab_shard_shape(
+    shape: Sequence[int],
+    *,
+    tp: int,
+    divisible_by: int = DEFAULT_DIVISIBLE_BY,
+    vocab_size: int | None = None,
+    name: str = _DEFAULT_NAME,
+) -> tuple[int, ...]:
+    """The shape of each :func:`split_vocab` shard: ``padded_vocab_size(...) / tp`` rows."""
+    if len(shape) < 1:
+        raise ParallelLayoutError(f"Cannot shard scalar {name!r} as kind 'vocab'.")
+    rows = shape[0]
+    if vocab_size is not None and vocab_size != rows:
+        raise ParallelLayoutError(
+            f"Vocab tensor {name!r} has {rows} rows but vocab_size={vocab_size} was given; the "
+            "full tensor must have the original (unpadded) vocabulary on dim 0. Strip padding "
+            "first or fix vocab_size."
+        )
+    return (padded_vocab_size(rows, tp=tp, divisible_by=divisible_by) // tp, *shape[1:])
+
+
 def split_vocab(
     tensor: torch.Tensor,
     *,
@@ -69,18 +96,12 @@ def split_vocab(
         vocab_size: if given, must equal ``tensor.shape[0]`` (a guard against padded input).
         name: parameter name for error messages.
     """
-    if tensor.dim() < 1:
-        raise ParallelLayoutError(f"Cannot shard scalar {name!r} as kind 'vocab'.")
+    shard_rows = vocab_shard_shape(
+        tensor.shape, tp=tp, divisible_by=divisible_by, vocab_size=vocab_size, name=name
+    )[0]
     rows = tensor.shape[0]
-    if vocab_size is not None and vocab_size != rows:
-        raise ParallelLayoutError(
-            f"Vocab tensor {name!r} has {rows} rows but vocab_size={vocab_size} was given; the "
-            "full tensor must have the original (unpadded) vocabulary on dim 0. Strip padding "
-            "first or fix vocab_size."
-        )
-    padded = padded_vocab_size(rows, tp=tp, divisible_by=divisible_by)
-    if padded > rows:
-        pad = tensor.new_zeros((padded - rows, *tensor.shape[1:]))
+    if shard_rows * tp > rows:
+        pad = tensor.new_zeros((shard_rows * tp - rows, *tensor.shape[1:]))
         tensor = torch.cat([tensor, pad], dim=0)
     return [piece.contiguous() for piece in torch.chunk(tensor, tp, dim=0)]
 

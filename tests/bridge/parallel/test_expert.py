@@ -38,7 +38,10 @@ def test_split_experts_pair_on_stacks_and_lists(case: tuple[torch.Tensor, int]) 
     stack, ep = case
     blocks = split_experts(stack, ep=ep)
     assert len(blocks) == ep and bitwise_equal(merge_experts(blocks), stack)
-    assert all(bitwise_equal(a, b) for a, b in zip(split_experts(merge_experts(blocks), ep=ep), blocks, strict=True))
+    assert all(
+        bitwise_equal(a, b)
+        for a, b in zip(split_experts(merge_experts(blocks), ep=ep), blocks, strict=True)
+    )
     as_list = list(stack)
     list_blocks = split_experts(as_list, ep=ep)
     assert all(x is y for x, y in zip(merge_experts(list_blocks), as_list, strict=True))
@@ -55,31 +58,54 @@ def expert_stacks(draw: st.DrawFn) -> tuple[torch.Tensor, int, int, str]:
     experts = ep * draw(st.integers(1, 2))
     rows = tp * draw(st.integers(1, 2)) * (2 if inner == "gated" else 1)
     cols = tp * draw(st.integers(1, 2))
-    return random_bits((experts, rows, cols), draw(dtypes()), draw(st.integers(0, 2**16))), ep, tp, inner
+    return (
+        random_bits((experts, rows, cols), draw(dtypes()), draw(st.integers(0, 2**16))),
+        ep,
+        tp,
+        inner,
+    )
 
 
 @FAST
 @given(case=expert_stacks())
-def test_expert_stack_pair_splits_ep_then_the_inner_tp_kind(case: tuple[torch.Tensor, int, int, str]) -> None:
+def test_expert_stack_pair_splits_ep_then_the_inner_tp_kind(
+    case: tuple[torch.Tensor, int, int, str],
+) -> None:
     stack, ep, tp, inner = case
     shards = split_expert_stack(stack, tp=tp, ep=ep, inner=inner)
     assert len(shards) == ep * tp
     assert bitwise_equal(merge_expert_stack(shards, ep=ep, inner=inner), stack)
-    again = split_expert_stack(merge_expert_stack(shards, ep=ep, inner=inner), tp=tp, ep=ep, inner=inner)
+    again = split_expert_stack(
+        merge_expert_stack(shards, ep=ep, inner=inner), tp=tp, ep=ep, inner=inner
+    )
     assert all(bitwise_equal(a, b) for a, b in zip(again, shards, strict=True))
-    split_inner, _ = INNER_KINDS[inner]
+    split_inner, _, _ = INNER_KINDS[inner]
     per_rank = stack.shape[0] // ep
     e, t = ep - 1, tp - 1  # the last shard: last EP rank, last TP rank
-    expected = torch.stack([split_inner(stack[e * per_rank + i], tp=tp)[t] for i in range(per_rank)])
+    expected = torch.stack(
+        [split_inner(stack[e * per_rank + i], tp=tp)[t] for i in range(per_rank)]
+    )
     assert bitwise_equal(shards[e * tp + t], expected)
 
 
 @FAST
-@given(num_experts=st.sampled_from((1, 2, 4, 8, 16)), ep=EPS, layer=st.integers(0, 3), grouped=st.booleans(), data=st.data())
-def test_expert_names_global_to_local_and_back(num_experts: int, ep: int, layer: int, grouped: bool, data: st.DataObject) -> None:
+@given(
+    num_experts=st.sampled_from((1, 2, 4, 8, 16)),
+    ep=EPS,
+    layer=st.integers(0, 3),
+    grouped=st.booleans(),
+    data=st.data(),
+)
+def test_expert_names_global_to_local_and_back(
+    num_experts: int, ep: int, layer: int, grouped: bool, data: st.DataObject
+) -> None:
     if num_experts % ep:
         with pytest.raises(ParallelLayoutError, match=f"num_experts is {num_experts}"):
-            expert_name_to_local("decoder.layers.0.mlp.experts.local_experts.0.linear_fc1.weight", num_experts=num_experts, ep=ep)
+            expert_name_to_local(
+                "decoder.layers.0.mlp.experts.local_experts.0.linear_fc1.weight",
+                num_experts=num_experts,
+                ep=ep,
+            )
         return
     e = data.draw(st.integers(0, num_experts - 1))
     name = (

@@ -63,7 +63,11 @@ def row_cases(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
     dtype, seed = draw(dtypes()), draw(SEEDS)
     if draw(st.booleans()):  # a row-parallel bias: 1-D, replicated
         return random_bits((draw(st.integers(1, 6)),), dtype, seed), tp
-    shape = (draw(st.integers(1, 4)), tp * draw(st.integers(1, 3)), *draw(st.lists(st.integers(1, 3), max_size=1)))
+    shape = (
+        draw(st.integers(1, 4)),
+        tp * draw(st.integers(1, 3)),
+        *draw(st.lists(st.integers(1, 3), max_size=1)),
+    )
     return random_bits(shape, dtype, seed), tp
 
 
@@ -100,13 +104,20 @@ def test_replicated_pair_is_identity_both_ways(full: torch.Tensor, tp: int) -> N
 
 
 @FAST
-@given(full=st.integers(0, 2**16).map(lambda s: random_bits((4,), torch.float32, s)), tp=st.sampled_from((2, 4)))
-def test_replicated_merge_rejects_a_drifted_copy_and_names_the_parameter(full: torch.Tensor, tp: int) -> None:
+@given(
+    full=st.integers(0, 2**16).map(lambda s: random_bits((4,), torch.float32, s)),
+    tp=st.sampled_from((2, 4)),
+)
+def test_replicated_merge_rejects_a_drifted_copy_and_names_the_parameter(
+    full: torch.Tensor, tp: int
+) -> None:
     shards = [full.clone() for _ in range(tp)]
     bad = shards[-1].view(torch.int32).clone()
     bad[0] ^= 1  # flip the lowest bit of one element: the smallest possible drift
     shards[-1] = bad.view(torch.float32)
-    with pytest.raises(ParallelLayoutError, match=r"decoder\.final_layernorm\.weight.*TP rank " + str(tp - 1)):
+    with pytest.raises(
+        ParallelLayoutError, match=r"decoder\.final_layernorm\.weight.*TP rank " + str(tp - 1)
+    ):
         merge_replicated(shards, name="decoder.final_layernorm.weight")
 
 
@@ -128,25 +139,43 @@ def qkv_cases(draw: st.DrawFn) -> tuple[torch.Tensor, int, int, int, int]:
 
 @FAST
 @given(case=qkv_cases())
-def test_qkv_pair_is_identity_and_each_rank_holds_whole_groups(case: tuple[torch.Tensor, int, int, int, int]) -> None:
+def test_qkv_pair_is_identity_and_each_rank_holds_whole_groups(
+    case: tuple[torch.Tensor, int, int, int, int],
+) -> None:
     full, tp, groups, per_group, head_dim = case
     shards = split_qkv(full, tp=tp, num_query_groups=groups)
     assert bitwise_equal(merge_qkv(shards, num_query_groups=groups), full)
-    assert _equal_lists(split_qkv(merge_qkv(shards, num_query_groups=groups), tp=tp, num_query_groups=groups), shards)
+    assert _equal_lists(
+        split_qkv(merge_qkv(shards, num_query_groups=groups), tp=tp, num_query_groups=groups),
+        shards,
+    )
     # Rank r's first rows are the q heads of group r * groups / tp (blocks of (per_group + 2) * head_dim).
     group_rows = (per_group + 2) * head_dim
     for rank, shard in enumerate(shards):
         first_group = rank * groups // tp
-        assert bitwise_equal(shard[:group_rows], full[first_group * group_rows : (first_group + 1) * group_rows])
+        assert bitwise_equal(
+            shard[:group_rows], full[first_group * group_rows : (first_group + 1) * group_rows]
+        )
 
 
-@pytest.mark.parametrize(("groups", "tp", "fits"), [(2, 4, "1, 2"), (6, 4, "1, 2, 3, 6"), (1, 2, "1")])
+@pytest.mark.parametrize(
+    ("groups", "tp", "fits"), [(2, 4, "1, 2"), (6, 4, "1, 2, 3, 6"), (1, 2, "1")]
+)
 def test_qkv_split_rejects_tp_not_dividing_query_groups(groups: int, tp: int, fits: str) -> None:
     full = torch.zeros(groups * 3 * 2, 4)
     with pytest.raises(ParallelLayoutError) as info:
-        split_qkv(full, tp=tp, num_query_groups=groups, name="decoder.layers.0.self_attention.linear_qkv.weight")
+        split_qkv(
+            full,
+            tp=tp,
+            num_query_groups=groups,
+            name="decoder.layers.0.self_attention.linear_qkv.weight",
+        )
     message = str(info.value)
-    assert f"tp={tp}" in message and f"num_query_groups is {groups}" in message and f"({fits})" in message
+    assert (
+        f"tp={tp}" in message
+        and f"num_query_groups is {groups}" in message
+        and f"({fits})" in message
+    )
     assert "linear_qkv" in message
 
 
@@ -165,14 +194,18 @@ def gated_cases(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
 
 @FAST
 @given(case=gated_cases())
-def test_gated_pair_is_identity_and_rank_r_holds_gate_r_then_up_r(case: tuple[torch.Tensor, int]) -> None:
+def test_gated_pair_is_identity_and_rank_r_holds_gate_r_then_up_r(
+    case: tuple[torch.Tensor, int],
+) -> None:
     full, tp = case
     shards = split_gated(full, tp=tp)
     assert bitwise_equal(merge_gated(shards), full)
     assert _equal_lists(split_gated(merge_gated(shards), tp=tp), shards)
     gate, up = torch.chunk(full, 2)
     for rank, shard in enumerate(shards):
-        assert bitwise_equal(shard, torch.cat([torch.chunk(gate, tp)[rank], torch.chunk(up, tp)[rank]]))
+        assert bitwise_equal(
+            shard, torch.cat([torch.chunk(gate, tp)[rank], torch.chunk(up, tp)[rank]])
+        )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,171 @@
+"""The saved layout on disk: save/load round trip, JSON round trip, streaming writer, atomicity."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors import safe_open
+
+from bridge.errors import CheckpointError, ParallelLayoutError
+from bridge.parallel._common import bitwise_equal
+from bridge.parallel._safetensors import StreamingWriter
+from bridge.parallel.layout_io import (
+    LAYOUT_FILE,
+    atomic_directory,
+    load_full_state,
+    load_layout,
+    rank_file_name,
+    read_layout,
+    save_layout,
+)
+from bridge.parallel.spec import ParallelLayout
+from bridge.parallel.state import layout_for, split_state
+from tests.strategies import (
+    Architecture,
+    Layout,
+    architectures_and_layouts,
+    dtypes,
+    megatron_state,
+    random_bits,
+)
+
+
+def _saved(
+    arch: Architecture, layout: Layout, directory: Path, dtype: torch.dtype = torch.float32
+) -> tuple[dict[str, torch.Tensor], ParallelLayout]:
+    full, kinds = megatron_state(arch, dtype=dtype)
+    parallel = layout_for(
+        full, kinds, share_embeddings_and_output_weights=arch.tied, **layout.kwargs()
+    )
+    save_layout(directory, split_state(full, parallel), parallel)
+    return full, parallel
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=architectures_and_layouts(max_layers=4), dtype=dtypes())
+def test_save_then_load_gives_back_every_rank_and_the_full_state(
+    case: tuple[Architecture, Layout], dtype: torch.dtype
+) -> None:
+    arch, layout = case
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "ckpt"
+        full, parallel = _saved(arch, layout, target, dtype)
+        files = sorted(p.name for p in target.iterdir())
+        assert files == sorted([LAYOUT_FILE] + [rank_file_name(r, s) for r, s in parallel.ranks()])
+        loaded_layout, shards = load_layout(target)
+        assert loaded_layout == parallel and dict(loaded_layout.params) == dict(parallel.params)
+        expected = split_state(full, parallel)
+        for rank, local in expected.items():
+            assert set(shards[rank]) == set(local)
+            assert all(bitwise_equal(shards[rank][n], t) for n, t in local.items())
+        _, merged = load_full_state(target)
+        assert list(merged) == list(full) and all(bitwise_equal(merged[n], full[n]) for n in full)
+
+
+def test_layout_json_round_trips_and_records_kinds_metadata_dtype_and_full_shape(
+    tmp_path: Path,
+) -> None:
+    arch = Architecture(2, 4, 4, 2, 2, 8, 10, 8, tied=True, gated=True, bias=True)
+    _, parallel = _saved(arch, Layout(2, 2), tmp_path / "c", torch.bfloat16)
+    data = json.loads((tmp_path / "c" / LAYOUT_FILE).read_text())
+    assert (
+        data["tp"],
+        data["pp"],
+        data["num_layers"],
+        data["share_embeddings_and_output_weights"],
+    ) == (2, 2, 2, True)
+    assert data["params"]["embedding.word_embeddings.weight"] == {
+        "kind": "vocab", "meta": {"divisible_by": 8, "vocab_size": 10}, "dtype": "bfloat16", "shape": [10, 4],
+    }  # fmt: skip
+    assert data["params"]["decoder.layers.1.self_attention.linear_qkv.bias"]["meta"] == {
+        "num_query_groups": 2
+    }
+    assert ParallelLayout.from_json(data) == parallel == read_layout(tmp_path / "c")
+    with safe_open(str(tmp_path / "c" / rank_file_name(1, 1)), framework="pt") as handle:
+        assert (
+            handle.metadata()["tp_rank"] == "1"
+            and "decoder.layers.0.mlp.linear_fc1.weight" in handle.keys()  # noqa: SIM118
+        )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(st.lists(st.integers(0, 3), max_size=3), dtypes()), min_size=1, max_size=4
+    ),
+    seed=st.integers(0, 2**10),
+)
+def test_streaming_writer_files_read_back_bit_exactly_with_safetensors(
+    entries: list[tuple[list[int], torch.dtype]], seed: int
+) -> None:
+    tensors = {
+        f"t{i}": random_bits(tuple(shape), dtype, seed + i)
+        for i, (shape, dtype) in enumerate(entries)
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.safetensors"
+        with StreamingWriter(
+            path, [(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()], {"k": "v"}
+        ) as writer:
+            for name, tensor in tensors.items():
+                writer.write(name, tensor)
+        with safe_open(str(path), framework="pt") as handle:
+            assert handle.metadata() == {"k": "v"}
+            assert all(bitwise_equal(handle.get_tensor(n), t) for n, t in tensors.items())
+
+
+def test_streaming_writer_refuses_out_of_order_or_missing_tensors(tmp_path: Path) -> None:
+    entries = [("a", torch.float32, (2,)), ("b", torch.float32, (2,))]
+    writer = StreamingWriter(tmp_path / "x.safetensors", entries)
+    with pytest.raises(CheckpointError, match="expected 'a'"):
+        writer.write("b", torch.zeros(2))
+    writer.write("a", torch.zeros(2))
+    with pytest.raises(CheckpointError, match="never written"):
+        writer.close()
+
+
+def test_save_refuses_shards_that_do_not_match_the_layout_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    arch = Architecture(2, 4, 2, 2, 2, 8, 10, 8, tied=False, gated=False, bias=False)
+    full, kinds = megatron_state(arch)
+    parallel = layout_for(full, kinds, tp=2, pp=2)
+    shards = split_state(full, parallel)
+    shards[(1, 0)]["decoder.layers.0.mlp.linear_fc1.weight"] = torch.zeros(3, 4)
+    with pytest.raises(ParallelLayoutError, match=r"Rank tp=1, pp=0 does not match the layout"):
+        save_layout(tmp_path / "c", shards, parallel)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_leaves_nothing_on_error_and_refuses_an_existing_target(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "t") as tmp:
+        (tmp / "partial").write_text("x")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "t").mkdir()
+    with pytest.raises(CheckpointError, match="already exists"), atomic_directory(tmp_path / "t"):
+        pass
+    with atomic_directory(tmp_path / "t", overwrite=True) as tmp:
+        (tmp / "new").write_text("y")
+    assert [p.name for p in tmp_path.iterdir()] == ["t"] and (tmp_path / "t" / "new").exists()
+
+
+def test_load_reports_a_missing_rank_file_and_a_foreign_layout(tmp_path: Path) -> None:
+    arch = Architecture(2, 4, 2, 2, 2, 8, 10, 8, tied=False, gated=False, bias=False)
+    _saved(arch, Layout(2, 1), tmp_path / "c")
+    (tmp_path / "c" / rank_file_name(1, 0)).unlink()
+    with pytest.raises(CheckpointError, match=r"missing \['tp01_pp00.safetensors'\]"):
+        load_layout(tmp_path / "c")
+    (tmp_path / "c" / LAYOUT_FILE).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ParallelLayoutError, match="Not a layout this version can read"):
+        read_layout(tmp_path / "c")
+    with pytest.raises(CheckpointError, match="is missing"):
+        read_layout(tmp_path / "nowhere")
