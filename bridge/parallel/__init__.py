@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from bridge.parallel.kinds import KINDS, ShardingKind, merge, split
+from bridge.parallel.kinds import KINDS, ShardingKind, merge, shard_shape, split
 from bridge.parallel.layout_io import load_full_state, load_layout, read_layout, save_layout
 from bridge.parallel.pp import PipelineLayout, StageCopy
 from bridge.parallel.reshard import reshard
@@ -42,6 +42,7 @@ __all__ = [
     "read_layout",
     "reshard",
     "save_layout",
+    "shard_shape",
     "split",
     "split_full_state",
     "split_state",
