@@ -39,6 +39,7 @@ __all__ = [
     "closest_fields",
     "config_fields",
     "field_history",
+    "fields_in_release",
     "has_feature",
     "installed_version",
     "is_switched_off",
@@ -103,24 +104,60 @@ def _first_release(name: str) -> str | None:
 
 
 def _missing_field_error(name: str, class_name: str) -> UnsupportedFeatureError:
+    """The error for a field the installed release lacks, from what the field history knows of it:
+    renamed (the new name and since when), removed (the last release with it), added later (the first
+    release with it), or unknown (the closest names)."""
     installed = installed_version()
-    first = _first_release(name)
-    renames = field_history().get("renames", {})
+    history = field_history()
+    info = history["fields"].get(name)
+    info = info if isinstance(info, dict) else {}
+    renames = history.get("renames", {})
     if name in renames:
+        new, since = renames[name], _first_release(renames[name])
         return UnsupportedFeatureError(
-            f"{class_name} field {name!r} was renamed to {renames[name]!r}; megatron-core {installed} "
-            f"has {renames[name]!r}. Set {renames[name]!r} instead."
+            f"{class_name} field {name!r} was renamed to {new!r}"
+            + (f" in megatron-core {since}" if since else "")
+            + f"; megatron-core {installed} is installed. Set {new!r} instead."
         )
-    if first is not None:
+    first, last = info.get("first"), info.get("last")
+    if last is not None and Version(last) < installed:
         return UnsupportedFeatureError(
-            f"{class_name} field {name!r} needs megatron-core >= {first}, but {installed} is installed. "
-            f"Upgrade with: pip install 'megatron-core>={first}'"
+            f"{class_name} field {name!r} exists in megatron-core {first} to {last} only, and {installed} is "
+            f"installed. Leave {name!r} unset, or install 'megatron-core<={last}'"
+        )
+    if first is not None and Version(first) > installed:
+        old = info.get("renamed_from")
+        return UnsupportedFeatureError(
+            f"{class_name} field {name!r} needs megatron-core >= {first}, but {installed} is installed"
+            + (f" (earlier releases call it {old!r})" if old else "")
+            + f". Upgrade with: pip install 'megatron-core>={first}'"
         )
     hint = closest_fields(name, class_name)
     return UnsupportedFeatureError(
         f"{class_name} of megatron-core {installed} has no field {name!r}"
         + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "; no field has a similar name.")
     )
+
+
+def fields_in_release(version: str) -> frozenset[str]:
+    """``TransformerConfig`` fields (inherited ones included) of a release, per the field history.
+
+    Lets a test or a tool reason about a release that is not installed.
+    """
+    history = field_history()
+    releases = list(history.get("releases", []))
+    if version not in releases:
+        raise ConfigError(
+            f"the field history knows releases {releases[0] if releases else '-'} to "
+            f"{releases[-1] if releases else '-'}, not {version!r}; regenerate bridge/data/field_history.json"
+        )
+    at = releases.index(version)
+    out = set()
+    for name, info in history["fields"].items():
+        last = info.get("last") or releases[-1]
+        if releases.index(info["first"]) <= at <= releases.index(last) and version not in info.get("absent_in", ()):
+            out.add(name)
+    return frozenset(out)
 
 
 def check_config_fields(names: Mapping[str, Any] | list[str], class_name: str = "TransformerConfig") -> None:
