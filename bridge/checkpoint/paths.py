@@ -127,7 +127,9 @@ class CheckpointDir:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise CheckpointError(f"{self.path / name}: not UTF-8 text (byte {exc.start}); fix or re-download") from None
+            raise CheckpointError(
+                f"{self.path / name}: not UTF-8 text (byte {exc.start}); fix or re-download it"
+            ) from None
         hook = None if allow_constants else _no_constant
         try:
             return json.loads(text, parse_constant=hook)

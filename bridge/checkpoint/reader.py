@@ -72,8 +72,9 @@ class HFCheckpointReader:
 
     # ----------------------------------------------------------------- validation
     def _load_shards(self) -> dict[str, _Shard]:
-        source = self._layout.index_file or "weight discovery"
-        reals = {f: self._root.member(f, context=f"{self._root.path / source}") for f in self._layout.files}
+        source = self._layout.index_file or "the weight file search"
+        context = str(self._root.path / source) if self._layout.index_file else "locating weights"
+        reals = {f: self._root.member(f, context=context) for f in self._layout.files}
         missing = sorted(f for f, real in reals.items() if real is None)
         if missing:
             raise CheckpointError(

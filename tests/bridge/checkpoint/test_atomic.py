@@ -182,3 +182,16 @@ def test_a_real_sigint_during_export_leaves_the_old_checkpoint_intact(existing: 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
     assert _fingerprint(out) == before and sorted(p.name for p in out.parent.iterdir()) == ["model"]
+
+
+def test_re_exporting_a_checkpoint_over_itself(existing: tuple[Path, dict[str, str]]) -> None:
+    out, before = existing
+    reader = HFCheckpointReader(out)
+    with HFCheckpointWriter(out, overwrite=True, source_dir=out, max_shard_size=1000, durable=False) as writer:
+        for name in reader.keys():
+            writer.add(name, reader.get(name) * 2)  # reads the old files while the new ones are staged
+    assert (out / "config.json").read_text() == '{"old": true}'
+    new = HFCheckpointReader(out)
+    assert new.keys() == reader.keys() and new.files() == ["model.safetensors"]
+    assert torch.equal(new.get("w3"), torch.full((10,), 6.0))
+    assert _fingerprint(out) != before and sorted(p.name for p in out.parent.iterdir()) == ["model"]

@@ -126,7 +126,8 @@ def test_a_flip_in_the_data_region_changes_exactly_that_byte(damage: Damage) -> 
 # ----------------------------------------------------------------------------------------- index fuzzing
 SHARDS = {"model-00001-of-00002.safetensors": {"a": torch.ones(2)},
           "model-00002-of-00002.safetensors": {"b": torch.zeros(3)}}  # fmt: skip
-HOSTILE_VALUES = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "../outside/secret.safetensors",
+HOSTILE_VALUES = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                  "../outside/secret.safetensors",
                   "OUTSIDE_ABSOLUTE", "C:\\secret.safetensors", "c:secret.safetensors", "\\\\server\\share.safetensors",
                   "sub/../model-00001-of-00002.safetensors", "link-out.safetensors", "link-in.safetensors",
                   "dir.safetensors", "dangling.safetensors", "missing.safetensors", "..", ".", "", "model.bin",
@@ -163,7 +164,8 @@ def indexes() -> st.SearchStrategy[Any]:
     weight_maps = st.one_of(nearly_valid_weight_maps(), st.dictionaries(names, weight_map_values(), max_size=5))
     well_formed = st.fixed_dictionaries({"metadata": st.dictionaries(st.text(max_size=5), JSON_LEAVES, max_size=2),
                                          "weight_map": weight_maps})  # fmt: skip
-    return st.one_of(well_formed, well_formed, st.dictionaries(st.text(max_size=8), weight_maps, max_size=2), JSON_LEAVES)
+    misplaced = st.dictionaries(st.text(max_size=8), weight_maps, max_size=2)
+    return st.one_of(well_formed, well_formed, misplaced, JSON_LEAVES)
 
 
 def _hostile_directory(root: Path) -> Path:

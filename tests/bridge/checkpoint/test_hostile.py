@@ -117,7 +117,8 @@ def bad_metadata(tmp: Path) -> tuple[Path, list[str]]:
 
 def parent_escape(tmp: Path) -> tuple[Path, list[str]]:
     _outside(tmp)
-    return _index(tmp, {"w": "../elsewhere/secret.safetensors"}), ["model.safetensors.index.json", "'w'", "climbs out of the directory"]
+    path = _index(tmp, {"w": "../elsewhere/secret.safetensors"})
+    return path, ["model.safetensors.index.json", "'w'", "climbs out of the directory"]
 
 
 def dotdot_plain(tmp: Path) -> tuple[Path, list[str]]:
@@ -134,7 +135,8 @@ def drive_letter(tmp: Path) -> tuple[Path, list[str]]:
 
 
 def backslash_escape(tmp: Path) -> tuple[Path, list[str]]:
-    return _index(tmp, {"w": "..\\..\\secret.safetensors"}), ["model.safetensors.index.json", "climbs out of the directory"]
+    path = _index(tmp, {"w": "..\\..\\secret.safetensors"})
+    return path, ["model.safetensors.index.json", "climbs out of the directory"]
 
 
 def symlink_out(tmp: Path) -> tuple[Path, list[str]]:

@@ -100,8 +100,8 @@ def test_model_safetensors_wins_over_an_index_as_in_transformers(tmp_path: Path)
 
 
 def test_several_safetensors_without_index_are_ambiguous(tmp_path: Path) -> None:
-    path = write_checkpoint(tmp_path / "c", {"a.safetensors": {"x": torch.ones(1)}, "b.safetensors": {"y": torch.ones(1)}},
-                            index=False)
+    shards = {"a.safetensors": {"x": torch.ones(1)}, "b.safetensors": {"y": torch.ones(1)}}
+    path = write_checkpoint(tmp_path / "c", shards, index=False)
     with pytest.raises(CheckpointError, match="cannot tell which hold the model"):
         HFCheckpointReader(path)
 
