@@ -64,7 +64,7 @@ def _hf_config_object(bridge_cls: type, hf_config: Any) -> Any:
     """A ``transformers`` config object from a dict (built locally; nothing is downloaded)."""
     if not isinstance(hf_config, Mapping):
         return copy.deepcopy(hf_config)
-    data = dict(hf_config)
+    data = copy.deepcopy(dict(hf_config))
     data.setdefault("architectures", [bridge_cls.architecture])
     hf_class = getattr(bridge_cls, "hf_class", None)
     config_cls = getattr(hf_class, "config_class", None)

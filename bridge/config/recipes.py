@@ -1,0 +1,140 @@
+"""Pretraining recipes: one flagship model per family, as a validated :class:`ConfigContainer`.
+
+>>> cfg = llama3_8b_pretrain_config(seq_length=4096, lr=1e-4, recompute_granularity="full")  # doctest: +SKIP
+>>> sorted(RECIPES)                                                                          # doctest: +SKIP
+
+Each recipe starts from the model's published HF architecture (:mod:`bridge.config.flagships`),
+a parallel layout that fits the model on 80 GB GPUs, and common pretraining hyper-parameters.
+Keyword overrides are flat names or ``"section.field"`` keys, routed and validated like
+:meth:`ConfigContainer.with_overrides`: an unknown name is an error naming the closest fields,
+and an MCore field the installed release lacks names the release that has it.
+
+:func:`check_all_recipes` builds every recipe's ``TransformerConfig`` (no model) for the
+installed megatron-core; the harness runs it once per revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bridge._logging import get_logger
+from bridge.config.container import ConfigContainer
+from bridge.config.flagships import FLAGSHIPS
+from bridge.config.model import ModelConfig
+from bridge.config.sections import OptimizerConfig, ParallelismConfig, TrainingConfig
+
+__all__ = [
+    "RECIPES",
+    "check_all_recipes",
+    "deepseek_v3_pretrain_config",
+    "gemma_7b_pretrain_config",
+    "llama3_8b_pretrain_config",
+    "mistral_7b_pretrain_config",
+    "qwen2_7b_pretrain_config",
+    "qwen3_30b_a3b_pretrain_config",
+    "qwen3_8b_pretrain_config",
+]
+
+log = get_logger("config.recipes")
+
+_PRETRAIN_OPTIMIZER = OptimizerConfig(lr=3e-4, min_lr=3e-5, weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95,
+                                      clip_grad=1.0, lr_decay_style="cosine", lr_warmup_iters=2000)
+
+
+def _recipe(flagship: str, *, seq_length: int, parallelism: ParallelismConfig, overrides: Mapping[str, Any],
+            model_overrides: Mapping[str, Any] | None = None, global_batch_size: int = 512,
+            optimizer: OptimizerConfig = _PRETRAIN_OPTIMIZER) -> ConfigContainer:
+    base = ConfigContainer(
+        model=ModelConfig(hf_config=FLAGSHIPS[flagship], overrides=dict(model_overrides or {})),
+        training=TrainingConfig(micro_batch_size=1, global_batch_size=global_batch_size, seq_length=seq_length,
+                                train_iters=100_000, eval_interval=2000, eval_iters=32),
+        optimizer=optimizer,
+        parallelism=parallelism,
+    )
+    return base.with_overrides(overrides)
+
+
+def llama3_8b_pretrain_config(seq_length: int = 8192, **overrides: Any) -> ConfigContainer:
+    """Llama-3-8B: 32 layers, hidden 4096, GQA 32/8 heads, RoPE theta 500k; TP 1, CP 2 for 8k tokens."""
+    return _recipe("llama3_8b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(context_parallel_size=2))
+
+
+def qwen2_7b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Qwen2-7B: 28 layers, hidden 3584, GQA 28/4 heads, QKV bias; TP 2 with sequence parallelism."""
+    return _recipe("qwen2_7b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def qwen3_8b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Qwen3-8B: 36 layers, hidden 4096, GQA 32/8 heads, QK-norm; TP 2 with sequence parallelism."""
+    return _recipe("qwen3_8b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def mistral_7b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Mistral-7B-v0.1: 32 layers, hidden 4096, GQA 32/8, 4096-token sliding window; TP 2 with SP."""
+    return _recipe("mistral_7b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def gemma_7b_pretrain_config(seq_length: int = 8192, **overrides: Any) -> ConfigContainer:
+    """Gemma-7B: 28 layers, hidden 3072, 16 heads of 256, GeGLU, 256k tied vocabulary; TP 2 with SP."""
+    return _recipe("gemma_7b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def qwen3_30b_a3b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Qwen3-30B-A3B (MoE): 48 layers, 128 experts, top-8; TP 2 + SP, PP 2, EP 8."""
+    return _recipe("qwen3_30b_a3b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True,
+                                                 pipeline_model_parallel_size=2, expert_model_parallel_size=8))
+
+
+def deepseek_v3_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """DeepSeek-V3 (MLA, 256 routed + 1 shared expert, top-8): TP 2 + SP, PP 16, EP 64.
+
+    61 layers over 16 stages: 4 on the first (with the embedding), 1 on the last (with the output
+    layer and the multi-token-prediction block), 4 on each of the 14 others.
+    """
+    return _recipe("deepseek_v3", seq_length=seq_length, overrides=overrides, global_batch_size=2048,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True,
+                                                 pipeline_model_parallel_size=16, expert_model_parallel_size=64),
+                   model_overrides={"num_layers_in_first_pipeline_stage": 4,
+                                    "num_layers_in_last_pipeline_stage": 1},
+                   optimizer=OptimizerConfig(lr=2.2e-4, min_lr=2.2e-5, weight_decay=0.1, adam_beta1=0.9,
+                                             adam_beta2=0.95, clip_grad=1.0, lr_decay_style="cosine",
+                                             lr_warmup_iters=2000))
+
+
+RECIPES: dict[str, Callable[..., ConfigContainer]] = {
+    "llama3_8b_pretrain": llama3_8b_pretrain_config,
+    "qwen2_7b_pretrain": qwen2_7b_pretrain_config,
+    "qwen3_8b_pretrain": qwen3_8b_pretrain_config,
+    "mistral_7b_pretrain": mistral_7b_pretrain_config,
+    "gemma_7b_pretrain": gemma_7b_pretrain_config,
+    "qwen3_30b_a3b_pretrain": qwen3_30b_a3b_pretrain_config,
+    "deepseek_v3_pretrain": deepseek_v3_pretrain_config,
+}
+"""Recipe name -> recipe function (each takes ``seq_length=`` and flat ``**overrides``)."""
+
+
+def check_all_recipes() -> dict[str, str]:
+    """``{recipe: "ok" | "<ErrorType>: <message>"}``: each recipe's container, ``TransformerConfig``
+    and MCore ``OptimizerConfig`` built for the installed megatron-core (no model is built).
+
+    Meant for the harness's per-revision probe: any exception is reported, not raised.
+    """
+    out: dict[str, str] = {}
+    for name, recipe in RECIPES.items():
+        try:
+            cfg = recipe()
+            cfg.transformer_config()
+            cfg.mcore_optimizer_config()
+        except Exception as e:  # noqa: BLE001 - a probe reports every failure as data
+            log.debug("recipe %s failed", name, exc_info=True)
+            out[name] = f"{type(e).__name__}: {e}"
+        else:
+            out[name] = "ok"
+    return out
