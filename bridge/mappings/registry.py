@@ -53,7 +53,7 @@ class MegatronMappingRegistry:
         """The (resolved) mapping that consumes an HF tensor name; ``None`` if no mapping does."""
         for m in (*self._exact.values(), *self._patterns):  # exact names beat patterns
             caps = m.match_hf(hf_name)
-            if caps is not None:
+            if caps is not None and (not caps or m.resolve(caps).megatron_param not in self._exact):
                 return m.resolve(caps) if caps else m
         return None
 

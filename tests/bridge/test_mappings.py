@@ -231,8 +231,6 @@ def test_exact_hf_name_beats_pattern_in_any_order(order):
     assert reg.hf_to_megatron_lookup("model.layers.1.w").megatron_param == "decoder.layers.1.a.weight"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: MegatronMappingRegistry.hf_to_megatron_lookup returns a pattern "
-                   "resolution whose Megatron name an exact mapping overrides (bridge/mappings/registry.py)")
 @pytest.mark.parametrize("order", ["pattern-first", "exact-first"])
 def test_hf_lookup_agrees_with_megatron_lookup_when_an_exact_name_overrides_a_pattern(order):
     """Layer 3's norm is read from ``special_norm``: its plain ``norm`` tensor feeds nothing."""
