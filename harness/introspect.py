@@ -143,23 +143,20 @@ class Introspector:
         if blob is None:
             return None
         key = stable_hash(["facts", FACTS_VERSION, blob])
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit
-        data = source.read(relpath)
-        assert data is not None
-        try:
-            facts = file_facts(data)
-        except (SyntaxError, ValueError) as exc:
-            line = getattr(exc, "lineno", None)
-            raise SourceError(
-                f"cannot parse {relpath} of {source.label}"
-                f"{f' (line {line})' if line else ''}: {exc.__class__.__name__}: {exc}"
-            ) from exc
-        if self.cache is not None:
-            self.cache.put(key, facts)
-        return facts
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is None:
+            data = source.read(relpath)
+            assert data is not None
+            try:
+                hit = file_facts(data)
+            except (SyntaxError, ValueError) as exc:  # cached too: a broken blob stays broken
+                line = getattr(exc, "lineno", None)
+                hit = {"parse_error": f"{f'line {line}: ' if line else ''}{exc.__class__.__name__}: {exc}"}
+            if self.cache is not None:
+                self.cache.put(key, hit)
+        if "parse_error" in hit:
+            raise SourceError(f"cannot parse {relpath} of {source.label} ({hit['parse_error']})")
+        return hit
 
     def module_index(self, source: Source) -> frozenset[str]:
         tree = source.tree_id("megatron/core")

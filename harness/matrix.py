@@ -75,11 +75,15 @@ class Matrix:
     @classmethod
     def from_json(cls, data: dict[str, Any], *, origin: str | None = None) -> Matrix:
         """Raises HarnessError on a file of another schema."""
-        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-            found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+        if not isinstance(data, dict) or data.get("tool") != "mcore-compat" or not isinstance(data.get("cells"), list):
+            raise HarnessError(
+                f"{origin or 'matrix'}: expected a matrix JSON written by mcore-compat (with \"tool\" and "
+                f"\"cells\"), found {type(data).__name__} with keys {sorted(data)[:6] if isinstance(data, dict) else []}"
+            )
+        if data.get("schema_version") != SCHEMA_VERSION:
             raise HarnessError(
                 f"{origin or 'matrix'}: expected matrix JSON with schema_version {SCHEMA_VERSION}, "
-                f"found {found!r}; regenerate it with `mcore-compat matrix`"
+                f"found {data.get('schema_version')!r}; regenerate it with `mcore-compat matrix`"
             )
         cells = {}
         for c in data.get("cells", []):

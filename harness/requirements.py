@@ -1,7 +1,7 @@
 """What the bridge's families need from MCore, as lists of :mod:`harness.checks`.
 
 Families come from :func:`bridge.requirements.all_requirements` (derived from the
-providers, never hand-kept here). Until the bridge registers families this is empty and
+providers, never hand-kept here; imported lazily because ``bridge`` pulls in torch). Until the bridge registers families this is empty and
 the matrix only has feature rows.
 """
 
@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bridge.requirements import Requirements
 from harness.checks import Check
 from harness.features import FEATURES, Feature
 from harness.introspect import CONFIG_CLASS
+
+if TYPE_CHECKING:  # importing bridge pulls torch: only when families are asked for
+    from bridge.requirements import Requirements
 
 __all__ = ["Row", "family_requirements", "requirement_rows", "row_for_feature", "row_for_requirements"]
 

@@ -75,14 +75,16 @@ def _closest_versions(version: str, n: int = 5) -> list[str]:
     if all(part < 0 for part in want):
         return difflib.get_close_matches(version, RELEASES, n=n, cutoff=0.3)
 
-    def distance(candidate: str) -> tuple[int, int, int]:
+    def distance(candidate: str) -> tuple[int, int, tuple[int, ...]]:
         have = version_key(candidate)
         shared = 0
         while shared < min(len(have), len(want)) and have[shared] == want[shared]:
             shared += 1
         if shared >= min(len(have), len(want)):
-            return (-shared, 0, 0)
-        return (-shared, abs(have[shared] - want[shared]), -have[shared])
+            return (-shared, 0, ())
+        gap = abs(have[shared] - want[shared])
+        # among equally distant releases, the ones nearest the asked version first
+        return (-shared, gap, tuple(-x for x in have) if want > have else have)
 
     return sorted(RELEASES, key=distance)[:n]
 

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="REV_A")
     parser.add_argument("b", metavar="REV_B")
     add_repo(parser)
+    parser.add_argument("--no-families", action="store_true", help="compare feature verdicts only")
     add_json(parser)
     add_cache(parser)
 
@@ -53,7 +54,7 @@ def _print(report: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     intros = scan_revisions([args.a, args.b], repo=args.repo, introspector=introspector(args), progress=False)
     renames = RenameTable([*KNOWN_RENAMES, *scan_renames(intros)])
-    report = diff_introspections(intros[0], intros[1], requirement_rows(), renames)
+    report = diff_introspections(intros[0], intros[1], requirement_rows([] if args.no_families else None), renames)
     write_json(args.json, report)
     if str(args.json) != "-":
         _print(report)

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--field-history", type=Path, metavar="PATH",
                         help=f"write the field history here (default with no REV: <project>/{FIELD_HISTORY_PATH})")
     parser.add_argument("--no-field-history", action="store_true", help="do not write the field history")
+    parser.add_argument("--no-families", action="store_true",
+                        help="feature rows only (skip deriving the bridge families' requirements)")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_repo(parser)
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     intros = scan_revisions(specs, repo=args.repo, introspector=introspector(args),
                             jobs=args.jobs, progress=not args.no_progress)
     renames = scan_renames(intros)
-    rows = requirement_rows()
+    rows = requirement_rows([] if args.no_families else None)
     matrix = build_matrix(intros, rows, renames)
     paths = write_reports(matrix, args.out)
     history_path = args.field_history

@@ -1,0 +1,36 @@
+"""harness.cache: checksummed JSON entries; corrupt ones are dropped and counted."""
+
+from __future__ import annotations
+
+import json
+
+from harness.cache import JsonCache, default_cache_dir, stable_hash
+
+
+def test_round_trip_and_stats(tmp_path):
+    cache = JsonCache(tmp_path)
+    assert cache.get("k" * 64) is None
+    cache.put("k" * 64, {"a": [1, 2]})
+    assert cache.get("k" * 64) == {"a": [1, 2]}
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.writes) == (1, 1, 1)
+
+
+def test_corruption_is_detected(tmp_path):
+    cache = JsonCache(tmp_path)
+    key = stable_hash("x")
+    cache.put(key, {"v": 1})
+    path = cache.path_for(key)
+    entry = json.loads(path.read_text())
+    entry["payload"]["v"] = 2  # valid JSON, wrong checksum
+    path.write_text(json.dumps(entry))
+    assert cache.get(key) is None and cache.stats.corrupt == 1 and not path.exists()
+    cache.put(key, {"v": 1})
+    path.write_text(path.read_text()[:-5])  # truncated
+    assert cache.get(key) is None and cache.stats.corrupt == 2
+
+
+def test_default_cache_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("MCORE_COMPAT_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("MCORE_COMPAT_CACHE")
+    assert default_cache_dir().name == "mcore-compat"

@@ -1,0 +1,102 @@
+"""harness.cli: the command-line contract (JSON shapes, files written, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+
+
+@pytest.fixture()
+def cache(archive_cache, tmp_path) -> list[str]:
+    """A private cache root that already holds the archives the tests use."""
+    root = tmp_path / "cache"
+    for version in ("0.10.0", "0.11.0", "0.13.0"):
+        shutil.copytree(archive_cache / "pypi" / version, root / "pypi" / version)
+    return ["--cache-dir", str(root)]
+
+
+def test_scan_json_shape(cache, tmp_path, release_repo, capsys):
+    out = tmp_path / "scan.json"
+    code = main(["scan", "pypi:0.11.0", "git:core_v0.13.0", "--repo", str(release_repo), "--json", str(out),
+                 "--no-progress", *cache])
+    assert code == EXIT_OK
+    data = json.loads(out.read_text())
+    assert [d["revision"]["spec"] for d in data] == ["pypi:0.11.0", "git:core_v0.13.0"]
+    for entry in data:
+        assert set(entry["revision"]) == {"spec", "version", "commit"}
+        assert entry["error"] is None
+        assert isinstance(entry["gpt_model_params"], list) and "vocab_size" in entry["gpt_model_params"]
+        field = entry["transformer_config"]["num_layers"]
+        assert {"type", "default", "declared_in"} <= set(field)
+    assert data[1]["revision"]["version"] == "0.13.0" and len(data[1]["revision"]["commit"]) == 40
+    assert "pypi:0.11.0 (0.11.0):" in capsys.readouterr().out
+
+
+def test_scan_to_stdout(cache, capsys):
+    assert main(["scan", "pypi:0.10.0", "--json", "-", "--no-progress", *cache]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)[0]["revision"]["version"] == "0.10.0"
+
+
+def test_exit_codes(cache, tmp_path, synthetic_repo, capsys):
+    assert main(["scan", "pypi:0.10.7", "--no-progress", *cache]) == EXIT_USAGE
+    assert "closest: 0.10.0" in capsys.readouterr().err
+    assert main(["scan", "git:main", "--no-progress", *cache]) == EXIT_USAGE  # submodule not initialised
+    assert "--repo" in capsys.readouterr().err
+    assert main(["scan", "git:broken", "--repo", str(synthetic_repo), "--no-progress",
+                 "--json", str(tmp_path / "x.json"), *cache]) == EXIT_FAILURE
+    assert json.loads((tmp_path / "x.json").read_text())[0]["error"].startswith("cannot parse")
+    with pytest.raises(SystemExit) as exc:
+        main(["scan"])
+    assert exc.value.code == EXIT_USAGE
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == EXIT_USAGE
+
+
+def test_matrix_merge_and_error_column(cache, tmp_path, synthetic_repo):
+    out = tmp_path / "m"
+    code = main(["matrix", "pypi:0.10.0", "pypi:0.11.0", "git:broken", "--repo", str(synthetic_repo),
+                 "--out", str(out), "--no-progress", "--no-families", "--field-history", str(tmp_path / "fh.json"), *cache])
+    assert code == EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == ["features.md", "matrix.html", "matrix.json", "matrix.md"]
+    data = json.loads((out / "matrix.json").read_text())
+    broken = [c for c in data["cells"] if c["revision"] == "git:broken"]
+    assert broken and all(c["status"] == "error" for c in broken)
+    assert json.loads((tmp_path / "fh.json").read_text())["releases"] == ["0.10.0", "0.11.0"]
+    assert main(["merge", str(out / "matrix.json"), str(out / "matrix.json"), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "matrix.json").read_text())
+    assert merged["cells"][0]["provenance"]["merged_from"] == str(out / "matrix.json")
+    assert main(["merge", str(tmp_path / "fh.json"), "--json", "-"]) == EXIT_FAILURE  # not a matrix
+
+
+def test_history_bisect_diff(cache, tmp_path, synthetic_repo, capsys):
+    assert main(["history", "--repo", str(synthetic_repo), "--json", str(tmp_path / "h.json"), *cache]) == 0
+    entries = json.loads((tmp_path / "h.json").read_text())
+    assert [e["subject"] for e in entries][:2] == ["base", "add rope"]
+    assert {"commit", "added", "removed", "default_changed"} <= set(entries[0])
+    assert main(["bisect", "use_rope", "--repo", str(synthetic_repo), *cache]) == EXIT_OK
+    assert "use_rope appears in" in capsys.readouterr().out
+    assert main(["bisect", "never_there", "--repo", str(synthetic_repo), *cache]) == EXIT_FAILURE
+    assert main(["diff", "pypi:0.10.0", "pypi:0.11.0", "--no-families", "--json", str(tmp_path / "d.json"), *cache]) == EXIT_OK
+    assert "attention_backend" in json.loads((tmp_path / "d.json").read_text())["transformer_config"]["added"]
+
+
+def test_every_registered_command_has_help():
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+
+
+def test_console_script_exit_code_for_usage_error():
+    script = Path(sys.executable).parent / "mcore-compat"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "harness.cli"]
+    proc = subprocess.run([*cmd, "scan", "pypi:9.9.9", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == EXIT_USAGE and "unknown megatron-core release" in proc.stderr
