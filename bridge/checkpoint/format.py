@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +31,7 @@ __all__ = [
     "encode_header",
     "parse_header",
     "read_header",
+    "storage_order",
 ]
 
 #: The reference implementation refuses headers above 100 MB; so do we.
@@ -67,6 +69,12 @@ DTYPES: dict[str, torch.dtype] = {
     **_optional_dtypes(),
 }
 _CODES: dict[torch.dtype, str] = {dtype: code for code, dtype in DTYPES.items()}
+
+
+#: The order in which the reference library stores dtypes (widest first, which keeps every tensor aligned).
+_STORAGE_ORDER = ("U64", "I64", "F64", "C64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "F8_E5M2FNUZ",
+                  "F8_E4M3FNUZ", "F8_E8M0", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL")  # fmt: skip
+_RANK = {code: rank for rank, code in enumerate(_STORAGE_ORDER)}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -219,6 +227,14 @@ def read_header(path: Path, handle: BinaryIO, file_size: int) -> Header:
     if 8 + size > file_size:
         raise _fail(path, f"header length {size} is larger than the file ({file_size} bytes); the file is truncated")
     return parse_header(path, prefix, handle.read(size), file_size)
+
+
+def storage_order(dtypes: Mapping[str, torch.dtype]) -> list[str]:
+    """Tensor names in the order the reference library writes them: by dtype (widest first), then by name.
+
+    Following it makes our files byte-identical to ``safetensors.torch.save_file``'s.
+    """
+    return sorted(dtypes, key=lambda name: (_RANK[dtype_name(dtypes[name])], name))
 
 
 def encode_header(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], metadata: dict[str, str]) -> bytes:

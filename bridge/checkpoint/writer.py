@@ -23,7 +23,7 @@ import torch
 from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
-from bridge.checkpoint.format import dtype_name, encode_header
+from bridge.checkpoint.format import dtype_name, encode_header, storage_order
 from bridge.checkpoint.index import INDEX_NAME, encode_index, shard_name
 from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.reader import HFCheckpointReader
@@ -174,8 +174,7 @@ class HFCheckpointWriter:
     def _write_shard(self, tensors: dict[str, torch.Tensor]) -> None:
         number = len(self._shards) + 1
         path = self._stage.staging / f".shard-{number:05d}.partial"
-        # Widest dtypes first, as the safetensors library orders them: every tensor stays aligned.
-        order = sorted(tensors, key=lambda n: (-tensors[n].dtype.itemsize, n))
+        order = storage_order({name: tensor.dtype for name, tensor in tensors.items()})
         header = encode_header([(n, tensors[n].dtype, tuple(tensors[n].shape)) for n in order], _FORMAT_METADATA)
         try:
             with open(path, "wb") as handle:
