@@ -110,7 +110,7 @@ class GPTModelProvider:
             object.__setattr__(self, name, value)
             return
         compat.check_config_fields([name], self.config_class)
-        self.config_overrides[name] = value
+        object.__setattr__(self, "config_overrides", {**self.config_overrides, name: value})  # copies never share it
 
     def __getattr__(self, name: str) -> Any:
         overrides = self.__dict__.get("config_overrides", {})

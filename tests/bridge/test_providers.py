@@ -53,8 +53,6 @@ def test_replace_gives_an_unlocked_copy():
     assert p.num_layers == 2
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: dataclasses.replace shares config_overrides with the finalized "
-                   "original (bridge/providers.py: copy the dict in __post_init__)")
 def test_replace_copy_does_not_share_overrides_with_the_locked_original():
     p = tiny()
     p.attention_softmax_in_fp32 = True
