@@ -141,6 +141,21 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
 
 
+def _byte_count(shape: list[int], itemsize: int, limit: int) -> int:
+    """``prod(shape) * itemsize``, or any value above ``limit`` once it is certain to exceed it.
+
+    Stopping early keeps a hostile shape (millions of huge dimensions) from costing quadratic bignum time.
+    """
+    if 0 in shape:
+        return 0
+    count = itemsize
+    for dim in shape:
+        count *= dim
+        if count > limit:
+            return limit + 1
+    return count
+
+
 def _entry(path: Path, name: str, raw: Any, data_size: int) -> TensorInfo:
     where = f"tensor {name!r}"
     if not name:
@@ -157,11 +172,12 @@ def _entry(path: Path, name: str, raw: Any, data_size: int) -> TensorInfo:
     begin, end = offsets
     if end < begin:
         raise _fail(path, f"{where}: data_offsets [{begin}, {end}] end before they begin")
-    expected = math.prod(shape) * DTYPES[dtype].itemsize
+    expected = _byte_count(shape, DTYPES[dtype].itemsize, limit=2**64)
     if end - begin != expected:
+        needs = f"{expected} bytes" if expected <= 2**64 else "more than 2**64 bytes"
         raise _fail(
             path,
-            f"{where}: shape {shape} of {dtype} needs {expected} bytes but data_offsets [{begin}, {end}] "
+            f"{where}: shape {shape!s:.80} of {dtype} needs {needs} but data_offsets [{begin}, {end}] "
             f"hold {end - begin}",
         )
     if end > data_size:

@@ -49,6 +49,11 @@ def shape_lie(tmp: Path) -> tuple[Path, list[str]]:
     return _raw(tmp, raw_safetensors(header, bytes(16))), [SHARD, "'w'", "needs 64 bytes"]
 
 
+def huge_rank_shape(tmp: Path) -> tuple[Path, list[str]]:
+    header = {"a": {"dtype": "F32", "shape": [2**63] * 200_000, "data_offsets": [0, 4]}}  # prod() would take hours
+    return _raw(tmp, raw_safetensors(header, bytes(4))), [SHARD, "'a'", "more than 2**64 bytes"]
+
+
 def overlap(tmp: Path) -> tuple[Path, list[str]]:
     header = {"a": F32_2x2, "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 24]}}
     return _raw(tmp, raw_safetensors(header, bytes(24))), [SHARD, "'b'", "overlaps tensor 'a'"]
@@ -215,7 +220,7 @@ def shard_is_fifo(tmp: Path) -> tuple[Path, list[str]]:
 
 
 CASES: list[Callable[[Path], tuple[Path, list[str]]]] = [
-    truncated, shape_lie, overlap, beyond_end, gap, trailing_bytes, absurd_header_length, header_longer_than_file,
+    truncated, shape_lie, huge_rank_shape, overlap, beyond_end, gap, trailing_bytes, absurd_header_length, header_longer_than_file,
     tiny_file, unknown_dtype, negative_shape, float_and_bool_shapes, header_not_json, deeply_nested_header,
     duplicate_key_in_header, bad_metadata, parent_escape, dotdot_plain, absolute_path, drive_letter,
     backslash_escape, symlink_out, symlinked_single_file_out, missing_shards, duplicate_across_shards,
