@@ -96,7 +96,8 @@ def deepseek_v3_pretrain_config(seq_length: int = 4096, **overrides: Any) -> Con
     """DeepSeek-V3 (MLA, 256 routed + 1 shared expert, top-8): TP 2 + SP, PP 16, EP 64.
 
     61 layers over 16 stages: 4 on the first (with the embedding), 1 on the last (with the output
-    layer and the multi-token-prediction block), 4 on each of the 14 others.
+    layer over the 129k vocabulary), 4 on each of the 14 others. (The bridge does not build the
+    multi-token-prediction layer of the checkpoint.)
     """
     return _recipe("deepseek_v3", seq_length=seq_length, overrides=overrides, global_batch_size=2048,
                    parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True,
