@@ -280,6 +280,13 @@ def _local_attention_applies_window() -> bool:
     return "window_size" in _spec_params(FusedScaleMaskSoftmax.__init__)
 
 
+def _local_attention_takes_head_sizes() -> bool:
+    """Whether the local ``DotProductAttention`` takes ``k_channels``/``v_channels`` (MLA builds it with them)."""
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    return {"k_channels", "v_channels"} <= _spec_params(DotProductAttention.__init__)
+
+
 def _has_inference_rng_tracker() -> bool:
     from megatron.core.tensor_parallel import random as mrandom
 
@@ -295,6 +302,7 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "local_sliding_window": _local_attention_applies_window,
     "pipeline_stage_overrides": _has_fields("num_layers_in_first_pipeline_stage"),
     "inference_rng_tracker": _has_inference_rng_tracker,
+    "local_attention_head_sizes": _local_attention_takes_head_sizes,
 }
 
 

@@ -61,7 +61,7 @@ def global_name(chunk: torch.nn.Module, local_name: str) -> str:
 
 
 def build_tasks(registry: MegatronMappingRegistry, chunks: Iterable[torch.nn.Module]) -> list[ConversionTask]:
-    """Resolve a mapping for every parameter of ``chunks``; unmapped parameters are an error."""
+    """Resolve a mapping for every parameter (and mapped buffer) of ``chunks``; unmapped parameters are an error."""
     tasks: list[ConversionTask] = []
     unmapped: list[str] = []
     for i, chunk in enumerate(chunks):
@@ -72,6 +72,12 @@ def build_tasks(registry: MegatronMappingRegistry, chunks: Iterable[torch.nn.Mod
                 unmapped.append(name)
                 continue
             tasks.append(ConversionTask(name, local, i, mapping, param))
+        # Buffers holding checkpoint state (MoE router.expert_bias) are converted where the table maps them.
+        for local, buf in _unwrap(chunk).named_buffers():
+            name = global_name(chunk, local)
+            mapping = registry.megatron_to_hf_lookup(name)
+            if mapping is not None:
+                tasks.append(ConversionTask(name, local, i, mapping, buf))  # type: ignore[arg-type]
     if unmapped:
         raise WeightMismatchError(
             f"{len(unmapped)} Megatron parameter(s) have no mapping: {sorted(unmapped)}. "

@@ -18,6 +18,15 @@ it fixes (measured on 0.8.0, 0.12.3, 0.16.1; see ``docs/cpu.md``):
    a no-op.
 5. ``device="cuda"`` tensors created inside the pipeline schedules. Not patched
    globally: wrap the call in :func:`cpu_device_mode`.
+7. Without Transformer Engine (0.16.1): ``transformer.moe.moe_utils`` calls
+   ``te_general_gemm`` in the router's gating linear but defines it only when TE imports
+   -> "NameError: name 'te_general_gemm' is not defined" in every MoE forward. Patch:
+   define it as ``None``, which selects MCore's own ``torch.mm`` branch.
+8. Without Transformer Engine (0.16.1): ``transformer.multi_latent_attention`` has
+   ``HAVE_TE = True`` (``extensions.transformer_engine`` imports with a ``MagicMock``
+   standing in for TE), then ``isinstance(self.linear_proj, TELinear)`` with that mock
+   -> "TypeError: isinstance() arg 2 must be a type" when building any MLA layer.
+   Patch: ``HAVE_TE = False`` in that module.
 
 Patches are idempotent and recorded in :data:`APPLIED`.
 """
@@ -80,6 +89,25 @@ def _install_noop_rng_tracker() -> None:
         mrandom._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
 
 
+def _patch_missing_transformer_engine() -> None:
+    """Patches 7 and 8 (module docstring); only where ``transformer_engine`` is not installed."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("transformer_engine") is not None:
+        return
+    for modname, name, value in (
+        ("megatron.core.transformer.moe.moe_utils", "te_general_gemm", None),
+        ("megatron.core.transformer.multi_latent_attention", "HAVE_TE", False),
+    ):
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:  # pragma: no cover - releases without MoE / MLA
+            continue
+        if name == "HAVE_TE" or not hasattr(mod, name):
+            setattr(mod, name, value)
+
+
 def apply(seed: int = 1234) -> None:
     """Apply every CPU patch (no-op when CUDA is available). Safe to call repeatedly."""
     if not needs_cpu_patches():
@@ -107,6 +135,9 @@ def apply(seed: int = 1234) -> None:
             if getattr(mod, "get_sliding_window_causal_mask", None) is not None:
                 mod.get_sliding_window_causal_mask = _sliding_window_mask
         APPLIED.append("masks")
+    if "no_transformer_engine" not in APPLIED:
+        _patch_missing_transformer_engine()
+        APPLIED.append("no_transformer_engine")
     log.debug("CPU patches in force: %s", APPLIED)
 
 

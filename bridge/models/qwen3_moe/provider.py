@@ -1,0 +1,127 @@
+"""Qwen3-MoE provider: HF ``Qwen3MoeConfig`` -> :class:`GPTModelProvider` fields, routing included.
+
+Routing (HF ``Qwen3MoeTopKRouter``) and its MCore 0.16 equivalent
+(``megatron/core/transformer/moe/moe_utils.py::topk_routing_with_score_function``):
+
+===========================================  ==============================================
+HF                                           MCore
+===========================================  ==============================================
+``softmax(logits)`` -> top-k                 ``moe_router_score_function="softmax"``,
+(``norm_topk_prob=False``)                   ``moe_router_pre_softmax=True``
+``softmax(logits)`` -> top-k -> ``p/sum p``  ``moe_router_pre_softmax=False``: top-k on the
+(``norm_topk_prob=True``)                    logits, then softmax over the k logits (the same
+                                             numbers up to rounding)
+no token dropping                            ``moe_expert_capacity_factor=None``
+``num_experts_per_tok``                      ``moe_router_topk``
+``moe_intermediate_size``                    ``moe_ffn_hidden_size``
+``mlp_only_layers``, ``decoder_sparse_step``  ``moe_layer_freq`` as a 0/1 list (dense = 0)
+===========================================  ==============================================
+
+HF's load-balancing loss only acts in training (and only with ``output_router_logits``);
+it does not change the forward pass, so the provider switches MCore's auxiliary losses off
+(``moe_aux_loss_coeff=0``, ``moe_router_load_balancing_type="none"``). Set them on the
+provider for training. Experts are MCore's ``SequentialMLP`` (``moe_grouped_gemm=False``):
+the pure-PyTorch path that runs on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge import compat
+from bridge.errors import ConfigError
+from bridge.models import hf_config as H
+from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
+
+__all__ = ["MoEModelProvider", "Qwen3MoEModelProvider", "moe_layer_pattern", "qwen3_moe_provider_kwargs"]
+
+# Routing settings every bridged MoE shares: no dropping, no training-only losses, CPU-capable experts.
+MOE_COMMON_OVERRIDES: dict[str, Any] = {
+    "moe_expert_capacity_factor": None,
+    "moe_aux_loss_coeff": 0.0,
+    "moe_router_load_balancing_type": "none",
+    "moe_token_dispatcher_type": "allgather",
+    "moe_grouped_gemm": False,
+}
+
+
+@dataclass
+class MoEModelProvider(LlamaModelProvider):
+    """A Llama-like provider whose layers may mix MoE and dense MLPs.
+
+    When ``config_overrides["moe_layer_freq"]`` is a 0/1 list with dense layers (0), the
+    layers are built from MCore's ``get_gpt_decoder_block_spec`` (local, non-TE modules),
+    which picks the dense or the MoE local spec per layer and slices them per PP stage;
+    otherwise the single local layer spec is used.
+    """
+
+    def layer_spec_kwargs(self) -> dict[str, Any]:
+        kwargs = super().layer_spec_kwargs()
+        if self.config_class == "MLATransformerConfig":
+            kwargs["multi_latent_attention"] = True
+        return kwargs
+
+    @property
+    def heterogeneous(self) -> bool:
+        freq = self.config_overrides.get("moe_layer_freq")
+        return isinstance(freq, list) and not all(freq)
+
+    def layer_spec(self):
+        if self.transformer_layer_spec is not None or not self.heterogeneous:
+            return super().layer_spec()
+        from megatron.core.models.gpt import gpt_layer_specs
+
+        fn = gpt_layer_specs.get_gpt_decoder_block_spec
+        extra = compat.adapt_call_kwargs(fn, {"normalization": self.normalization}, "get_gpt_decoder_block_spec")
+        return fn(self.transformer_config(), use_transformer_engine=False, **extra)
+
+
+@dataclass
+class Qwen3MoEModelProvider(MoEModelProvider):
+    """Qwen3-MoE defaults: Llama layout plus per-head RMSNorm on queries and keys."""
+
+    qk_layernorm: bool = True
+
+
+def moe_layer_pattern(num_layers: int, is_moe: Any) -> list[int] | int:
+    """MCore ``moe_layer_freq``: ``1`` when every layer is MoE, else the 0/1 list (1 = MoE)."""
+    pattern = [1 if is_moe(i) else 0 for i in range(num_layers)]
+    if not any(pattern):
+        raise ConfigError(
+            f"expected at least one MoE layer, found none of {num_layers} layers; "
+            "a checkpoint without experts belongs to a dense family"
+        )
+    return 1 if all(pattern) else pattern
+
+
+def qwen3_moe_provider_kwargs(cfg: Any) -> dict[str, Any]:
+    """Provider fields for a Qwen3-MoE config (see the module docstring for routing)."""
+    if H.get(cfg, "use_sliding_window", default=False):
+        raise ConfigError(
+            "expected use_sliding_window=False for Qwen3-MoE (as in the released checkpoints), found True; "
+            "sliding-window attention is not bridged for this family"
+        )
+    num_layers = cfg.num_hidden_layers
+    experts = H.get(cfg, "num_experts", "num_local_experts", default=0)
+    step = H.get(cfg, "decoder_sparse_step", default=1)
+    dense = set(H.get(cfg, "mlp_only_layers", default=[]) or [])
+    topk = H.get(cfg, "num_experts_per_tok", default=1)
+    if not experts:
+        raise ConfigError("expected num_experts > 0 for Qwen3-MoE, found 0; use the dense Qwen3 family")
+    if topk > experts:
+        raise ConfigError(f"num_experts_per_tok ({topk}) must not exceed num_experts ({experts})")
+    freq = moe_layer_pattern(num_layers, lambda i: i not in dense and (i + 1) % step == 0)
+    kwargs = llama_provider_kwargs(cfg)
+    kwargs.update(
+        num_moe_experts=experts,
+        moe_router_topk=topk,
+        moe_ffn_hidden_size=H.get(cfg, "moe_intermediate_size", default=cfg.intermediate_size),
+        config_overrides={
+            **MOE_COMMON_OVERRIDES,
+            "moe_layer_freq": freq,
+            "moe_router_score_function": "softmax",
+            "moe_router_pre_softmax": not bool(H.get(cfg, "norm_topk_prob", default=False)),
+        },
+    )
+    return kwargs
