@@ -1,7 +1,7 @@
 """The contract every registered family meets, checked on each of its ``representative_configs()``.
 
 For each config a tiny HF checkpoint is written and the MCore model is built through ``AutoBridge``
-(TP = PP = 1). Then: every MCore parameter has a mapping; every HF tensor of the checkpoint is
+(TP = PP = 1). Then: every MCore parameter and persistent buffer has a mapping; every HF tensor of the checkpoint is
 consumed (nothing missing, nothing left over); each mapping turns the real HF tensors into the
 parameter's full shape; and exporting gives those HF tensors back, bit for bit, each written once.
 New families are picked up automatically from :func:`bridge.registry.registered_bridges`.
@@ -70,6 +70,15 @@ def global_parameters(chunks: list[torch.nn.Module]) -> dict[str, torch.nn.Param
     return {conversion.global_name(chunk, local): p for chunk in chunks for local, p in chunk.named_parameters()}
 
 
+def global_persistent_buffers(chunks: list[torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """Buffers saved in the state dict (e.g. the MoE router's ``expert_bias``): checkpoint state too."""
+    out: dict[str, torch.Tensor] = {}
+    for chunk in chunks:
+        saved = set(chunk.state_dict(keep_vars=True))
+        out.update({conversion.global_name(chunk, local): b for local, b in chunk.named_buffers() if local in saved})
+    return out
+
+
 def test_every_family_has_representative_configs():
     empty = sorted(cls.__name__ for cls in BRIDGES if not cls.representative_configs())
     assert not empty, f"families without representative_configs() cannot be contract-checked: {empty}"
@@ -84,15 +93,13 @@ def test_family_contract(bridge_cls, index, tmp_path, fresh_parallel_state):
     assert type(auto.bridge) is bridge_cls
     registry = auto.bridge.mapping_registry(provider)
     ctx = auto.bridge.mapping_context(provider)
-    params = global_parameters(chunks)
-    # Buffers that hold checkpoint state (MoE router.expert_bias) take part where the table maps them.
-    params.update({conversion.global_name(chunk, local): b for chunk in chunks for local, b in chunk.named_buffers()
-                   if registry.megatron_to_hf_lookup(conversion.global_name(chunk, local)) is not None})
+    # Persistent buffers (MoE router.expert_bias) are checkpoint state: conversion carries them too.
+    params = {**global_parameters(chunks), **global_persistent_buffers(chunks)}
 
-    # 1. every MCore parameter is mapped
+    # 1. every MCore parameter and persistent buffer is mapped
     mappings = {name: registry.megatron_to_hf_lookup(name) for name in params}
     unmapped = sorted(n for n, m in mappings.items() if m is None)
-    assert not unmapped, f"{len(unmapped)} MCore parameter(s) without a mapping: {unmapped}"
+    assert not unmapped, f"{len(unmapped)} MCore parameter(s)/persistent buffer(s) without a mapping: {unmapped}"
 
     # 2. every HF tensor is consumed, and every tensor a mapping needs exists
     reader = HFCheckpointReader(ckpt)
