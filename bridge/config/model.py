@@ -17,6 +17,7 @@ is built. Reading an attribute (``m.hidden_size``) gives the value the model wil
 from __future__ import annotations
 
 import copy
+import dataclasses
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,7 +161,8 @@ class ModelConfig:
         kwargs = provider.transformer_config_kwargs()
         if name in kwargs:
             return kwargs[name]
-        if hasattr(type(provider), name) or name in provider.__dict__:
+        if name in {f.name for f in dataclasses.fields(provider)} or \
+                isinstance(getattr(type(provider), name, None), property):
             return getattr(provider, name)
         from bridge import compat
 
@@ -180,8 +182,6 @@ class ModelConfig:
 
 
 def _config_default(config_class: str, name: str) -> Any:
-    import dataclasses
-
     from megatron.core.transformer import transformer_config as tc
 
     for f in dataclasses.fields(getattr(tc, config_class)):

@@ -11,7 +11,7 @@ import torch
 
 from bridge import compat
 from bridge.config import ConfigContainer, ModelConfig, UnknownFieldError
-from bridge.errors import ConfigError, UnsupportedFeatureError, UnsupportedModelError
+from bridge.errors import ConfigError, UnsupportedModelError
 from tests.helpers.tiny import TINY_LLAMA
 
 TINY = {**TINY_LLAMA, "architectures": ["LlamaForCausalLM"]}
@@ -50,7 +50,9 @@ def test_attribute_reads_follow_hf_config_then_overrides_then_mcore_default() ->
     m = ModelConfig(hf_config=TINY)
     assert m.family == "llama"  # from architectures
     assert (m.hidden_size, m.num_query_groups, m.num_layers) == (64, 2, 2)
-    assert m.activation == "silu"  # a provider field
+    assert m.activation == "silu" and m.head_dim == 16  # a provider field and property
+    with pytest.raises(AttributeError):
+        m.finalize  # noqa: B018 - provider methods are not config values
     default = next(f.default for f in dataclasses.fields(TransformerConfig) if f.name == "recompute_granularity")
     assert m.recompute_granularity == default
     m2 = m.with_overrides(recompute_granularity="selective", num_layers=4)
@@ -70,16 +72,6 @@ def test_typo_names_the_closest_fields() -> None:
     msg = str(err.value)
     assert "'recompute_granularty'" in msg and "'recompute_granularity'" in msg
     assert str(compat.installed_version()) in msg
-
-
-def test_renamed_field_names_its_new_name() -> None:
-    """``first_pipeline_num_layers`` (megatron-core 0.9-0.10) is ``num_layers_in_first_pipeline_stage`` now."""
-    if "first_pipeline_num_layers" in compat.config_fields():
-        pytest.skip("the installed megatron-core still has the old name")
-    with pytest.raises(UnsupportedFeatureError) as err:
-        ModelConfig(hf_config=TINY, overrides={"first_pipeline_num_layers": 1})
-    assert "'num_layers_in_first_pipeline_stage'" in str(err.value)
-    assert str(compat.installed_version()) in str(err.value)
 
 
 def test_parallelism_fields_are_refused_in_the_model_section() -> None:
