@@ -106,18 +106,20 @@ def test_string_registration_dispatches_a_checkpoint_by_architecture(registry_sa
 
 # -- typos never match silently ------------------------------------------------------------------
 
-def test_typo_in_architecture_is_not_handled_and_names_the_closest(tiny_llama_checkpoint, tmp_path):
-    ckpt = _config_dir(tiny_llama_checkpoint, tmp_path / "typo", architectures=["LlamaForCausalLMM"])
+@pytest.mark.parametrize("typo", ["LlamaForCausalLMM", "llamaforcausallm", "LlamaForCausalLm", "LlamaForCausalLM ",
+                                  "LlamaForCausaLM"])
+def test_typo_in_architecture_is_not_handled_and_names_the_closest(tiny_llama_checkpoint, tmp_path, typo):
+    ckpt = _config_dir(tiny_llama_checkpoint, tmp_path / "typo", architectures=[typo])
     assert AutoBridge.can_handle(tiny_llama_checkpoint)
     assert not AutoBridge.can_handle(ckpt)
     with pytest.raises(UnsupportedModelError) as exc:
         AutoBridge.from_hf_pretrained(ckpt)
     msg = str(exc.value)
-    assert "'LlamaForCausalLMM'" in msg and "closest supported name is 'LlamaForCausalLM'" in msg
+    assert repr(typo) in msg and "closest supported name is 'LlamaForCausalLM'" in msg
     missing = [a for a in registered_architectures() if a not in msg]
     assert not missing, f"supported architectures missing from the message: {missing}"
     with pytest.raises(UnsupportedModelError):
-        AutoBridge.from_hf_config(LlamaConfig(architectures=["LlamaForCausalLMM"]))
+        AutoBridge.from_hf_config(LlamaConfig(architectures=[typo]))
 
 
 @pytest.mark.parametrize("changes", [{"architectures": None}, {"architectures": []}])
