@@ -8,8 +8,9 @@ Layout under the root::
     worktrees/   ``git worktree add --detach`` per commit
     repos/       clones of remote repositories given with ``--repo URL``
 
-Every JSON entry carries the SHA-256 of its payload; a file that does not parse or does not
-match its hash is reported (``CacheError`` internally), deleted and recomputed.
+Every JSON entry is a header line ``{"key", "sha256"}`` followed by the payload JSON; a file
+whose header, checksum or JSON is wrong is reported (``CacheError`` internally), deleted and
+recomputed.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ from typing import Any
 
 from harness.errors import CacheError
 
-__all__ = ["CacheStats", "JsonCache", "default_cache_dir", "file_lock", "git_blob_id", "stable_hash"]
+__all__ = ["ENTRY_FORMAT", "CacheStats", "JsonCache", "default_cache_dir", "file_lock", "git_blob_id", "stable_hash"]
 
 log = logging.getLogger("harness.cache")
+
+ENTRY_FORMAT = 2
+"""Version of the entry file layout (a change moves entries to a new folder, not errors)."""
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +76,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -99,17 +107,17 @@ class JsonCache:
     stats: CacheStats = field(default_factory=CacheStats)
 
     def path_for(self, key: str) -> Path:
-        return self.root / self.namespace / key[:2] / f"{key}.json"
+        return self.root / self.namespace / f"v{ENTRY_FORMAT}" / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> Any | None:
         path = self.path_for(key)
         try:
-            text = path.read_text("utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             self.stats.misses += 1
             return None
         try:
-            return self._check(key, text)
+            return self._check(key, raw)
         except CacheError as exc:
             self.stats.corrupt += 1
             self.stats.misses += 1
@@ -118,22 +126,29 @@ class JsonCache:
                 path.unlink()
             return None
 
-    def _check(self, key: str, text: str) -> Any:
+    def _check(self, key: str, raw: bytes) -> Any:
+        # line 1: {"key", "sha256"} header; the rest: the payload JSON, hashed as bytes
+        header_raw, sep, body = raw.partition(b"\n")
         try:
-            entry = json.loads(text)
+            header = json.loads(header_raw) if sep else None
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("key") != key:
+            raise CacheError(f"cache entry {key} has no valid header")
+        if header.get("sha256") != hashlib.sha256(body).hexdigest():
+            raise CacheError(f"cache entry {key} does not match its checksum")
+        try:
+            payload = json.loads(body)
         except ValueError as exc:
             raise CacheError(f"cache entry {key} is not valid JSON ({exc})") from exc
-        if not isinstance(entry, dict) or entry.get("key") != key or "payload" not in entry:
-            raise CacheError(f"cache entry {key} lacks its key or payload")
-        if entry.get("sha256") != stable_hash(entry["payload"]):
-            raise CacheError(f"cache entry {key} does not match its checksum")
         self.stats.hits += 1
-        return entry["payload"]
+        return payload
 
     def put(self, key: str, payload: Any) -> None:
-        entry = {"key": key, "sha256": stable_hash(payload), "payload": payload}
+        body = json.dumps(payload, separators=(",", ":"))
+        header = json.dumps({"key": key, "sha256": hashlib.sha256(body.encode()).hexdigest()})
         try:
-            atomic_write_text(self.path_for(key), json.dumps(entry, sort_keys=True))
+            atomic_write_text(self.path_for(key), header + "\n" + body)
             self.stats.writes += 1
         except OSError as exc:  # a read-only cache must not stop a scan
             log.warning("could not write cache entry %s: %s", key, exc)

@@ -65,6 +65,34 @@ def config_commits(repo: git.Repo, *, start: str | None = None, end: str = "HEAD
     return [line for line in out.splitlines() if line]
 
 
+def config_blob_ids(repo: git.Repo, *, start: str | None = None,
+                    end: str = "HEAD") -> list[tuple[str, dict[str, str | None]]]:
+    """For each commit of :func:`config_commits`, the blob ids of :data:`CONFIG_PATHS` there.
+
+    One ``git log --raw`` for the whole range (plus one ``ls-tree`` for the start), instead
+    of reading trees commit by commit.
+    """
+    state: dict[str, str | None] = dict.fromkeys(CONFIG_PATHS)
+    if start:
+        for line in repo.git.ls_tree("-r", start, "--", *CONFIG_PATHS).splitlines():
+            meta, path = line.split("\t", 1)
+            state[path] = meta.split()[2]
+    rng = f"{start}..{end}" if start else end
+    out = repo.git.log("--first-parent", "--reverse", "--root", "--raw", "--no-abbrev", "--no-renames",
+                       "--format=%x00%H", rng, "--", *CONFIG_PATHS)
+    result: list[tuple[str, dict[str, str | None]]] = []
+    for chunk in out.split("\x00")[1:]:
+        lines = chunk.strip().splitlines()
+        for line in lines[1:]:
+            if not line.startswith(":"):
+                continue
+            meta, path = line.split("\t", 1)
+            new_sha, status = meta.split()[3], meta.split()[4]
+            state[path] = None if status.startswith("D") else new_sha
+        result.append((lines[0].strip(), dict(state)))
+    return result
+
+
 def _tags_by_commit(repo: git.Repo) -> dict[str, list[str]]:
     tags: dict[str, list[str]] = {}
     for tag in repo.tags:
@@ -75,12 +103,13 @@ def _tags_by_commit(repo: git.Repo) -> dict[str, list[str]]:
     return tags
 
 
-def commit_fields(repo: git.Repo, sha: str, intro: Introspector) -> CommitFields:
+def commit_fields(repo: git.Repo, sha: str, intro: Introspector,
+                  known_blobs: dict[str, str | None] | None = None) -> CommitFields:
     commit = repo.commit(sha)
     date = commit.committed_datetime.isoformat()
     subject = commit.summary if isinstance(commit.summary, str) else commit.summary.decode()
     try:
-        fields = intro.config_fields(GitSource(repo, sha))
+        fields = intro.config_fields(GitSource(repo, sha, known_blobs=known_blobs))
     except Exception as exc:  # noqa: BLE001 - a broken commit is a history entry, not a crash
         return CommitFields(sha, date, subject, None, error=str(exc))
     return CommitFields(sha, date, subject, fields)
@@ -88,8 +117,8 @@ def commit_fields(repo: git.Repo, sha: str, intro: Introspector) -> CommitFields
 
 def iter_commit_fields(repo: git.Repo, intro: Introspector, *, start: str | None = None,
                        end: str = "HEAD") -> Iterator[CommitFields]:
-    for sha in config_commits(repo, start=start, end=end):
-        yield commit_fields(repo, sha, intro)
+    for sha, blobs in config_blob_ids(repo, start=start, end=end):
+        yield commit_fields(repo, sha, intro, blobs)
 
 
 def _diff(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> tuple[

@@ -37,6 +37,7 @@ __all__ = [
 log = logging.getLogger("harness.introspect")
 
 INTROSPECTOR_VERSION = f"{FACTS_VERSION}.1"
+_MEMO_SIZE = 256
 TC_PATH = "megatron/core/transformer/transformer_config.py"
 GPT_MODEL_PATH = "megatron/core/models/gpt/gpt_model.py"
 LAYER_SPECS_PATH = "megatron/core/models/gpt/gpt_layer_specs.py"
@@ -131,6 +132,7 @@ class Introspector:
                  use_cache: bool = True) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = JsonCache(Path(facts_dir) if facts_dir else self.cache_dir) if use_cache else None
+        self._memo: dict[str, dict[str, Any]] = {}  # this process's facts, by key (bounded)
 
     # ---------------------------------------------------------------- per-file facts
     def facts(self, source: Source, relpath: str) -> dict[str, Any] | None:
@@ -143,7 +145,9 @@ class Introspector:
         if blob is None:
             return None
         key = stable_hash(["facts", FACTS_VERSION, blob])
-        hit = self.cache.get(key) if self.cache is not None else None
+        hit = self._memo.get(key) if self.cache is not None else None
+        if hit is None and self.cache is not None:
+            hit = self.cache.get(key)
         if hit is None:
             data = source.read(relpath)
             assert data is not None
@@ -154,6 +158,10 @@ class Introspector:
                 hit = {"parse_error": f"{f'line {line}: ' if line else ''}{exc.__class__.__name__}: {exc}"}
             if self.cache is not None:
                 self.cache.put(key, hit)
+        if self.cache is not None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = hit
         if "parse_error" in hit:
             raise SourceError(f"cannot parse {relpath} of {source.label} ({hit['parse_error']})")
         return hit

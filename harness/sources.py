@@ -161,10 +161,14 @@ class DirSource(Source):
 class GitSource(Source):
     """One commit of a git repository, read through the object database (no checkout)."""
 
-    def __init__(self, repo: git.Repo, commit: str, label: str | None = None) -> None:
+    def __init__(self, repo: git.Repo, commit: str, label: str | None = None,
+                 known_blobs: dict[str, str | None] | None = None) -> None:
+        """``known_blobs``: blob ids of some paths at this commit, already known (None: absent),
+        so that walking a long history need not read trees (see :mod:`harness.history`)."""
         self.repo = repo
         self.commit = repo.commit(commit)
         self.label = label or commit[:12]
+        self.known_blobs = known_blobs or {}
 
     def _entry(self, relpath: str) -> object | None:
         try:
@@ -173,15 +177,22 @@ class GitSource(Source):
             return None
 
     def read(self, relpath: str) -> bytes | None:
+        if relpath in self.known_blobs:
+            sha = self.known_blobs[relpath]
+            return None if sha is None else self.repo.odb.stream(bytes.fromhex(sha)).read()
         entry = self._entry(relpath)
         if entry is None or getattr(entry, "type", None) != "blob":
             return None
         return entry.data_stream.read()  # type: ignore[attr-defined]
 
     def exists(self, relpath: str) -> bool:
+        if self.known_blobs.get(relpath):
+            return True
         return self._entry(relpath) is not None
 
     def blob_id(self, relpath: str) -> str | None:
+        if relpath in self.known_blobs:
+            return self.known_blobs[relpath]
         entry = self._entry(relpath)
         if entry is None or getattr(entry, "type", None) != "blob":
             return None

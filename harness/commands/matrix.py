@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     specs = args.revisions or default_revisions()
     intros = scan_revisions(specs, repo=args.repo, introspector=introspector(args),
                             jobs=args.jobs, progress=not args.no_progress)
+    scanned = time.perf_counter()
     renames = scan_renames(intros)
     rows = requirement_rows([] if args.no_families else None)
+    derived = time.perf_counter()
     matrix = build_matrix(intros, rows, renames)
     paths = write_reports(matrix, args.out)
     history_path = args.field_history
@@ -58,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     errors = [i.revision.spec for i in intros if i.error]
     families = sum(1 for r in rows if r.kind == "family")
     print(f"matrix: {len(intros)} revisions x {len(rows)} rows ({families} families) in "
-          f"{time.perf_counter() - start:.1f}s; {len(errors)} unreadable"
-          + (f" ({', '.join(errors)})" if errors else ""))
+          f"{time.perf_counter() - start:.1f}s (fetch + scan {scanned - start:.1f}s, family requirements "
+          f"{derived - scanned:.1f}s, verdicts + reports {time.perf_counter() - derived:.1f}s); "
+          f"{len(errors)} unreadable" + (f" ({', '.join(errors)})" if errors else ""))
     for p in paths:
         print(f"  wrote {p}")
     return 0

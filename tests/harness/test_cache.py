@@ -20,13 +20,16 @@ def test_corruption_is_detected(tmp_path):
     key = stable_hash("x")
     cache.put(key, {"v": 1})
     path = cache.path_for(key)
-    entry = json.loads(path.read_text())
-    entry["payload"]["v"] = 2  # valid JSON, wrong checksum
-    path.write_text(json.dumps(entry))
+    header, body = path.read_text().split("\n", 1)
+    path.write_text(header + "\n" + body.replace("1", "2"))  # valid JSON, wrong checksum
     assert cache.get(key) is None and cache.stats.corrupt == 1 and not path.exists()
     cache.put(key, {"v": 1})
     path.write_text(path.read_text()[:-5])  # truncated
     assert cache.get(key) is None and cache.stats.corrupt == 2
+    cache.put(key, {"v": 1})
+    path.write_text(json.dumps({"v": 1}))  # no header line
+    assert cache.get(key) is None and cache.stats.corrupt == 3
+    assert cache.stats.hits == 0
 
 
 def test_default_cache_dir_honours_env(monkeypatch, tmp_path):

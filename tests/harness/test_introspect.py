@@ -100,9 +100,10 @@ def test_corrupt_cache_entry_is_recomputed(archive_cache, tmp_path):
     Introspector(archive_cache, facts_dir=tmp_path).introspect("pypi:0.10.0")
     entries = sorted((tmp_path / "facts").rglob("*.json"), key=lambda p: p.stat().st_size)
     biggest = entries[-1]  # transformer_config.py's facts
-    entry = json.loads(biggest.read_text())
-    entry["payload"]["classes"].pop(next(iter(entry["payload"]["classes"])))  # tamper, keep valid JSON
-    biggest.write_text(json.dumps(entry))
+    header, body = biggest.read_text().split("\n", 1)
+    payload = json.loads(body)
+    payload["classes"].pop(next(iter(payload["classes"])))  # tamper, keep valid JSON
+    biggest.write_text(header + "\n" + json.dumps(payload))
     entries[0].write_text("{ not json")
     again = Introspector(archive_cache, facts_dir=tmp_path)
     result = again.introspect("pypi:0.10.0")
