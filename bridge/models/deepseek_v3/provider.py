@@ -29,9 +29,15 @@ router in float32                   ``moe_router_dtype="fp32"``
 ==================================  =======================================================
 
 Not bridged: the multi-token-prediction layers (``num_nextn_predict_layers``), which HF's
-``DeepseekV3ForCausalLM`` does not build either. Parity with HF on CPU (fp32, eager) is
-measured in ``tests/bridge/models/test_deepseek_v3.py``: max |logit diff| is of order 1e-6,
-within the 1e-5 budget (summation order in the MoE combine and softmax differ).
+``DeepseekV3ForCausalLM`` does not build either.
+
+Parity with HF on CPU (fp32, eager; ``tests/bridge/models/test_deepseek_v3.py``, MCore 0.16.1):
+max |logit diff| ~2e-6, within the 1e-5 budget. Per component on equal inputs: MLA attention
+(RoPE and YaRN, with and without q LoRA) and dense MLP 0.0; router probabilities 0.0; MoE block
+~1e-5 on outputs of magnitude ~30 (summation order of the weighted expert outputs). On MCore
+0.16.1 without Transformer Engine this needs: the local-attention adapter in :mod:`.spec`
+(``DotProductAttention`` rejects MLA's ``k_channels``), and :mod:`bridge.cpu` patches 7
+(``te_general_gemm`` undefined in the router) and 8 (MLA's ``HAVE_TE`` wrongly True).
 """
 
 from __future__ import annotations
@@ -168,7 +174,7 @@ def deepseek_v3_provider_kwargs(cfg: Any) -> dict[str, Any]:
     freq = moe_layer_pattern(num_layers, lambda i: i >= dense)
     overrides: dict[str, Any] = {
         **MOE_COMMON_OVERRIDES,
-        "moe_layer_freq": freq,
+        **freq,
         **sigmoid_router_kwargs(cfg, experts=experts, topk=topk),
         "q_lora_rank": H.get(cfg, "q_lora_rank"),
         "kv_lora_rank": int(cfg.kv_lora_rank),

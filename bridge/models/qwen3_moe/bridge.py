@@ -14,11 +14,12 @@ from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry
 from bridge.models.llama.bridge import llama_mappings
+from bridge.models.qwen3.bridge import qk_norm_mappings
 from bridge.models.qwen3_moe.provider import Qwen3MoEModelProvider, qwen3_moe_provider_kwargs
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
 
-__all__ = ["Qwen3MoEBridge", "moe_mappings", "qk_norm_mappings"]
+__all__ = ["Qwen3MoEBridge", "moe_mappings"]
 
 
 def moe_mappings(*, prefix: str = "model", shared_experts: bool = False,
@@ -44,15 +45,6 @@ def moe_mappings(*, prefix: str = "model", shared_experts: bool = False,
     return table
 
 
-def qk_norm_mappings(*, prefix: str = "model") -> list[Any]:
-    """Per-head RMSNorm on queries and keys (Qwen3: ``q_norm``/``k_norm``)."""
-    p = prefix
-    return [
-        AutoMapping("decoder.layers.*.self_attention.q_layernorm.weight", f"{p}.layers.*.self_attn.q_norm.weight"),
-        AutoMapping("decoder.layers.*.self_attention.k_layernorm.weight", f"{p}.layers.*.self_attn.k_norm.weight"),
-    ]
-
-
 @MegatronModelBridge.register_bridge(source=Qwen3MoeForCausalLM, target="GPTModel")
 class Qwen3MoEBridge(MegatronModelBridge):
     family = "qwen3_moe"
@@ -76,5 +68,6 @@ class Qwen3MoEBridge(MegatronModelBridge):
         return [
             Qwen3MoeConfig(**base, norm_topk_prob=True),
             Qwen3MoeConfig(**base, norm_topk_prob=False, tie_word_embeddings=True),
-            Qwen3MoeConfig(**{**base, "num_hidden_layers": 3}, norm_topk_prob=True, mlp_only_layers=[0]),
+            Qwen3MoeConfig(**{**base, "num_hidden_layers": 3}, norm_topk_prob=True, mlp_only_layers=[0],
+                           use_sliding_window=True, sliding_window=64),
         ]

@@ -14,8 +14,12 @@ HF                                           MCore
 no token dropping                            ``moe_expert_capacity_factor=None``
 ``num_experts_per_tok``                      ``moe_router_topk``
 ``moe_intermediate_size``                    ``moe_ffn_hidden_size``
-``mlp_only_layers``, ``decoder_sparse_step``  ``moe_layer_freq`` as a 0/1 list (dense = 0)
+``mlp_only_layers``, ``decoder_sparse_step``  ``moe_layer_freq`` as a 0/1 list (dense = 0); unset
+                                             when every layer is MoE
 ===========================================  ==============================================
+
+Attention is Qwen3's (per-head ``q_norm``/``k_norm``; the optional sliding window as in
+:mod:`bridge.models.mistral.provider`).
 
 HF's load-balancing loss only acts in training (and only with ``output_router_logits``);
 it does not change the forward pass, so the provider switches MCore's auxiliary losses off
@@ -33,6 +37,7 @@ from bridge import compat
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
 from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
+from bridge.models.mistral.provider import sliding_window_kwargs
 
 __all__ = ["MoEModelProvider", "Qwen3MoEModelProvider", "moe_layer_pattern", "qwen3_moe_provider_kwargs"]
 
@@ -84,24 +89,20 @@ class Qwen3MoEModelProvider(MoEModelProvider):
     qk_layernorm: bool = True
 
 
-def moe_layer_pattern(num_layers: int, is_moe: Any) -> list[int] | int:
-    """MCore ``moe_layer_freq``: ``1`` when every layer is MoE, else the 0/1 list (1 = MoE)."""
+def moe_layer_pattern(num_layers: int, is_moe: Any) -> dict[str, Any]:
+    """``{"moe_layer_freq": [0/1 per layer]}`` (1 = MoE) when some layers are dense, ``{}`` when none is
+    (MCore's default: every layer MoE; older releases without the field then still work)."""
     pattern = [1 if is_moe(i) else 0 for i in range(num_layers)]
     if not any(pattern):
         raise ConfigError(
             f"expected at least one MoE layer, found none of {num_layers} layers; "
             "a checkpoint without experts belongs to a dense family"
         )
-    return 1 if all(pattern) else pattern
+    return {} if all(pattern) else {"moe_layer_freq": pattern}
 
 
 def qwen3_moe_provider_kwargs(cfg: Any) -> dict[str, Any]:
     """Provider fields for a Qwen3-MoE config (see the module docstring for routing)."""
-    if H.get(cfg, "use_sliding_window", default=False):
-        raise ConfigError(
-            "expected use_sliding_window=False for Qwen3-MoE (as in the released checkpoints), found True; "
-            "sliding-window attention is not bridged for this family"
-        )
     num_layers = cfg.num_hidden_layers
     experts = H.get(cfg, "num_experts", "num_local_experts", default=0)
     step = H.get(cfg, "decoder_sparse_step", default=1)
@@ -111,17 +112,27 @@ def qwen3_moe_provider_kwargs(cfg: Any) -> dict[str, Any]:
         raise ConfigError("expected num_experts > 0 for Qwen3-MoE, found 0; use the dense Qwen3 family")
     if topk > experts:
         raise ConfigError(f"num_experts_per_tok ({topk}) must not exceed num_experts ({experts})")
+    norm = bool(H.get(cfg, "norm_topk_prob", default=False))
+    if topk == 1 and norm:
+        raise ConfigError(
+            "num_experts_per_tok=1 with norm_topk_prob=True gives every token its expert at weight 1.0; MCore "
+            "requires moe_router_pre_softmax for top-1 and then weights by the softmax probability, so this "
+            "routing has no MCore counterpart"
+        )
     freq = moe_layer_pattern(num_layers, lambda i: i not in dense and (i + 1) % step == 0)
     kwargs = llama_provider_kwargs(cfg)
+    window = sliding_window_kwargs(cfg, num_layers)  # every layer when use_sliding_window (HF Qwen3-MoE)
+    kwargs.update(window_size=window.get("window_size"))
     kwargs.update(
         num_moe_experts=experts,
         moe_router_topk=topk,
         moe_ffn_hidden_size=H.get(cfg, "moe_intermediate_size", default=cfg.intermediate_size),
         config_overrides={
             **MOE_COMMON_OVERRIDES,
-            "moe_layer_freq": freq,
+            **freq,
             "moe_router_score_function": "softmax",
-            "moe_router_pre_softmax": not bool(H.get(cfg, "norm_topk_prob", default=False)),
+            "moe_router_pre_softmax": not norm,
+            **{k: v for k, v in window.items() if k != "window_size"},
         },
     )
     return kwargs
