@@ -172,7 +172,7 @@ def main() -> int:
     naive_rate = rate(len(sample), naive)
     for label, count, secs in rows:
         lines.append(f"| {label} | {count} | {secs:.2f} | {rate(count, secs):.1f} | "
-                     f"{rate(count, secs) / naive_rate:.1f}x |")
+                     f"{rate(count, secs) / naive_rate:.2g}x |")
     lines += [
         "",
         f"`field_history` over the same commits with a warm cache (diffs included): {history_warm:.2f}s, "
@@ -184,7 +184,8 @@ def main() -> int:
         *[f"- `{sha[:12]}`: {o}" for sha, o in zip(picks, outcomes)],
         "",
         "Notes: the cold walk parses each distinct blob once (the config file changes in every commit here, so "
-        "cold is parse-bound); the warm walk only looks up blob ids in git trees and reads JSON. The naive "
+        "cold is parse-bound); both walks get every commit's blob ids from one `git log --raw`, and the warm "
+        "walk then only reads checksummed JSON. The naive "
         "parse re-parses on every checkout; the naive import also pays the torch + MCore import (and fails "
         "where a release's dependencies or Python requirement do not match the environment). Reproduce with "
         "`.venv/bin/python benchmarks/scan_history.py`.",

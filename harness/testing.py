@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.cache import default_cache_dir, file_lock
 from harness.errors import HarnessError
-from harness.pypi import fetch_release, fetch_releases
+from harness.pypi import fetch_releases
 from harness.sources import ArchiveSource
 from harness.versions import tag_for_version, version_key
 

@@ -1,4 +1,7 @@
-"""``mcore-compat diff REV_A REV_B``: what changed for bridge users between two revisions."""
+"""``mcore-compat diff REV_A REV_B``: what changed for bridge users between two revisions.
+
+Renames come from the known list and from what the two revisions show.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import argparse
 
 from harness.commands._common import add_cache, add_json, add_repo, introspector, write_json
 from harness.diff import diff_introspections
-from harness.field_history import FIELD_HISTORY_PATH
 from harness.renames import KNOWN_RENAMES, RenameTable
 from harness.requirements import requirement_rows
 from harness.scanning import scan_renames, scan_revisions
@@ -60,5 +62,3 @@ def run(args: argparse.Namespace) -> int:
         _print(report)
     return 1 if any(i.error for i in intros) else 0
 
-
-__doc__ += f"\n\nRenames come from the known list and from the two revisions (see {FIELD_HISTORY_PATH})."
