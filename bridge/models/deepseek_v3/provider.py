@@ -47,11 +47,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge import compat
+from bridge._logging import get_logger
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
 from bridge.models.qwen3_moe.provider import MOE_COMMON_OVERRIDES, MoEModelProvider, moe_layer_pattern
 
 __all__ = ["DeepSeekV3ModelProvider", "deepseek_v3_provider_kwargs", "mla_rope_kwargs", "sigmoid_router_kwargs"]
+
+log = get_logger("models.deepseek_v3")
+
+# DeepseekV3RMSNorm's default; HF's attention builds its LoRA norms without passing rms_norm_eps.
+_HF_LORA_NORM_EPS = 1e-6
 
 
 @dataclass
@@ -164,6 +170,13 @@ def deepseek_v3_provider_kwargs(cfg: Any) -> dict[str, Any]:
         raise ConfigError(f"expected hidden_act 'silu' for DeepSeek-V3, found {cfg.hidden_act!r}")
     if H.get(cfg, "attention_bias", default=False):
         raise ConfigError("expected attention_bias=False for DeepSeek-V3 (MCore's MLA has no projection biases)")
+    eps = float(H.get(cfg, "rms_norm_eps", default=1e-6))
+    if eps != _HF_LORA_NORM_EPS:
+        log.warning(
+            "rms_norm_eps=%g: HF's DeepSeek-V3 builds q_a_layernorm/kv_a_layernorm with eps %g whatever "
+            "rms_norm_eps says, while MCore uses layernorm_epsilon=%g for every norm; logits will differ "
+            "slightly from HF", eps, _HF_LORA_NORM_EPS, eps,
+        )
     heads = cfg.num_attention_heads
     num_layers = cfg.num_hidden_layers
     experts = int(H.get(cfg, "n_routed_experts", "num_local_experts"))
@@ -193,7 +206,7 @@ def deepseek_v3_provider_kwargs(cfg: Any) -> dict[str, Any]:
         kv_channels=int(cfg.v_head_dim),
         vocab_size=cfg.vocab_size,
         seq_length=H.get(cfg, "max_position_embeddings", default=4096),
-        layernorm_epsilon=H.get(cfg, "rms_norm_eps", default=1e-6),
+        layernorm_epsilon=eps,
         share_embeddings_and_output_weights=bool(H.get(cfg, "tie_word_embeddings", default=False)),
         init_method_std=H.get(cfg, "initializer_range", default=0.02),
         params_dtype=H.torch_dtype(cfg),

@@ -39,9 +39,11 @@ from bridge.models import hf_config as H
 from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
 from bridge.models.mistral.provider import sliding_window_kwargs
 
-__all__ = ["MoEModelProvider", "Qwen3MoEModelProvider", "moe_layer_pattern", "qwen3_moe_provider_kwargs"]
+__all__ = ["MOE_COMMON_OVERRIDES", "MoEModelProvider", "Qwen3MoEModelProvider", "moe_layer_pattern",
+           "qwen3_moe_provider_kwargs"]
 
-# Routing settings every bridged MoE shares: no dropping, no training-only losses, CPU-capable experts.
+# Settings every bridged MoE shares: no token dropping, no training-only losses, experts as
+# SequentialMLP, and the all-gather dispatcher (the all-to-all one creates a CUDA stream when built).
 MOE_COMMON_OVERRIDES: dict[str, Any] = {
     "moe_expert_capacity_factor": None,
     "moe_aux_loss_coeff": 0.0,

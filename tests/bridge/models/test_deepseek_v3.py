@@ -130,6 +130,16 @@ def test_unrepresentable_configs_are_refused(overrides: dict, match: str) -> Non
         DeepSeekV3Bridge().provider_bridge(config(**overrides))
 
 
+def test_lora_norm_epsilon_difference_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """HF's q_a/kv_a layernorms keep eps 1e-6 whatever rms_norm_eps is; MCore has one epsilon."""
+    with caplog.at_level("WARNING", logger="bridge.models.deepseek_v3"):
+        DeepSeekV3Bridge().provider_bridge(config(rms_norm_eps=1e-6))
+        assert not caplog.records
+        provider = DeepSeekV3Bridge().provider_bridge(config(rms_norm_eps=1e-5))
+    assert provider.layernorm_epsilon == 1e-5
+    assert any("q_a_layernorm" in r.getMessage() for r in caplog.records)
+
+
 def test_registered_by_string_without_importing_the_modelling_code() -> None:
     assert (DeepSeekV3Bridge.registration, DeepSeekV3Bridge.hf_class) == ("string", None)
     code = ("import sys, bridge.models, bridge.registry as r; "
