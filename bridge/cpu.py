@@ -16,7 +16,11 @@ it fixes (measured on 0.8.0, 0.12.3, 0.16.1; see ``docs/cpu.md``):
    ``fusions.fused_softmax``, which imported them by name).
 4. ``torch.cuda.synchronize()`` in p2p communication and checkpoint saving. Patch:
    a no-op.
-5. ``device="cuda"`` tensors created inside the pipeline schedules. Not patched
+5. ``Tensor.cuda()`` on parameters (tied embeddings with PP > 1: the output layer copy is
+   moved with ``weight.data.cuda()`` before the first/last-stage all-reduce in
+   ``LanguageModule.setup_embeddings_and_output_layer``). Patch: ``Tensor.cuda`` returns
+   the tensor itself (on a CPU-only torch it could only raise).
+6. ``device="cuda"`` tensors created inside the pipeline schedules. Not patched
    globally: wrap the call in :func:`cpu_device_mode`.
 7. Without Transformer Engine (0.16.1): ``transformer.moe.moe_utils`` calls
    ``te_general_gemm`` in the router's gating linear but defines it only when TE imports
@@ -116,8 +120,10 @@ def apply(seed: int = 1234) -> None:
     if "current_device" not in APPLIED:
         torch.cuda.current_device = lambda: torch.device("cpu")  # type: ignore[assignment]
         torch.cuda.synchronize = lambda *a, **k: None  # type: ignore[assignment]
+        torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
         APPLIED.append("current_device")
         APPLIED.append("synchronize")
+        APPLIED.append("tensor_cuda")
     # The tracker is reset by MCore (e.g. destroy_model_parallel); re-install each time.
     _install_noop_rng_tracker()
     if "rng_tracker" not in APPLIED:

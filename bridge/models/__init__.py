@@ -11,8 +11,12 @@ import pkgutil
 
 __all__ = ["FAMILIES"]
 
+from pathlib import Path
+
+# A family is a sub-package holding a bridge.py (a folder without one is not a family yet).
 FAMILIES: list[str] = sorted(
-    m.name for m in pkgutil.iter_modules(__path__) if m.ispkg  # type: ignore[name-defined]
+    m.name for m in pkgutil.iter_modules(__path__)  # type: ignore[name-defined]
+    if m.ispkg and (Path(__file__).parent / m.name / "bridge.py").is_file()
 )
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}.bridge")
