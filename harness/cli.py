@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "bisect": "harness.commands.bisect",
     "diff": "harness.commands.diff",
     "merge": "harness.commands.merge",
+    "reshard": "harness.commands.reshard",
 }
 """Subcommand name -> module (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""
 
