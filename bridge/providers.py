@@ -13,6 +13,7 @@ closest fields. :meth:`finalize` validates and locks the provider;
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -106,7 +107,7 @@ class GPTModelProvider:
                 f"cannot set {name!r}: the provider is finalized. Set fields before finalize(), "
                 "or copy it with dataclasses.replace(provider, ...)"
             )
-        if name.startswith("_") or name in _FIELD_NAMES:
+        if name.startswith("_") or name in _field_names(type(self)):
             object.__setattr__(self, name, value)
             return
         compat.check_config_fields([name], self.config_class)
@@ -314,4 +315,7 @@ def _wrap_ddp(chunks: list[torch.nn.Module]) -> list[torch.nn.Module]:
     return [DistributedDataParallel(config=c.config, ddp_config=ddp_config, module=c) for c in chunks]
 
 
-_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(GPTModelProvider)) | {"config_class"}
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    """Dataclass fields of a provider class, subclasses' own fields included."""
+    return frozenset(f.name for f in dataclasses.fields(cls)) | {"config_class"}

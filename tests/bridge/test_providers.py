@@ -237,3 +237,18 @@ def test_a_world_too_small_for_the_layout_is_refused(fresh_parallel_state):
 
 def test_errors_share_the_bridge_root():
     assert issubclass(ConfigError, BridgeError) and issubclass(ParallelLayoutError, BridgeError)
+
+
+def test_subclass_fields_are_provider_fields_not_transformer_config_fields() -> None:
+    import dataclasses as _dc
+
+    from bridge.providers import GPTModelProvider as _Base
+
+    @_dc.dataclass
+    class _WithExtra(_Base):
+        embedding_multiplier: float = 1.0
+
+    p = _WithExtra()
+    p.embedding_multiplier = 2.0
+    assert p.embedding_multiplier == 2.0
+    assert "embedding_multiplier" not in p.config_overrides
