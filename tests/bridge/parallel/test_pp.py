@@ -130,10 +130,13 @@ def test_stage_sizes_and_offsets_match_megatron_core(
     n: int, pp: int, first: int | None, last: int | None
 ) -> None:
     """The same layer counts and offsets as MCore's own functions, and the same layouts rejected."""
-    torch = pytest.importorskip("torch")
-    block = pytest.importorskip("megatron.core.transformer.transformer_block")
-    layer = pytest.importorskip("megatron.core.transformer.transformer_layer")
-    config_mod = pytest.importorskip("megatron.core.transformer.transformer_config")
+    # megatron-core is a hard dependency: a missing one must fail, not skip
+    import importlib
+
+    torch = importlib.import_module("torch")
+    block = importlib.import_module("megatron.core.transformer.transformer_block")
+    layer = importlib.import_module("megatron.core.transformer.transformer_layer")
+    config_mod = importlib.import_module("megatron.core.transformer.transformer_config")
     try:
         ours: tuple[tuple[int, ...], list[int]] | None = None
         layout = PipelineLayout(n, pp, first, last)
