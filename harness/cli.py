@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "diff": "harness.commands.diff",
     "merge": "harness.commands.merge",
     "reshard": "harness.commands.reshard",
+    "run": "harness.commands.run",
 }
 """Subcommand name -> module (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""
 
