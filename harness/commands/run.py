@@ -89,6 +89,11 @@ def _baseline(args: argparse.Namespace, checkout: SubmoduleCheckout) -> tuple[st
                                f"compared with the release it is tagged as, pypi:{version}"]
 
 
+def _platform(args: argparse.Namespace) -> str:
+    """The matrix platform the probes report under (``cpu`` / ``gpu``)."""
+    return "gpu" if args.device == "cuda" else "cpu"
+
+
 def _dynamic(args: argparse.Namespace, specs: list[str], repo: str,
              matrix: Matrix) -> tuple[Matrix, list[Any], dict[str, tuple[str, ...]]]:
     """Run the probes at both revisions and fold them into ``matrix``."""
@@ -103,7 +108,7 @@ def _dynamic(args: argparse.Namespace, specs: list[str], repo: str,
     results = run_sweep(specs, tests=names, device=args.device, jobs=args.jobs, timeout_s=args.timeout,
                         cache_dir=args.cache_dir, repo=repo, progress=not args.no_progress)
     declared = {t.name: tuple(t.rows) for t in TESTS}
-    return fold_results(matrix, results, platform=args.device), list(results), declared
+    return fold_results(matrix, results, platform=_platform(args)), list(results), declared
 
 
 def _judge(args: argparse.Namespace, checkout: SubmoduleCheckout, suites: tuple[str, ...]
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         submodule=checkout.outcome, notes=tuple(notes), files=("summary.md", "run.json", *(p.name for p in paths)),
         probes=probes, family_rows=tuple(r["name"] for r in matrix.rows if r["kind"] == "family"),
     )
-    summary = render_summary(report, matrix, platform=args.device if "dynamic" in suites else None)
+    summary = render_summary(report, matrix, platform=_platform(args) if "dynamic" in suites else None)
     atomic_write_text(args.out / "summary.md", summary)
     atomic_write_text(args.out / "run.json", json.dumps(_run_json(report, time.perf_counter() - start), indent=1) + "\n")
     sys.stdout.write(summary)
