@@ -10,6 +10,13 @@ Schema (``schema_version`` 1)::
 
 Cells are keyed by ``(row, revision spec)``; merging several files lets the later file win
 per cell, and each cell keeps the ``provenance`` (file / run) it came from.
+
+Dynamic probes (:mod:`harness.probes.fold`) add optional keys, per platform (``cpu``, ``gpu``):
+``cell["dynamic"][platform]`` (the probe verdict, its tests and warnings), ``cell["agreement"]``
+(``agree`` / ``disagree`` / ``explained``, over every platform) with ``cell["explanation"]``, and
+``revision["dynamic"][platform]`` (versions, test statuses, warnings, timing). A cell that only
+the probes report has the static status ``unchecked``. Merging keeps every platform: the
+``dynamic`` entries are merged per platform (a later file wins for the platforms it has).
 """
 
 from __future__ import annotations
@@ -30,9 +37,25 @@ from harness.requirements import Row
 from harness.verdicts import evaluate
 from harness.versions import version_key
 
-__all__ = ["SCHEMA_VERSION", "Matrix", "build_matrix", "load_matrix", "merge_matrices", "tool_version"]
+__all__ = [
+    "AGREEMENTS",
+    "SCHEMA_VERSION",
+    "UNCHECKED",
+    "Matrix",
+    "build_matrix",
+    "load_matrix",
+    "merge_matrices",
+    "settle_agreement",
+    "tool_version",
+]
 
 SCHEMA_VERSION = 1
+
+UNCHECKED = "unchecked"
+"""Static status of a cell that only the dynamic probes report."""
+
+AGREEMENTS = ("agree", "explained", "disagree")
+"""Static vs dynamic, least to most alarming; a cell shows the most alarming of its platforms."""
 
 
 def tool_version() -> str:
@@ -88,7 +111,10 @@ class Matrix:
         cells = {}
         for c in data.get("cells", []):
             body = {k: v for k, v in c.items() if k not in ("row", "revision")}
+            _check_dynamic(body.get("dynamic"), f"{origin or 'matrix'}: cell {c.get('row')} @ {c.get('revision')}")
             cells[(c["row"], c["revision"])] = body
+        for rev in data.get("revisions", []):
+            _check_dynamic(rev.get("dynamic"), f"{origin or 'matrix'}: revision {rev.get('spec')}")
         return cls(revisions=list(data.get("revisions", [])), rows=list(data.get("rows", [])),
                    cells=cells, renames=list(data.get("renames", [])),
                    generated_at=data.get("generated_at", ""), tool_version=data.get("tool_version", ""))
@@ -106,6 +132,45 @@ class Matrix:
             if v not in best or r.get("kind") == "pypi":
                 best[v] = r
         return [best[v] for v in sorted(best, key=version_key)]
+
+
+def _check_dynamic(dynamic: Any, where: str) -> None:
+    """Raise HarnessError unless ``dynamic`` is absent or ``{platform: {"status"?...}}``."""
+    if dynamic is None:
+        return
+    if not isinstance(dynamic, dict) or not all(isinstance(v, dict) for v in dynamic.values()):
+        raise HarnessError(
+            f"{where}: expected \"dynamic\" to map a platform (cpu, gpu) to an object, found "
+            f"{type(dynamic).__name__ if not isinstance(dynamic, dict) else sorted(dynamic)}; regenerate it with "
+            "`mcore-compat sweep`"
+        )
+
+
+def settle_agreement(cell: dict[str, Any]) -> None:
+    """Set ``cell["agreement"]`` / ``cell["explanation"]`` from its platforms' (removed when none compared)."""
+    cell.pop("agreement", None)
+    cell.pop("explanation", None)
+    per = [(p, d) for p, d in sorted((cell.get("dynamic") or {}).items()) if d.get("agreement") in AGREEMENTS]
+    if not per:
+        return
+    worst = max((d["agreement"] for _, d in per), key=AGREEMENTS.index)
+    cell["agreement"] = worst
+    if worst == "explained":
+        reasons = dict.fromkeys(d["explanation"] for _, d in per if d.get("explanation"))
+        cell["explanation"] = "; ".join(reasons)
+
+
+def _merge_dynamic(old: dict[str, Any] | None, new: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``new`` with ``dynamic`` merged per platform onto ``old``'s (new wins per platform)."""
+    merged = dict(new)
+    platforms = dict((old or {}).get("dynamic") or {})
+    for platform, entry in (new.get("dynamic") or {}).items():
+        prov = dict(entry.get("provenance") or {})
+        prov["merged_from"] = origin
+        platforms[platform] = {**entry, "provenance": prov}
+    if platforms:
+        merged["dynamic"] = platforms
+    return merged
 
 
 def _revision_entry(intro: Introspection) -> dict[str, Any]:
@@ -142,7 +207,9 @@ def load_matrix(path: Path) -> Matrix:
 def merge_matrices(matrices: Sequence[tuple[str, Matrix]]) -> Matrix:
     """Merge ``(origin, matrix)`` pairs in order: later cells win, revisions/rows are unioned.
 
-    Each merged cell's ``provenance`` records the origin it was taken from.
+    Each merged cell's ``provenance`` records the origin it was taken from. ``dynamic`` entries of
+    cells and revisions are merged per platform (CPU results from one file, GPU from another both
+    stay; a later file wins for a platform both have), and the cell's agreement is recomputed.
     """
     out = Matrix()
     rev_index: dict[str, int] = {}
@@ -151,8 +218,10 @@ def merge_matrices(matrices: Sequence[tuple[str, Matrix]]) -> Matrix:
     for origin, m in matrices:
         for rev in m.revisions:
             if rev["spec"] in rev_index:
-                out.revisions[rev_index[rev["spec"]]] = rev
+                i = rev_index[rev["spec"]]
+                out.revisions[i] = _merge_dynamic(out.revisions[i], rev, origin)
             else:
+                rev = _merge_dynamic(None, rev, origin)
                 rev_index[rev["spec"]] = len(out.revisions)
                 out.revisions.append(rev)
         for row in m.rows:
@@ -166,6 +235,12 @@ def merge_matrices(matrices: Sequence[tuple[str, Matrix]]) -> Matrix:
         for key, cell in m.cells.items():
             prov = dict(cell.get("provenance") or {})
             prov["merged_from"] = origin
-            out.cells[key] = {**cell, "provenance": prov}
+            out.cells[key] = _merge_dynamic(out.cells.get(key), {**cell, "provenance": prov}, origin)
     out.renames = list(renames.values())
+    revs = {r["spec"]: r for r in out.revisions}
+    for (row, spec), cell in out.cells.items():
+        if cell.get("dynamic"):
+            from harness.probes.fold import reassess_cell  # the static verdict may have changed
+
+            reassess_cell(row, revs.get(spec, {"spec": spec}), cell)
     return out

@@ -1,0 +1,42 @@
+"""Dynamic probes: run the bridge against MCore revisions in subprocesses, fold the results into the matrix.
+
+``envs`` prepares a revision (its sources first on ``PYTHONPATH``), ``runner`` runs one probe test in a
+subprocess (``python -m harness.probes.payload``), ``cachekeys`` caches results, ``sweep`` runs many
+(resumable, concurrent), ``fold`` adds them to a :class:`harness.matrix.Matrix` next to the static
+verdicts, with known disagreements explained in ``explanations``.
+
+Names are imported lazily: the probe subprocess imports this package under a revision's MCore and
+must not pay for (or be disturbed by) the harness side.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "EXPLANATIONS": "harness.probes.explanations",
+    "Explanation": "harness.probes.explanations",
+    "PreparedRevision": "harness.probes.envs",
+    "ProbeCache": "harness.probes.cachekeys",
+    "ProbeResult": "harness.probes.runner",
+    "SweepReport": "harness.probes.sweep",
+    "fold_results": "harness.probes.fold",
+    "prepare_revision": "harness.probes.envs",
+    "run_probe": "harness.probes.runner",
+    "run_sweep": "harness.probes.sweep",
+    "run_sweep_report": "harness.probes.sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness.probes' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

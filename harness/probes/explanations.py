@@ -1,0 +1,96 @@
+"""Known, explained disagreements between the static verdict and the dynamic probes: ONE data table.
+
+A static verdict says whether a revision *has* what a row needs; a probe says whether the bridge
+*works* there. They may differ on purpose (the bridge refuses something the revision has, because it
+would be silently wrong), or because of the environment the probe ran in. Each such case is one
+:class:`Explanation` in :data:`EXPLANATIONS`; :func:`explain` finds the one that covers a cell. A
+disagreement no entry covers is reported as ``disagree`` (something to look at).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harness.versions import version_key
+
+__all__ = ["EXPLANATIONS", "Explanation", "explain"]
+
+WORKS = ("supported", "renamed")
+"""Static verdicts that predict the probe passes."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a static verdict and a probe result disagree, and where.
+
+    Attributes:
+        rows: matrix rows it covers (``"*"``: every row).
+        reason: the explanation shown in the reports.
+        static: static statuses it covers.
+        dynamic: dynamic statuses it covers.
+        since / before: the release range it covers (``since`` inclusive, ``before`` exclusive;
+            None: open). Revisions of unknown version are covered only by open ranges.
+        platforms: ``cpu`` / ``gpu``.
+        details: a regular expression the dynamic details must match (None: any).
+        outside_python_range: when set, covers only cells whose revision is (True) or is not
+            (False) outside its declared Python range.
+    """
+
+    rows: tuple[str, ...]
+    reason: str
+    static: tuple[str, ...] = WORKS
+    dynamic: tuple[str, ...] = ("failed",)
+    since: str | None = None
+    before: str | None = None
+    platforms: tuple[str, ...] = ("cpu", "gpu")
+    details: str | None = None
+    outside_python_range: bool | None = None
+
+    def covers(self, *, row: str, version: str | None, static: str, dynamic: str, platform: str,
+               details: str = "", outside_python_range: bool = False) -> bool:
+        if "*" not in self.rows and row not in self.rows:
+            return False
+        if static not in self.static or dynamic not in self.dynamic or platform not in self.platforms:
+            return False
+        if self.outside_python_range is not None and self.outside_python_range != outside_python_range:
+            return False
+        if self.details is not None and not re.search(self.details, details or "", re.IGNORECASE):
+            return False
+        if self.since is None and self.before is None:
+            return True
+        if not version:
+            return False
+        key = version_key(version)
+        return (self.since is None or key >= version_key(self.since)) and (
+            self.before is None or key < version_key(self.before))
+
+
+EXPLANATIONS: tuple[Explanation, ...] = (
+    Explanation(
+        rows=("mistral",), before="0.15.0", details=r"sliding|window",
+        reason="the bridge refuses Mistral's sliding window on purpose before megatron-core 0.15: the local "
+               "DotProductAttention's softmax ignores window_size there (bridge.compat feature "
+               "local_sliding_window), so the converted model would silently attend to the whole context; "
+               "the window_size field exists, hence the static 'supported'",
+    ),
+    Explanation(
+        rows=("gemma",), details=r"gemma ?2|soft-?cap|post[-_ ]?(attention|feedforward|mlp)",
+        reason="Gemma 2 is not supported: MCore's local GPT layer has neither attention/final logit "
+               "soft-capping nor post-attention / post-MLP norms; the static row checks Gemma (v1) only",
+    ),
+    Explanation(
+        rows=("*",), dynamic=("failed", "error"), outside_python_range=True,
+        details=r"SyntaxError|requires python|python 3\.1[2-9]|invalid syntax",
+        reason="the release declares a Python range that excludes the probe's interpreter; it was installed "
+               "with --ignore-requires-python, and fails on syntax or APIs of a newer Python",
+    ),
+)
+
+
+def explain(*, row: str, version: str | None, static: str, dynamic: str, platform: str, details: str = "",
+            outside_python_range: bool = False) -> Explanation | None:
+    """The first entry of :data:`EXPLANATIONS` covering this cell, or None."""
+    return next((e for e in EXPLANATIONS if e.covers(row=row, version=version, static=static, dynamic=dynamic,
+                                                     platform=platform, details=details,
+                                                     outside_python_range=outside_python_range)), None)

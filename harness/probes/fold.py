@@ -1,0 +1,193 @@
+"""Fold probe results into the matrix, next to the static verdicts, one platform (``cpu`` / ``gpu``) at a time.
+
+Each cell a probe gave evidence for gets ``cell["dynamic"][platform]``::
+
+    {"status": "passed"|"failed"|"skipped"|"error"|"timeout", "details": str,
+     "tests": {test: {"status", "details"}}, "warnings": [...], "device", "python", "mcore_version",
+     "outside_python_range": bool, "agreement": "agree"|"disagree"|"explained"|None, "explanation"?,
+     "provenance": {...}}
+
+and ``cell["agreement"]`` / ``cell["explanation"]`` summarise every platform
+(:func:`harness.matrix.settle_agreement`). Each revision gets ``revision["dynamic"][platform]``: the
+versions it ran with, every test's status, the warnings MCore emitted (deduplicated) and the timing.
+
+Evidence: a result's own rows (RESULT.json); for a result without rows (``error`` / ``timeout``, a
+skipped test) the rows the catalog says the test is about. A cell's status is ``failed`` if any test
+failed it, else ``error`` / ``timeout`` if one could not judge it, else ``passed`` if one passed, else
+``skipped``. Agreement: a static ``supported`` / ``renamed`` predicts ``passed``; ``missing`` predicts
+anything else. Static ``error`` / ``unchecked`` and dynamic ``skipped`` are not compared (None).
+Disagreements listed in :mod:`harness.probes.explanations` are ``explained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from harness.matrix import UNCHECKED, Matrix, settle_agreement
+from harness.probes.explanations import WORKS, explain
+from harness.probes.runner import ProbeResult
+
+__all__ = ["CELL_ORDER", "PLATFORMS", "cell_status", "fold_results", "reassess_cell", "rows_for_test"]
+
+log = logging.getLogger("harness.probes.fold")
+
+PLATFORMS = ("cpu", "gpu")
+CELL_ORDER = ("failed", "error", "timeout", "passed", "skipped")
+"""Which test status decides a cell's dynamic status (first wins)."""
+_NOT_COMPARED = ("error", UNCHECKED)
+
+
+def rows_for_test(name: str) -> tuple[str, ...]:
+    """The matrix rows a test gives evidence for (the catalog's; ``family:<f>`` -> ``f`` without it)."""
+    try:
+        from harness.probes.catalog import test_by_name
+    except ImportError:
+        test_by_name = None
+    if test_by_name is not None:
+        try:
+            return tuple(test_by_name(name).rows)
+        except (KeyError, LookupError):
+            pass
+    kind, sep, rest = name.partition(":")
+    return (rest,) if sep and kind == "family" else ()
+
+
+def cell_status(statuses: Iterable[str]) -> str:
+    """The dynamic status of a cell from its tests' statuses (see :data:`CELL_ORDER`)."""
+    seen = set(statuses)
+    return next((s for s in CELL_ORDER if s in seen), "skipped")
+
+
+def _evidence(result: ProbeResult) -> dict[str, tuple[str, str]]:
+    """``row -> (status, details)`` that ``result`` gives."""
+    out: dict[str, tuple[str, str]] = {}
+    for row, entry in (result.rows or {}).items():
+        if isinstance(entry, dict) and entry.get("status"):
+            out[row] = (str(entry["status"]), str(entry.get("details", "")))
+    if not out:
+        for row in rows_for_test(result.test):
+            out[row] = (result.status, result.details)
+    return out
+
+
+def _dedup(warnings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen, out = set(), []
+    for w in warnings:
+        key = (w.get("category"), w.get("message"), w.get("filename"), w.get("lineno"))
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(w))
+    return out
+
+
+def _agreement(row: str, rev: dict[str, Any], static: str, dyn: dict[str, Any], platform: str
+               ) -> tuple[str | None, str | None]:
+    status = dyn["status"]
+    if static in _NOT_COMPARED or status == "skipped":
+        return None, None
+    predicted_pass = static in WORKS
+    if predicted_pass == (status == "passed"):
+        return "agree", None
+    found = explain(row=row, version=rev.get("version"), static=static, dynamic=status, platform=platform,
+                    details=dyn["details"], outside_python_range=bool(dyn.get("outside_python_range")))
+    return ("explained", found.reason) if found else ("disagree", None)
+
+
+def reassess_cell(row: str, rev: dict[str, Any], cell: dict[str, Any]) -> None:
+    """Recompute every platform's agreement against the cell's (possibly new) static verdict."""
+    for platform, dyn in (cell.get("dynamic") or {}).items():
+        if "status" not in dyn:
+            continue
+        agreement, explanation = _agreement(row, rev, cell["status"], dyn, platform)
+        dyn["agreement"] = agreement
+        dyn.pop("explanation", None)
+        if explanation:
+            dyn["explanation"] = explanation
+    settle_agreement(cell)
+
+
+def _revision_entry(matrix: Matrix, spec: str, results: list[ProbeResult]) -> dict[str, Any]:
+    for rev in matrix.revisions:
+        if rev["spec"] == spec:
+            return rev
+    kind = spec.partition(":")[0] if ":" in spec else spec
+    meta = results[0].meta
+    rev = {"spec": spec, "kind": kind, "version": meta.get("mcore_version"), "commit": None, "error": None,
+           "notes": ["no static scan: dynamic probes only"]}
+    matrix.revisions.append(rev)
+    return rev
+
+
+def _ensure_row(matrix: Matrix, row: str) -> None:
+    if not any(r["name"] == row for r in matrix.rows):
+        matrix.rows.append({"name": row, "kind": "probe", "description": "a row only the dynamic probes report"})
+
+
+def _first(results: list[ProbeResult], key: str) -> Any:
+    return next((r.meta[key] for r in results if r.meta.get(key) not in (None, "")), None)
+
+
+def _revision_summary(results: list[ProbeResult], stamp: dict[str, Any], timing: dict[str, Any] | None
+                      ) -> dict[str, Any]:
+    summary = {key: _first(results, key) for key in ("device", "python", "torch", "transformers", "mcore_version",
+                                                      "requires_python", "method")}
+    summary["outside_python_range"] = bool(_first(results, "outside_python_range"))
+    summary["notes"] = list(dict.fromkeys(n for r in results for n in r.meta.get("revision_notes") or []))
+    summary["tests"] = {r.test: {"status": r.status, "details": r.details, "duration_s": round(r.duration_s, 3),
+                                 "cached": r.cached} for r in results}
+    summary["warnings"] = _dedup(w for r in results for w in r.warnings)
+    if timing:
+        summary["timing"] = dict(timing)
+    summary["provenance"] = dict(stamp)
+    return summary
+
+
+def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: str,
+                 timings: Mapping[str, Mapping[str, Any]] | None = None) -> Matrix:
+    """A copy of ``matrix`` with ``results`` folded in as platform ``platform`` (see the module docstring).
+
+    Revisions and rows the matrix lacks are added (cells without a static verdict are ``unchecked``).
+    ``timings`` (spec -> :class:`~harness.probes.sweep.RevisionTiming` as a dict) go into each
+    revision's summary.
+    """
+    if platform not in PLATFORMS:
+        from harness.errors import ProbeError
+
+        raise ProbeError(f"expected platform in {PLATFORMS}, found {platform!r}")
+    out = copy.deepcopy(matrix)
+    stamp = {"source": "probes", "platform": platform, "tool_version": out.tool_version,
+             "generated_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
+    by_spec: dict[str, list[ProbeResult]] = {}
+    for r in results:
+        by_spec.setdefault(r.spec, []).append(r)
+    for spec, rs in by_spec.items():
+        rev = _revision_entry(out, spec, rs)
+        summary = _revision_summary(rs, stamp, (timings or {}).get(spec))
+        rev.setdefault("dynamic", {})[platform] = summary
+        evidence: dict[str, list[tuple[str, str, str, ProbeResult]]] = {}
+        for r in rs:
+            for row, (status, details) in _evidence(r).items():
+                evidence.setdefault(row, []).append((r.test, status, details, r))
+        for row, items in evidence.items():
+            _ensure_row(out, row)
+            cell = out.cells.setdefault((row, spec), {"status": UNCHECKED, "missing": [], "renamed": {},
+                                                      "details": "no static verdict", "provenance": {}})
+            status = cell_status(s for _, s, _, _ in items)
+            bad = [f"{t}: {d}" for t, s, d, _ in items if s == status and status != "passed"]
+            dyn: dict[str, Any] = {
+                "status": status,
+                "details": "; ".join(bad) if bad else f"{sum(s == 'passed' for _, s, _, _ in items)} test(s) passed",
+                "tests": {t: {"status": s, "details": d} for t, s, d, _ in items},
+                "warnings": _dedup(w for *_, r in items for w in r.warnings),
+                "device": summary["device"], "python": summary["python"], "mcore_version": summary["mcore_version"],
+                "outside_python_range": summary["outside_python_range"],
+            }
+            dyn["provenance"] = dict(stamp)
+            cell.setdefault("dynamic", {})[platform] = dyn
+            reassess_cell(row, rev, cell)
+    log.info("folded %d revisions (%s) into the matrix", len(by_spec), platform)
+    return out
