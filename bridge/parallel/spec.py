@@ -16,6 +16,7 @@ import torch
 
 from bridge.errors import ParallelLayoutError
 from bridge.parallel._common import check_size
+from bridge.parallel.fit import check_tp_fits
 from bridge.parallel.kinds import check_meta
 from bridge.parallel.pp import PipelineLayout
 from bridge.parallel.vocab import DEFAULT_DIVISIBLE_BY
@@ -119,6 +120,10 @@ def as_param_spec(value: ParamSpec | tuple[str, Mapping[str, Any]] | str) -> Par
 class ParallelLayout:
     """A TP x PP layout of one model, with the sharding of every global parameter.
 
+    Construction checks that ``tp`` splits every parameter whose shape is recorded
+    (:func:`~bridge.parallel.fit.check_tp_fits`): one error lists every rule it breaks and the
+    TP sizes that would fit.
+
     Attributes:
         tp: tensor-parallel size.
         pipeline: the pipeline stages.
@@ -146,6 +151,7 @@ class ParallelLayout:
                 "PP ranks only. Split experts with bridge.parallel.expert, or map them per expert "
                 "with ep=1."
             )
+        check_tp_fits(self.params, self.tp)
 
     @property
     def pp(self) -> int:
