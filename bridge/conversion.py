@@ -22,6 +22,8 @@ from bridge._logging import get_logger
 from bridge.errors import WeightMismatchError
 from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
 from bridge.parallel import kinds as tp_ops
+from bridge.streaming.files import SliceReader
+from bridge.streaming.shards import read_shard, tp_meta
 
 __all__ = ["ConversionTask", "build_tasks", "load_weights", "iter_export", "tp_meta"]
 
@@ -86,15 +88,6 @@ def build_tasks(registry: MegatronMappingRegistry, chunks: Iterable[torch.nn.Mod
     return tasks
 
 
-def tp_meta(mapping: MegatronParamMapping, ctx: MappingContext) -> dict[str, Any]:
-    """The metadata ``bridge.parallel.tp`` needs for this mapping's sharding kind."""
-    if mapping.sharding == "vocab":
-        return {"vocab_size": ctx.vocab_size, "divisible_by": ctx.make_vocab_size_divisible_by}
-    if mapping.sharding == "qkv":
-        return {"num_query_groups": ctx.num_query_groups}
-    return {}
-
-
 def _tp_group():
     from megatron.core import parallel_state as ps
 
@@ -119,7 +112,7 @@ def _all_ranks_union(names: set[str]) -> set[str]:
 
 def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, *,
                  ignored_hf_patterns: Iterable[str] = ()) -> None:
-    """Fill every task's parameter from the HF checkpoint ``reader`` (this rank's TP shard only)."""
+    """Fill every task's parameter from the HF checkpoint ``reader`` (reads this rank's TP shard only)."""
     available = set(reader.keys())
     needed = {n for t in tasks for n in t.hf_names}
     missing = sorted(needed - available)
@@ -135,19 +128,19 @@ def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, 
         )
     _, tp, rank = _tp_group()
     wrong: list[str] = []
-    for task in tasks:
-        hf = {n: reader.get(n) for n in task.hf_names}
-        full = task.mapping.hf_to_megatron(hf, ctx)
-        shard = tp_ops.split(task.mapping.sharding, full, tp=tp, rank=rank, name=task.megatron_name,
-                               **tp_meta(task.mapping, ctx))
-        if tuple(shard.shape) != tuple(task.param.shape):
-            wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
-                         f"found {tuple(shard.shape)} from {task.hf_names}")
-            continue
-        with torch.no_grad():
-            task.param.copy_(shard.to(dtype=task.param.dtype, device=task.param.device))
-        log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
-                  task.mapping.sharding, rank, tp, tuple(shard.shape))
+    # Each task reads only this rank's rows/columns of its HF tensors (memory-mapped, budgeted).
+    with SliceReader(reader) as source:
+        for task in tasks:
+            shard = read_shard(task.mapping, ctx, source, tp=tp, rank=rank)
+            if tuple(shard.shape) != tuple(task.param.shape):
+                wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
+                             f"found {tuple(shard.shape)} from {task.hf_names}")
+                continue
+            with torch.no_grad():
+                task.param.copy_(shard.to(dtype=task.param.dtype, device=task.param.device))
+            log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
+                      task.mapping.sharding, rank, tp, tuple(shard.shape))
+            del shard
     if wrong:
         raise WeightMismatchError(f"{len(wrong)} shape mismatch(es): " + "; ".join(sorted(wrong)))
 

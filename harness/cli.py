@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "diff": "harness.commands.diff",
     "merge": "harness.commands.merge",
     "reshard": "harness.commands.reshard",
+    "convert": "harness.commands.convert",
+    "export": "harness.commands.export",
     "run": "harness.commands.run",
 }
 """Subcommand name -> module (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""

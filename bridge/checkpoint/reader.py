@@ -207,6 +207,11 @@ class HFCheckpointReader:
             )
         return handle
 
+    def verified_path(self, file: str) -> Path:
+        """The real path of weight file ``file``, checked unchanged since validation (for memory-mapped reads)."""
+        self._open(self._shard(file)).close()
+        return self._shard(file).real
+
     def _read(self, handle: BinaryIO, shard: _Shard, info: TensorInfo) -> torch.Tensor:
         raw = torch.empty(info.nbytes, dtype=torch.uint8)
         view = memoryview(raw.numpy())

@@ -1,0 +1,27 @@
+"""Streaming, bounded-memory conversion between HF checkpoints and saved Megatron layouts.
+
+* :mod:`~bridge.streaming.files`: memory-mapped reads with a budget, by rows or columns, counted.
+* :mod:`~bridge.streaming.shards`: one TP rank's shard read straight from the HF tensors it needs.
+* :mod:`~bridge.streaming.plan`: what a conversion reads and writes, from headers and config only.
+* :mod:`~bridge.streaming.hf_out`: HF shards written tensor by tensor at their final offsets.
+* :mod:`~bridge.streaming.convert`, :mod:`~bridge.streaming.export`: the offline conversions
+  (``mcore-compat convert`` / ``mcore-compat export``).
+"""
+
+from __future__ import annotations
+
+from bridge.streaming.convert import ConversionResult, convert_checkpoint
+from bridge.streaming.export import ExportResult, export_checkpoint
+from bridge.streaming.files import MappedFiles, ReadStats, SliceReader
+from bridge.streaming.shards import read_shard
+
+__all__ = [
+    "ConversionResult",
+    "ExportResult",
+    "MappedFiles",
+    "ReadStats",
+    "SliceReader",
+    "convert_checkpoint",
+    "export_checkpoint",
+    "read_shard",
+]

@@ -1,0 +1,187 @@
+"""Offline HF -> Megatron conversion into the saved layout, without building an MCore model.
+
+:func:`convert_checkpoint` plans from headers and ``config.json`` alone
+(:func:`~bridge.streaming.plan.plan_import`), validates the whole TP x PP layout (every shard
+shape) before reading any tensor, then writes one rank file at a time: for each of its parameters
+it reads only that rank's rows or columns of the HF tensors (:func:`~bridge.streaming.shards.read_shard`)
+and appends them to the file (header first, so nothing waits in memory). Peak memory is about one
+fused group of one rank plus the mapped-page budget; the output appears atomically
+(layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config, tokenizer and custom code files).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bridge._logging import get_logger
+from bridge.checkpoint.atomic import AtomicDirectory
+from bridge.checkpoint.companions import copy_companions
+from bridge.checkpoint.paths import CheckpointDir
+from bridge.errors import CheckpointError, ConfigError
+from bridge.mappings import MappingContext
+from bridge.parallel._safetensors import StreamingWriter
+from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layout_json
+from bridge.parallel.spec import ParallelLayout
+from bridge.parallel.state import Rank, placements
+from bridge.streaming.files import DEFAULT_MAP_BUDGET, Progress, ReadStats, SliceReader
+from bridge.streaming.plan import ParamPlan, import_layout, plan_import
+from bridge.streaming.shards import read_shard
+
+__all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
+
+log = get_logger("streaming.convert")
+
+#: ``--dtype`` choices: ``keep`` stores every tensor in the checkpoint's own dtype.
+DTYPES: dict[str, torch.dtype | None] = {"keep": None, "bf16": torch.bfloat16, "fp16": torch.float16,
+                                         "fp32": torch.float32}
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"keep"``/``None`` -> ``None``; ``"bf16"``/``"fp16"``/``"fp32"`` or a torch dtype -> that dtype."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ConfigError(f"dtype {dtype!r}: expected one of {sorted(DTYPES)}") from None
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What :func:`convert_checkpoint` wrote: ``tensors`` over all rank files, ``bytes`` of tensor data."""
+
+    path: Path
+    layout: ParallelLayout
+    tensors: int
+    bytes: int
+    seconds: float
+    reads: ReadStats
+
+
+def family_for(config_dir: str | os.PathLike[str], trust_remote_code: bool | None):
+    """``(family bridge, provider, mapping registry, mapping context)`` for the HF config in ``config_dir``.
+
+    Goes through :meth:`AutoBridge.from_hf_pretrained`, so the trust policy for custom code applies.
+    """
+    from bridge.auto_bridge import AutoBridge
+
+    auto = AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code)
+    family = auto.bridge
+    provider = family.provider_bridge(auto.hf_config)
+    return family, provider, family.mapping_registry(provider), family.mapping_context(provider)
+
+
+def _stage_order(layout: ParallelLayout) -> dict[int, list[tuple[str, str]]]:
+    """Stage -> ``(local_name, global_name)`` in the order :func:`shard_entries` lists the rank files."""
+    out: dict[int, list[tuple[str, str]]] = {s: [] for s in range(layout.pp)}
+    for name, places in placements(layout).items():
+        for stage, local in places:
+            out[stage].append((local, name))
+    return out
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_rank(rank: Rank, directory: Path, layout: ParallelLayout, order: list[tuple[str, str]],
+                plans: dict[str, ParamPlan], ctx: MappingContext, source: SliceReader,
+                entries: list, bar: Progress, durable: bool) -> tuple[int, int]:
+    tp_rank, pp_rank = rank
+    path = directory / rank_file_name(tp_rank, pp_rank)
+    written = 0
+    meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
+    with StreamingWriter(path, entries, meta) as writer:
+        for local, name in order:
+            shard = read_shard(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
+            dtype = layout.params[name].dtype
+            if shard.dtype != dtype:
+                shard = shard.to(dtype)
+            writer.write(local, shard)
+            written += shard.nbytes
+            bar.advance(shard.nbytes)
+            del shard
+    if durable:
+        _fsync(path)
+    log.debug("wrote %s: %d tensors, %d bytes", path.name, len(order), written)
+    return len(order), written
+
+
+def convert_checkpoint(
+    hf_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    dtype: str | torch.dtype | None = "keep",
+    first_stage_layers: int | None = None,
+    last_stage_layers: int | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool | None = None,
+    progress: bool | None = None,
+    durable: bool = True,
+    map_budget: int = DEFAULT_MAP_BUDGET,
+) -> ConversionResult:
+    """Convert the HF checkpoint in ``hf_dir`` to a saved Megatron layout (TP x PP) in ``out_dir``.
+
+    Args:
+        hf_dir: a local HF checkpoint directory (safetensors weights, ``config.json``).
+        out_dir: the layout directory to create; must not exist (or be empty) unless ``overwrite``.
+        tp, pp: tensor- and pipeline-parallel sizes of the layout.
+        dtype: ``"keep"`` (the checkpoint's dtypes), ``"bf16"``, ``"fp16"``, ``"fp32"`` or a torch dtype.
+        first_stage_layers, last_stage_layers: MCore's uneven first/last pipeline stages.
+        overwrite: replace an existing layout at ``out_dir`` once the new one is complete.
+        trust_remote_code: as in :meth:`AutoBridge.from_hf_pretrained` (custom-code checkpoints).
+        progress: show a progress bar (``None``: only on a terminal).
+        durable: ``fsync`` every file before the directory is renamed into place.
+        map_budget: bytes touched through memory maps before they are closed (see ``files.MappedFiles``).
+
+    Raises:
+        ParallelLayoutError: ``tp``/``pp`` do not fit the model (e.g. ``tp`` does not divide the query
+            groups); raised before anything is written.
+        WeightMismatchError: the checkpoint and its config or mapping table disagree.
+        CheckpointError: unreadable input, or ``out_dir`` exists without ``overwrite``.
+        ConfigError: an unknown ``dtype``.
+    """
+    started = time.perf_counter()
+    target = parse_dtype(dtype)
+    if Path(out_dir).expanduser().resolve() == Path(hf_dir).expanduser().resolve():
+        raise CheckpointError(f"cannot convert {hf_dir} into itself; choose another output directory")
+    family, provider, registry, ctx = family_for(hf_dir, trust_remote_code)
+    with SliceReader(hf_dir, budget=map_budget) as source:
+        plans = plan_import(source, registry, ctx, names=source.keys(),
+                            ignored_hf_patterns=family.ignored_hf_patterns)
+        layout = import_layout(plans, ctx, tp=tp, pp=pp, num_layers=provider.num_layers,
+                               first_stage_layers=first_stage_layers, last_stage_layers=last_stage_layers,
+                               share_embeddings_and_output_weights=provider.share_embeddings_and_output_weights,
+                               dtype=target)
+        entries = shard_entries(layout)  # every shard shape: raises before anything is read or written
+        order = _stage_order(layout)
+        by_name = {p.name: p for p in plans}
+        total = sum(torch.Size(shape).numel() * dt.itemsize for e in entries.values() for _, dt, shape in e)
+        count = sum(len(e) for e in entries.values())
+        stage = AtomicDirectory(out_dir, overwrite=overwrite, durable=durable)
+        tensors = nbytes = 0
+        try:
+            with Progress(total_bytes=total, total_tensors=count, desc="convert", enabled=progress) as bar:
+                for rank in layout.ranks():
+                    n, b = _write_rank(rank, stage.staging, layout, order[rank[1]], by_name, ctx, source,
+                                       entries[rank], bar, durable)
+                    tensors, nbytes = tensors + n, nbytes + b
+            write_layout_json(stage.staging, layout)
+            copy_companions(CheckpointDir.resolve(hf_dir), stage.staging, durable=durable)
+            path = stage.commit()
+        except BaseException:
+            stage.abort()
+            raise
+        reads = source.stats
+    seconds = time.perf_counter() - started
+    log.info("converted %s -> %s (TP=%d, PP=%d): %d tensors, %.2f GB in %.2f s", hf_dir, path, tp, pp, tensors,
+             nbytes / 1e9, seconds)
+    return ConversionResult(path, layout, tensors, nbytes, seconds, reads)

@@ -1,0 +1,133 @@
+"""Offline Megatron -> HF export from a saved layout, without building an MCore model.
+
+:func:`export_checkpoint` reads ``layout.json`` and the HF ``config.json`` stored next to it (by
+:func:`~bridge.streaming.convert.convert_checkpoint`, or given with ``config_dir``), plans every
+output tensor on meta tensors (:func:`~bridge.streaming.plan.plan_export`), then merges one
+parameter at a time from its owner stage's TP rank files and writes each resulting HF tensor at its
+final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`). Memory holds
+one merged group, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
+safetensors with ``{"format": "pt"}`` metadata and ``model.safetensors.index.json`` when there is
+more than one shard), dtypes as saved, with the config, tokenizer and custom code files; it
+appears atomically. Tied copies on other stages are not read (``mcore-compat reshard`` checks them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge._logging import get_logger
+from bridge.checkpoint.atomic import AtomicDirectory
+from bridge.checkpoint.companions import copy_companions
+from bridge.checkpoint.paths import CheckpointDir
+from bridge.checkpoint.reader import HFCheckpointReader
+from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
+from bridge.errors import CheckpointError, ConfigError
+from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
+from bridge.parallel.state import merge_param, placements
+from bridge.streaming.convert import family_for
+from bridge.streaming.files import DEFAULT_MAP_BUDGET, MappedFiles, Progress
+from bridge.streaming.hf_out import PlannedHFWriter
+from bridge.streaming.plan import plan_export
+
+__all__ = ["ExportResult", "export_checkpoint"]
+
+log = get_logger("streaming.export")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_checkpoint` wrote: weight ``files``, ``tensors``, ``bytes`` of tensor data."""
+
+    path: Path
+    files: tuple[str, ...]
+    tensors: int
+    bytes: int
+    seconds: float
+
+
+def export_checkpoint(
+    megatron_dir: str | os.PathLike[str],
+    hf_dir: str | os.PathLike[str],
+    *,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+    config_dir: str | os.PathLike[str] | None = None,
+    trust_remote_code: bool | None = None,
+    progress: bool | None = None,
+    durable: bool = True,
+    map_budget: int = DEFAULT_MAP_BUDGET,
+) -> ExportResult:
+    """Write the saved Megatron layout in ``megatron_dir`` as an HF checkpoint in ``hf_dir``.
+
+    Args:
+        megatron_dir: a layout written by :func:`~bridge.streaming.convert.convert_checkpoint` (or
+            :func:`~bridge.parallel.layout_io.save_layout` / ``reshard``, with ``config_dir``).
+        hf_dir: the HF checkpoint directory to create; must not exist (or be empty) unless ``overwrite``.
+        max_shard_size: bytes per weight file, an int or a string like ``"5GB"`` (default: ``save_pretrained``'s).
+        overwrite: replace an existing checkpoint at ``hf_dir`` once the new one is complete.
+        config_dir: where ``config.json`` (and tokenizer, custom code) are; default ``megatron_dir``.
+        trust_remote_code: as in :meth:`AutoBridge.from_hf_pretrained`.
+        progress: show a progress bar (``None``: only on a terminal).
+        durable: ``fsync`` every file before the directory is renamed into place.
+        map_budget: bytes touched through memory maps before they are closed.
+
+    Raises:
+        CheckpointError: ``megatron_dir`` is not a complete saved layout, has no config, or ``hf_dir``
+            exists without ``overwrite``.
+        MappingError, WeightMismatchError: the layout does not belong to the config's model family.
+        ConfigError: the config and the layout disagree on tied embeddings.
+    """
+    started = time.perf_counter()
+    source = Path(megatron_dir)
+    layout = read_layout(source)
+    check_rank_files(source, layout)
+    config_dir = Path(config_dir) if config_dir is not None else source
+    if not (config_dir / "config.json").is_file():
+        raise CheckpointError(
+            f"{config_dir} has no config.json; pass the HF config directory the layout was converted from "
+            "(config_dir=..., --config-dir on the command line)"
+        )
+    if Path(hf_dir).expanduser().resolve() in (source.resolve(), config_dir.resolve()):
+        raise CheckpointError(f"cannot export into {hf_dir}: it is an input directory; choose another one")
+    _, provider, registry, ctx = family_for(config_dir, trust_remote_code)
+    if provider.share_embeddings_and_output_weights != layout.share_embeddings_and_output_weights:
+        raise ConfigError(
+            f"{config_dir / 'config.json'} says tie_word_embeddings={provider.share_embeddings_and_output_weights} "
+            f"but the layout in {source} was saved with share_embeddings_and_output_weights="
+            f"{layout.share_embeddings_and_output_weights}; use the config the layout was converted from"
+        )
+    planned = plan_export(layout, registry, ctx)
+    tensors = [t for _, _, outs in planned for t in outs]
+    places = placements(layout)
+    stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
+    writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
+    try:
+        with MappedFiles(lambda rank: source / rank_file_name(*rank), budget=map_budget) as files, \
+                Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
+                         enabled=progress) as bar:
+            for name, mapping, outs in planned:
+                owner, local = places[name][0]
+                shards = [files.get((r, owner), local) for r in range(layout.tp)]
+                full = merge_param(name, shards, layout.params[name])
+                del shards
+                for hf_name, tensor in mapping.megatron_to_hf(full, ctx).items():
+                    writer.write(hf_name, tensor)
+                    bar.advance(tensor.nbytes)
+                del full
+        writer.finish()
+        copy_companions(CheckpointDir.resolve(config_dir), stage.staging, durable=durable)
+        check = HFCheckpointReader(stage.staging)
+        if set(check.keys()) != {t.name for t in tensors} or check.total_size != writer.total_size:
+            raise CheckpointError(f"{hf_dir}: the written checkpoint does not read back as planned (writer bug)")
+        path = stage.commit()
+    except BaseException:
+        writer.abort()
+        stage.abort()
+        raise
+    seconds = time.perf_counter() - started
+    log.info("exported %s -> %s: %d tensors, %.2f GB in %d file(s), %.2f s", source, path, len(tensors),
+             writer.total_size / 1e9, len(writer.files), seconds)
+    return ExportResult(path, tuple(writer.files), len(tensors), writer.total_size, seconds)

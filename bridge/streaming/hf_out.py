@@ -1,0 +1,165 @@
+"""Write HF sharded safetensors whose tensors are all known up front, each at its final offset.
+
+:class:`~bridge.checkpoint.writer.HFCheckpointWriter` takes tensors of unknown shapes, so it holds a
+whole shard in memory before writing it. An export from a saved Megatron layout knows every output
+name, dtype and shape before reading any data (:func:`~bridge.streaming.plan.plan_export`). So
+:class:`PlannedHFWriter` assigns shards with the same rule as ``HFCheckpointWriter`` (and
+``save_pretrained``), writes each file's header first, and puts each tensor's bytes at its final
+offset (``pwrite``) as soon as the tensor exists: memory holds one tensor, whatever the shard size.
+The files are byte-identical to ``HFCheckpointWriter``'s for the same tensors in the same order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bridge._logging import get_logger
+from bridge.checkpoint.format import encode_header, storage_order
+from bridge.checkpoint.index import INDEX_NAME, encode_index, shard_name
+from bridge.errors import CheckpointError
+from bridge.streaming.plan import HFTensorPlan
+
+__all__ = ["PlannedHFWriter", "assign_shards"]
+
+log = get_logger("streaming.hf_out")
+
+_FORMAT_METADATA = {"format": "pt"}
+
+
+def assign_shards(tensors: list[HFTensorPlan], max_shard_size: int) -> list[list[HFTensorPlan]]:
+    """Group ``tensors`` (in write order) into shards exactly as ``HFCheckpointWriter.add`` does.
+
+    A tensor bigger than ``max_shard_size`` gets a shard of its own at once (before the shard being
+    filled); a tensor that would push the current shard over the limit closes it first.
+    """
+    shards: list[list[HFTensorPlan]] = []
+    pending: list[HFTensorPlan] = []
+    pending_bytes = 0
+    for t in tensors:
+        if t.nbytes > max_shard_size:
+            shards.append([t])
+            continue
+        if pending and pending_bytes + t.nbytes > max_shard_size:
+            shards.append(pending)
+            pending, pending_bytes = [], 0
+        pending.append(t)
+        pending_bytes += t.nbytes
+    if pending:
+        shards.append(pending)
+    return shards
+
+
+@dataclass(frozen=True)
+class _Slot:
+    shard: int
+    offset: int  # absolute, in the file
+    plan: HFTensorPlan
+
+
+class PlannedHFWriter:
+    """Write the planned tensors into ``directory`` (shards, then the index on :meth:`finish`).
+
+    Args:
+        directory: an existing, empty directory (a staging directory).
+        tensors: every tensor to write, in the order that decides the sharding.
+        max_shard_size: bytes per shard.
+        durable: ``fsync`` each shard when it is complete.
+    """
+
+    def __init__(self, directory: Path, tensors: list[HFTensorPlan], *, max_shard_size: int,
+                 durable: bool = True) -> None:
+        self.directory = directory
+        self._durable = durable
+        shards = assign_shards(tensors, max_shard_size)
+        self.files = [shard_name(i + 1, len(shards)) for i in range(len(shards))]
+        self._headers: list[bytes] = []
+        self._sizes: list[int] = []
+        self._slots: dict[str, _Slot] = {}
+        for number, shard in enumerate(shards):
+            by_name = {t.name: t for t in shard}
+            order = storage_order({t.name: t.dtype for t in shard})
+            header = encode_header([(n, by_name[n].dtype, by_name[n].shape) for n in order], _FORMAT_METADATA)
+            offset = len(header)
+            for n in order:
+                self._slots[n] = _Slot(number, offset, by_name[n])
+                offset += by_name[n].nbytes
+            self._headers.append(header)
+            self._sizes.append(offset)
+        self._remaining = [len(s) for s in shards]
+        self._fds: dict[int, int] = {}
+        self._written: set[str] = set()
+        self.total_size = sum(t.nbytes for t in tensors)
+        self.total_parameters = sum(t.nbytes // t.dtype.itemsize for t in tensors)
+        self.weight_map = {n: self.files[s.shard] for n, s in self._slots.items()}
+
+    def _fd(self, shard: int) -> int:
+        fd = self._fds.get(shard)
+        if fd is None:
+            path = self.directory / self.files[shard]
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fds[shard] = fd
+            os.ftruncate(fd, self._sizes[shard])
+            self._pwrite(fd, memoryview(self._headers[shard]), 0, shard)
+        return fd
+
+    def _pwrite(self, fd: int, data: memoryview, offset: int, shard: int) -> None:
+        try:
+            while len(data):
+                count = os.pwrite(fd, data, offset)
+                data, offset = data[count:], offset + count
+        except OSError as exc:
+            raise CheckpointError(
+                f"writing {self.files[shard]} in {self.directory} failed: {exc.strerror or exc}; nothing was "
+                "committed (free disk space or choose another location, then export again)"
+            ) from exc
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Write tensor ``name`` (dtype and shape as planned) at its place; a shard closes when complete."""
+        slot = self._slots.get(name)
+        if slot is None or name in self._written:
+            raise CheckpointError(f"tensor {name!r} was not planned for {self.directory} or was already written")
+        plan = slot.plan
+        if tensor.dtype != plan.dtype or tuple(tensor.shape) != plan.shape:
+            raise CheckpointError(
+                f"tensor {name!r}: planned {plan.dtype} {plan.shape}, found {tensor.dtype} {tuple(tensor.shape)}"
+            )
+        fd = self._fd(slot.shard)
+        if tensor.numel():
+            data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+            self._pwrite(fd, memoryview(data), slot.offset, slot.shard)
+        self._written.add(name)
+        self._remaining[slot.shard] -= 1
+        if not self._remaining[slot.shard]:
+            self._close(slot.shard)
+
+    def _close(self, shard: int) -> None:
+        fd = self._fds.pop(shard)
+        try:
+            if self._durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.debug("wrote %s", self.files[shard])
+
+    def finish(self) -> None:
+        """Check that every planned tensor was written, then write the index (when there are shards)."""
+        unwritten = sorted(set(self._slots) - self._written)
+        if unwritten:
+            raise CheckpointError(f"{len(unwritten)} planned tensor(s) were never written, e.g. {unwritten[:5]}")
+        if len(self.files) > 1:
+            text = encode_index(self.weight_map, total_size=self.total_size, total_parameters=self.total_parameters)
+            with open(self.directory / INDEX_NAME, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                if self._durable:
+                    os.fsync(handle.fileno())
+
+    def abort(self) -> None:
+        """Close open files (the caller removes the directory)."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

@@ -1,0 +1,185 @@
+"""One TP rank's shard of a Megatron parameter, read straight from the HF tensors it comes from.
+
+The reference is ``split(kind, mapping.hf_to_megatron(full HF tensors), tp)[rank]``: read every
+HF tensor whole, build the full Megatron tensor, keep one piece. :func:`read_shard` returns the
+same bits while reading only the rows (or columns) of each HF tensor that end up in the piece:
+
+=====================  =============  ===============================================================
+mapping                kind           what rank ``r`` of ``tp`` reads
+=====================  =============  ===============================================================
+direct (Auto, Column,  ``column``,    rows ``r*n/tp : (r+1)*n/tp``
+Row, Replicated)       ``qkv``
+direct                 ``row``        columns ``r*m/tp : (r+1)*m/tp`` (a 1-D bias: all of it)
+direct                 ``vocab``      its rows of the padded vocabulary that exist (padding: zeros)
+direct                 ``gated``      rows ``r`` of each half (``[gate; up]`` stored fused)
+direct                 ``replicated`` everything
+``QKVMapping``         ``qkv``        the q, k and v rows of its query groups, interleaved
+``ConcatenatedQKV``    ``qkv``        the same rows, out of the fused ``[q; k; v]`` tensor
+``GatedMLPMapping``    ``gated``      rows ``r`` of gate and of up, concatenated
+=====================  =============  ===============================================================
+
+A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
+reference, reading whole tensors. Results may be views into memory-mapped files: read them,
+never modify them in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+from bridge import transforms
+from bridge.errors import WeightMismatchError
+from bridge.mappings import (
+    AutoMapping,
+    ConcatenatedQKVMapping,
+    GatedMLPMapping,
+    MappingContext,
+    MegatronParamMapping,
+    QKVMapping,
+)
+from bridge.parallel import kinds
+from bridge.parallel._common import check_rank
+
+__all__ = ["TensorSource", "full_shape", "read_shard", "reads_slices", "tp_meta"]
+
+
+class TensorSource(Protocol):
+    """What :func:`read_shard` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
+
+    def shape(self, name: str) -> tuple[int, ...]: ...
+    def dtype(self, name: str) -> torch.dtype: ...
+    def get(self, name: str) -> torch.Tensor: ...
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor: ...
+    def cols(self, name: str, start: int, stop: int) -> torch.Tensor: ...
+
+
+def tp_meta(mapping: MegatronParamMapping, ctx: MappingContext) -> dict[str, Any]:
+    """The metadata ``bridge.parallel.kinds`` needs for this mapping's sharding kind."""
+    if mapping.sharding == "vocab":
+        return {"vocab_size": ctx.vocab_size, "divisible_by": ctx.make_vocab_size_divisible_by}
+    if mapping.sharding == "qkv":
+        return {"num_query_groups": ctx.num_query_groups}
+    return {}
+
+
+def full_shape(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource) -> tuple[torch.dtype, tuple[int, ...]]:
+    """``(dtype, shape)`` of the full Megatron tensor, computed on meta tensors (no data is read)."""
+    hf = {n: torch.empty(source.shape(n), dtype=source.dtype(n), device="meta") for n in mapping.hf_names()}
+    try:
+        full = mapping.hf_to_megatron(hf, ctx)
+    except (ValueError, RuntimeError) as exc:
+        shapes = {n: tuple(t.shape) for n, t in hf.items()}
+        raise WeightMismatchError(
+            f"{mapping.megatron_param}: cannot be built from HF tensors {shapes}: {exc}. Check that config.json "
+            "describes these weights (heads, key/value heads, head_dim, sizes)."
+        ) from exc
+    return full.dtype, tuple(full.shape)
+
+
+def _chunk(n: int, tp: int, rank: int) -> tuple[int, int]:
+    size = n // tp
+    return rank * size, (rank + 1) * size
+
+
+# -- direct mappings: the Megatron tensor is the HF tensor -----------------------------------------
+
+
+def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+    name = m.hf_names()[0]
+    shape = src.shape(name)
+    kind = m.sharding
+    if kind == "replicated" or (kind == "row" and len(shape) == 1) or (tp == 1 and kind != "vocab"):
+        return src.get(name)
+    if kind in ("column", "qkv"):
+        return src.rows(name, *_chunk(shape[0], tp, rank))
+    if kind == "row":
+        return src.cols(name, *_chunk(shape[1], tp, rank))
+    if kind == "gated":
+        half = shape[0] // 2
+        start, stop = _chunk(half, tp, rank)
+        return torch.cat([src.rows(name, start, stop), src.rows(name, half + start, half + stop)], dim=0)
+    assert kind == "vocab", kind
+    rows = kinds.shard_shape("vocab", shape, tp=tp, name=m.megatron_param, **tp_meta(m, ctx))[0]
+    start, stop = rank * rows, (rank + 1) * rows
+    have = max(0, min(stop, shape[0]) - start)
+    if have == rows:
+        return src.rows(name, start, stop)
+    out = torch.zeros((rows, *shape[1:]), dtype=src.dtype(name))
+    if have:
+        out[:have] = src.rows(name, start, start + have)
+    return out
+
+
+# -- fused mappings ---------------------------------------------------------------------------------
+
+
+def _qkv_rows(ctx: MappingContext, tp: int, rank: int) -> tuple[int, int, int, int]:
+    """``(q_start, q_stop, kv_start, kv_stop)`` rows of rank ``rank``'s query groups."""
+    groups = ctx.num_query_groups // tp
+    q_per_group = ctx.num_attention_heads // ctx.num_query_groups
+    g0, g1 = rank * groups, (rank + 1) * groups
+    hd = ctx.head_dim
+    return g0 * q_per_group * hd, g1 * q_per_group * hd, g0 * hd, g1 * hd
+
+
+def _qkv(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+    names = m.hf_param
+    assert isinstance(names, dict)
+    q0, q1, k0, k1 = _qkv_rows(ctx, tp, rank)
+    q, k, v = src.rows(names["q"], q0, q1), src.rows(names["k"], k0, k1), src.rows(names["v"], k0, k1)
+    return transforms.interleave_qkv(q, k, v, num_query_groups=ctx.num_query_groups // tp, head_dim=ctx.head_dim)
+
+
+def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+    name = m.hf_names()[0]
+    q0, q1, k0, k1 = _qkv_rows(ctx, tp, rank)
+    k_at = ctx.num_attention_heads * ctx.head_dim
+    v_at = k_at + ctx.num_query_groups * ctx.head_dim
+    q, k, v = src.rows(name, q0, q1), src.rows(name, k_at + k0, k_at + k1), src.rows(name, v_at + k0, v_at + k1)
+    return transforms.interleave_qkv(q, k, v, num_query_groups=ctx.num_query_groups // tp, head_dim=ctx.head_dim)
+
+
+def _gated(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+    names = m.hf_param
+    assert isinstance(names, dict)
+    start, stop = _chunk(src.shape(names["gate"])[0], tp, rank)
+    return transforms.fuse_gate_up(src.rows(names["gate"], start, stop), src.rows(names["up"], start, stop))
+
+
+Slicer = Callable[[MegatronParamMapping, MappingContext, TensorSource, int, int], torch.Tensor]
+
+#: ``(hf_to_megatron implementation, sharding kind)`` -> sliced reader. Data: add a row per new fused mapping.
+_SLICERS: dict[tuple[Any, str], Slicer] = {
+    **{(AutoMapping.hf_to_megatron, kind): _direct
+       for kind in ("column", "row", "replicated", "qkv", "gated", "vocab")},
+    (QKVMapping.hf_to_megatron, "qkv"): _qkv,
+    (ConcatenatedQKVMapping.hf_to_megatron, "qkv"): _qkv_concat,
+    (GatedMLPMapping.hf_to_megatron, "gated"): _gated,
+}
+
+
+def reads_slices(mapping: MegatronParamMapping) -> bool:
+    """Whether :func:`read_shard` reads only the rank's part for ``mapping`` (not the fallback)."""
+    return (type(mapping).hf_to_megatron, mapping.sharding) in _SLICERS
+
+
+def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
+               rank: int) -> torch.Tensor:
+    """Rank ``rank``'s shard of ``mapping``'s Megatron parameter, bit-identical to the reference split.
+
+    Raises:
+        ParallelLayoutError: ``tp`` does not divide what the kind splits (checked before reading).
+        WeightMismatchError: the HF tensors do not fit the mapping and ``ctx``.
+    """
+    meta = tp_meta(mapping, ctx)
+    _, shape = full_shape(mapping, ctx, source)
+    kinds.shard_shape(mapping.sharding, shape, tp=tp, name=mapping.megatron_param, **meta)  # raises if tp misfits
+    check_rank(rank, kinds.shard_count(mapping.sharding, tp=tp, **meta), f"{mapping.sharding} shard")
+    slicer = _SLICERS.get((type(mapping).hf_to_megatron, mapping.sharding))
+    if slicer is not None:
+        return slicer(mapping, ctx, source, tp, rank)
+    full = mapping.hf_to_megatron({n: source.get(n) for n in mapping.hf_names()}, ctx)
+    return kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta)  # type: ignore[return-value]

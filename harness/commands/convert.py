@@ -1,0 +1,54 @@
+"""``mcore-compat convert HF_DIR OUT_DIR --tp N --pp M``: HF checkpoint -> saved Megatron layout, offline.
+
+Streams :func:`bridge.streaming.convert_checkpoint`: no MCore model is built; each rank file is
+written from only that rank's rows or columns of the HF tensors, so memory stays about one fused
+group (q/k/v, gate/up) whatever the model size. The output (``layout.json``, one safetensors file
+per (TP, PP) rank, the HF config, tokenizer and custom code files) appears atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "convert an HF checkpoint to a saved Megatron TP x PP layout (streaming, no model built)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("hf_dir", type=Path, metavar="HF_DIR")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel size (default 1)")
+    parser.add_argument("--pp", type=int, default=1, help="pipeline-parallel size (default 1)")
+    parser.add_argument("--dtype", choices=("keep", "bf16", "fp16", "fp32"), default="keep",
+                        help="dtype of the saved tensors (default: keep the checkpoint's)")
+    parser.add_argument("--first-stage-layers", type=int, default=None)
+    parser.add_argument("--last-stage-layers", type=int, default=None)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing layout at OUT_DIR")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bridge.errors import BridgeError, ParallelLayoutError
+    from bridge.streaming import convert_checkpoint
+
+    try:
+        result = convert_checkpoint(
+            args.hf_dir, args.out_dir, tp=args.tp, pp=args.pp, dtype=args.dtype,
+            first_stage_layers=args.first_stage_layers, last_stage_layers=args.last_stage_layers,
+            overwrite=args.overwrite, trust_remote_code=args.trust_remote_code or None,
+            progress=False if args.no_progress else None,
+        )
+    except ParallelLayoutError as e:
+        print(f"mcore-compat convert: error: {e}", file=sys.stderr)
+        return 2
+    except BridgeError as e:
+        print(f"mcore-compat convert: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {result.path} (TP={result.layout.tp}, PP={result.layout.pp}, {len(result.layout.params)} "
+          f"parameters, {result.bytes / 1e9:.2f} GB in {result.seconds:.1f} s)")
+    return 0
