@@ -41,8 +41,15 @@ class MappingContext:
     make_vocab_size_divisible_by: int = 1
 
 
-# Suffix of a Megatron parameter name -> how it is split across TP ranks.
-# Data, not code: AutoMapping consults it; the first matching suffix wins.
+# Suffix of a Megatron parameter name -> how it is split across TP ranks in MCore's local layer
+# spec (the one the bridge builds). Data, not code: AutoMapping consults it; the first matching
+# suffix wins. tests/bridge/test_mappings.py reads every row back from MCore's own modules.
+# * linear_fc1 is "column" for a plain MLP; a gated (GLU) MLP's fc1 weight and bias hold
+#   [gate; up] (MCore: partition_stride 2) and need "gated": GatedMLPMapping says so.
+# * MLA's down projections are ColumnParallelLinear in the local spec (the output is gathered
+#   after the matmul), hence "column"; Transformer Engine's spec builds them as
+#   TELinear(parallel_mode="duplicated"), i.e. replicated: a TE bridge must map them replicated.
+# * Row-parallel biases (linear_proj, linear_fc2) are added after the all-reduce: replicated.
 _SHARDING_BY_SUFFIX: tuple[tuple[str, str], ...] = (
     ("word_embeddings.weight", "vocab"),
     ("output_layer.weight", "vocab"),
@@ -57,12 +64,12 @@ _SHARDING_BY_SUFFIX: tuple[tuple[str, str], ...] = (
     ("linear_q_proj.weight", "column"),
     ("linear_q_up_proj.weight", "column"),
     ("linear_kv_up_proj.weight", "column"),
-    ("linear_q_down_proj.weight", "replicated"),
-    ("linear_kv_down_proj.weight", "replicated"),
+    ("linear_q_down_proj.weight", "column"),
+    ("linear_kv_down_proj.weight", "column"),
     ("router.weight", "replicated"),
+    ("router.bias", "replicated"),
     ("router.expert_bias", "replicated"),
     ("norm.weight", "replicated"),
-    ("layernorm.weight", "replicated"),
     ("layernorm.bias", "replicated"),
     ("layer_norm_weight", "replicated"),
     ("layer_norm_bias", "replicated"),

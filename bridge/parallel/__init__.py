@@ -4,13 +4,15 @@
   split/merge pairs per sharding kind; :mod:`~bridge.parallel.kinds`: their registry and the
   :func:`split` / :func:`merge` dispatch.
 * :mod:`~bridge.parallel.pp`: :class:`PipelineLayout` (stage ownership, local <-> global names).
-* :mod:`~bridge.parallel.spec`, :mod:`~bridge.parallel.state`: whole-model split and merge.
+* :mod:`~bridge.parallel.spec`, :mod:`~bridge.parallel.state`: whole-model split and merge;
+  :mod:`~bridge.parallel.fit`: which TP sizes fit a whole model.
 * :mod:`~bridge.parallel.layout_io`, :mod:`~bridge.parallel.reshard`: the saved layout on disk
   and offline resharding.
 """
 
 from __future__ import annotations
 
+from bridge.parallel.fit import fitting_tps
 from bridge.parallel.kinds import KINDS, ShardingKind, merge, shard_shape, split
 from bridge.parallel.layout_io import load_full_state, load_layout, read_layout, save_layout
 from bridge.parallel.pp import PipelineLayout, StageCopy
@@ -32,6 +34,7 @@ __all__ = [
     "PipelineLayout",
     "ShardingKind",
     "StageCopy",
+    "fitting_tps",
     "layout_for",
     "load_full_state",
     "load_layout",

@@ -23,6 +23,8 @@ from bridge.mappings import (
     detect_sharding,
 )
 from bridge.mappings import base as mapping_base
+from tests.helpers.megatron_states import family_tables, to_megatron
+from tests.strategies import HFArchitecture, hf_state
 
 _SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -324,48 +326,125 @@ def test_every_suffix_in_the_table_detects_its_own_kind(suffix, kind):
     assert detect_sharding(suffix) == kind
 
 
-# Written out independently of the table: real MCore parameter names and how TP splits them.
-REAL_NAMES = {
-    "embedding.word_embeddings.weight": "vocab",
-    "output_layer.weight": "vocab",
-    "decoder.layers.0.self_attention.linear_qkv.weight": "qkv",
-    "decoder.layers.0.self_attention.linear_qkv.bias": "qkv",
-    "decoder.layers.0.self_attention.linear_qkv.layer_norm_weight": "replicated",
-    "decoder.layers.0.self_attention.linear_qkv.layer_norm_bias": "replicated",
-    "decoder.layers.0.self_attention.linear_proj.weight": "row",
-    "decoder.layers.0.self_attention.linear_proj.bias": "replicated",
-    "decoder.layers.0.self_attention.q_layernorm.weight": "replicated",
-    "decoder.layers.0.self_attention.k_layernorm.weight": "replicated",
-    "decoder.layers.0.input_layernorm.weight": "replicated",
-    "decoder.layers.0.input_layernorm.bias": "replicated",
-    "decoder.layers.0.pre_mlp_layernorm.weight": "replicated",
-    "decoder.layers.0.mlp.linear_fc1.weight": "column",
-    "decoder.layers.0.mlp.linear_fc1.bias": "column",
-    "decoder.layers.0.mlp.linear_fc1.layer_norm_weight": "replicated",
-    "decoder.layers.0.mlp.linear_fc2.weight": "row",
-    "decoder.layers.0.mlp.linear_fc2.bias": "replicated",
-    "decoder.layers.0.mlp.router.weight": "replicated",
-    "decoder.layers.0.mlp.router.expert_bias": "replicated",
-    "decoder.layers.0.mlp.experts.local_experts.3.linear_fc1.weight": "column",
-    "decoder.layers.0.mlp.experts.local_experts.3.linear_fc2.weight": "row",
-    "decoder.layers.0.mlp.shared_experts.linear_fc1.weight": "column",
-    "decoder.layers.0.mlp.shared_experts.linear_fc2.weight": "row",
-    "decoder.layers.0.self_attention.linear_q_proj.weight": "column",
-    "decoder.layers.0.self_attention.linear_q_down_proj.weight": "replicated",
-    "decoder.layers.0.self_attention.linear_q_up_proj.weight": "column",
-    "decoder.layers.0.self_attention.linear_kv_down_proj.weight": "replicated",
-    "decoder.layers.0.self_attention.linear_kv_up_proj.weight": "column",
-    "decoder.layers.0.self_attention.linear_q_up_proj.layer_norm_weight": "replicated",
-    "decoder.layers.0.self_attention.kv_layernorm.weight": "replicated",
-    "decoder.final_layernorm.weight": "replicated",
-    "decoder.final_layernorm.bias": "replicated",
-}
+# -- the table against MCore: tiny models built with the local spec, read back ------------------
+
+#: Transformer Engine's fused norm + linear (``TELayerNormColumnParallelLinear``) keeps the norm's
+#: weight and bias unsplit on every rank; the local spec, the only one that builds on CPU, has none.
+TE_ONLY_SUFFIXES = {"layer_norm_weight", "layer_norm_bias"}
+
+#: A vocabulary whose padded size (128) no other dimension of the tiny models reaches.
+_VOCAB = 100
 
 
-@pytest.mark.parametrize("name", sorted(REAL_NAMES))
-def test_real_mcore_names_detect_their_sharding(name):
-    assert detect_sharding(name) == REAL_NAMES[name]
-    assert AutoMapping(name, "hf.weight").sharding == REAL_NAMES[name]
+def _tiny_models() -> dict[str, tuple[HFArchitecture, dict[str, object]]]:
+    mla = dict(num_experts=2, moe_intermediate_size=4, kv_lora_rank=4, qk_rope_head_dim=2)
+    return {
+        # standard attention with QKV/proj/MLP biases, LayerNorm (with biases), QK norms, plain
+        # (non-gated) MLPs: a dense layer and a MoE layer with a biased router
+        "gqa_bias_moe": (
+            HFArchitecture("qwen3_moe", 2, 16, 4, 2, 4, 32, _VOCAB, 128, tied=False, num_experts=2,
+                           moe_intermediate_size=8, dense_layers=(0,)),
+            {"add_bias_linear": True, "normalization": "LayerNorm", "gated_linear_unit": False,
+             "activation": "gelu"},
+        ),
+        # MLA with the query LoRA, shared experts and the router's expert bias (a buffer)
+        "mla_q_lora": (HFArchitecture("deepseek_v3", 2, 16, 4, 4, 4, 32, _VOCAB, 128, tied=False,
+                                      dense_layers=(0,), q_lora_rank=8, **mla), {}),
+        # MLA without it (linear_q_proj)
+        "mla": (HFArchitecture("deepseek_v3", 1, 16, 4, 4, 4, 32, _VOCAB, 128, tied=False, **mla), {}),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mcore_models() -> dict[str, tuple[HFArchitecture, torch.nn.Module]]:
+    """Each tiny model built by MCore (TP = PP = 1) from the family's own provider."""
+    from bridge.registry import bridge_for_architectures
+    from bridge.runtime import reset_model_parallel
+
+    out = {}
+    for key, (arch, fields) in _tiny_models().items():
+        config = arch.hf_config()
+        provider = bridge_for_architectures(config.architectures)().provider_bridge(config)
+        for field, value in fields.items():
+            setattr(provider, field, value)
+        reset_model_parallel()
+        (model,) = provider.provide_distributed_model(wrap_with_ddp=False)
+        out[key] = (arch, model)
+    reset_model_parallel()
+    return out
+
+
+def _checkpoint_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers (what a checkpoint holds), with MCore's TP attributes."""
+    saved = set(model.state_dict())
+    return {n: t for n, t in (*model.named_parameters(), *model.named_buffers()) if n in saved}
+
+
+def mcore_sharding(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> str:
+    """How MCore splits ``tensor`` across TP ranks, read from what its layers set.
+
+    ``tensor_model_parallel``/``partition_dim`` (``set_tensor_model_parallel_attributes``) give
+    replicated / column (dim 0) / row (dim 1); ``partition_stride`` 2 marks a GLU's [gate; up]
+    fc1; the padded vocabulary on dim 0 marks the embedding and output layer; the fused QKV is
+    the ``linear_qkv`` of an attention module.
+    """
+    from megatron.core.transformer.attention import Attention
+
+    if not getattr(tensor, "tensor_model_parallel", False):
+        return "replicated"
+    if tensor.partition_dim == 1:
+        return "row"
+    assert tensor.partition_dim == 0, (name, tensor.partition_dim)
+    if tensor.shape[0] == model.vocab_size:
+        return "vocab"
+    if getattr(tensor, "partition_stride", 1) == 2:
+        return "gated"
+    owner, _, _ = name.rpartition(".")
+    parent, _, attr = owner.rpartition(".")
+    if attr == "linear_qkv" and isinstance(model.get_submodule(parent), Attention):
+        return "qkv"
+    return "column"
+
+
+def _first_suffix(name: str) -> str:
+    return next(suffix for suffix, _ in mapping_base._SHARDING_BY_SUFFIX if name.endswith(suffix))
+
+
+def test_the_sharding_table_says_what_mcore_does(mcore_models) -> None:
+    """Every name MCore builds gets MCore's own split from the table (a GLU's fc1 excepted: the
+    name cannot tell a gated MLP, whose mapping says "gated" explicitly; see the next test)."""
+    hit: set[str] = set()
+    kinds: set[tuple[str, str]] = set()
+    for _, model in mcore_models.values():
+        for name, tensor in _checkpoint_tensors(model).items():
+            found, expected = detect_sharding(name), mcore_sharding(model, name, tensor)
+            kinds.add((_first_suffix(name), expected))
+            if expected == "gated":
+                assert found == "column" and ".linear_fc1." in name, name
+            else:
+                assert found == expected, (name, found, expected)
+            hit.add(_first_suffix(name))
+    table = {suffix for suffix, _ in mapping_base._SHARDING_BY_SUFFIX}
+    assert table - hit == {s for s in table if s.endswith(tuple(TE_ONLY_SUFFIXES))}
+    # the plain MLP's fc1 was among them, column-split
+    assert ("linear_fc1.weight", "column") in kinds and ("linear_fc1.bias", "column") in kinds
+
+
+def test_family_tables_shard_what_they_map_as_mcore_does(mcore_models) -> None:
+    """The DeepSeek-V3 table maps every tensor of its models, each with MCore's split; and the
+    HF -> Megatron direction the composed round trip uses yields exactly these names."""
+    for key in ("mla_q_lora", "mla"):
+        arch, model = mcore_models[key]
+        registry, ctx = family_tables(arch)
+        built = _checkpoint_tensors(model)
+        for name, tensor in built.items():
+            mapping = registry.megatron_to_hf_lookup(name)
+            assert mapping is not None, name
+            assert mapping.sharding == mcore_sharding(model, name, tensor), name
+        full, _ = to_megatron(hf_state(arch), registry, ctx)
+        assert sorted(full) == sorted(built)
+        assert all(tuple(full[n].shape) == tuple(built[n].shape) for n in full if n not in (
+            "embedding.word_embeddings.weight", "output_layer.weight"))
 
 
 @pytest.mark.parametrize("name", ["decoder.layers.0.mystery.weight", "embedding.position_embeddings.weight", "x"])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bridge.errors import BridgeError, ParallelLayoutError
 from bridge.parallel.fit import fitting_tps
 from bridge.parallel.state import layout_for, split_state
-from tests.bridge.parallel.test_hf_round_trip import family_tables, to_megatron
+from tests.helpers.megatron_states import family_tables, to_megatron
 from tests.strategies import HFArchitecture, hf_architectures, hf_state
 
 

@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.conversion import tp_meta
-from bridge.mappings import MappingContext, MegatronMappingRegistry
-from bridge.parallel import ParamSpec, padded_vocab_size
+from bridge.parallel import padded_vocab_size
 from bridge.parallel._common import as_bits, bitwise_equal
 from bridge.parallel.layout_io import load_layout, save_layout
 from bridge.parallel.reshard import reshard
 from bridge.parallel.state import layout_for, merge_shards, split_full_state, split_state
-from bridge.registry import bridge_for_architectures
+from tests.helpers.megatron_states import family_tables, to_hf, to_megatron
 from tests.strategies import HFArchitecture, Layout, dtypes, hf_architectures, hf_state, parallel_layouts
 
 EMBEDDING, OUTPUT = "embedding.word_embeddings.weight", "output_layer.weight"
@@ -37,44 +35,6 @@ def hf_cases(draw: st.DrawFn, *, layouts: int = 1, max_layers: int = 8) -> tuple
     arch = draw(hf_architectures(max_layers=max_layers))
     fitting = parallel_layouts(num_layers=arch.num_layers, tps=arch.valid_tps())
     return (arch, *(draw(fitting) for _ in range(layouts)))
-
-
-def family_tables(arch: HFArchitecture) -> tuple[MegatronMappingRegistry, MappingContext]:
-    """The family's mapping table and context, from its own bridge and provider."""
-    config = arch.hf_config()
-    bridge = bridge_for_architectures(config.architectures)()
-    provider = bridge.provider_bridge(config)
-    provider.make_vocab_size_divisible_by = arch.make_vocab_size_divisible_by
-    return bridge.mapping_registry(provider), bridge.mapping_context(provider)
-
-
-def to_megatron(
-    hf: dict[str, torch.Tensor], registry: MegatronMappingRegistry, ctx: MappingContext
-) -> tuple[dict[str, torch.Tensor], dict[str, ParamSpec]]:
-    """The full Megatron state (global names) and each parameter's sharding, as import builds them."""
-    mappings = {}
-    for name in hf:
-        mapping = registry.hf_to_megatron_lookup(name)
-        assert mapping is not None, f"no mapping consumes {name!r}"
-        mappings.setdefault(mapping.megatron_param, mapping)
-    full = {
-        meg: m.hf_to_megatron({n: hf[n] for n in m.hf_names()}, ctx) for meg, m in mappings.items()
-    }
-    kinds = {meg: ParamSpec(m.sharding, tp_meta(m, ctx)) for meg, m in mappings.items()}
-    return full, kinds
-
-
-def to_hf(
-    full: dict[str, torch.Tensor], registry: MegatronMappingRegistry, ctx: MappingContext
-) -> dict[str, torch.Tensor]:
-    """The HF tensors export writes for a full Megatron state."""
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in full.items():
-        mapping = registry.megatron_to_hf_lookup(name)
-        assert mapping is not None, name
-        if mapping.export:
-            out.update(mapping.megatron_to_hf(tensor, ctx))
-    return out
 
 
 def assert_same_state(found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
@@ -99,6 +59,25 @@ def assert_vocab_padding(shards: dict, arch: HFArchitecture, layout: Layout) -> 
 
 @settings(max_examples=60, deadline=None)
 @given(case=hf_cases(), dtype=dtypes(), seed=st.integers(0, 2**10))
+# the largest layout, tied (pp = 8 needs 8 layers, which random draws rarely reach)
+@example(
+    case=(HFArchitecture("llama", 8, 8, 8, 8, 2, 8, 300, 128, tied=True), Layout(8, 8)),
+    dtype=torch.bfloat16,
+    seed=0,
+)
+# MLA + MoE with a dense first layer, uneven stages (1, 1, 1, 2) and vocab padding at tp = 2
+@example(
+    case=(
+        HFArchitecture(
+            "deepseek_v3", 5, 8, 4, 4, 2, 8, 37, 8, tied=False, num_experts=2,
+            moe_intermediate_size=4, dense_layers=(0,), q_lora_rank=4, kv_lora_rank=4,
+            qk_rope_head_dim=4,
+        ),
+        Layout(2, 4, first_stage_layers=1, last_stage_layers=2),
+    ),
+    dtype=torch.float16,
+    seed=1,
+)  # fmt: skip
 def test_hf_to_shards_to_hf_is_bit_exact(
     case: tuple[HFArchitecture, Layout], dtype: torch.dtype, seed: int
 ) -> None:
