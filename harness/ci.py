@@ -24,6 +24,8 @@ __all__ = ["Break", "RunReport", "dynamic_breaks", "render_summary", "static_bre
 
 OK_STATIC = ("supported", "renamed")
 BAD_DYNAMIC = ("failed", "error", "timeout")
+GATING_TESTS = ("import",)
+"""Probes every family depends on: when one of them breaks, each family breaks with it."""
 
 
 class ProbeOutcome(Protocol):
@@ -121,6 +123,9 @@ def dynamic_breaks(results: Iterable[ProbeOutcome], baseline: str, target: str, 
             now, why = _row_outcome(after, row)
             if was == "passed" and now in BAD_DYNAMIC:
                 out.append(Break(row, kinds.get(row, "feature"), f"dynamic:{test}", was, now, _first_line(why)))
+        if test in GATING_TESTS and before.status == "passed" and after.status in BAD_DYNAMIC:
+            out += [Break(f, "family", f"dynamic:{test}", before.status, after.status, _first_line(after.details))
+                    for f in families if f not in rows]
     return out
 
 
