@@ -18,6 +18,7 @@ import pytest
 
 from harness.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from harness.matrix import load_matrix
+from harness.testing import SyntheticCommit, write_history
 from harness.versions import SUBMODULE_PATH, project_root, tag_for_version
 
 OK = ("supported", "renamed")
@@ -176,3 +177,27 @@ def test_dirty_submodule_is_refused_before_anything_moves(tmp_path, release_repo
     assert "megatron/core/package_info.py" in capsys.readouterr().err
     assert _git(project / SUBMODULE_PATH, "rev-parse", "HEAD") == sha("core_v0.16.1")
     assert edited.read_text().endswith("# local edit\n")
+
+
+@pytest.mark.slow
+def test_dynamic_suite_catches_a_commit_that_breaks_only_at_import(tmp_path, release_repo, sha, capsys):
+    """A commit whose sources still read fine statically but whose `import megatron.core` raises."""
+    upstream = tmp_path / "upstream"
+    _git(tmp_path, "clone", "-q", str(release_repo), str(upstream))
+    init = "megatron/core/__init__.py"
+    broken = _git(upstream, "show", f"core_v0.17.0:{init}") + "\nraise ImportError('upstream broke megatron.core')\n"
+    write_history(upstream, [SyntheticCommit("break the import", {init: broken})], branch="main")
+    target = _git(upstream, "rev-parse", "main")
+    project = make_superproject(tmp_path / "super", release_repo, pin=sha("core_v0.16.1"), initialise=False)
+    out = tmp_path / "out"
+    code = main(["run", "--mcore-repo", str(upstream), "--mcore-commit", target, "--suite", "all",
+                 "--tests", "import", "--project", str(project), "--out", str(out), "--no-progress"])
+    assert code == EXIT_FAILURE
+    report = json.loads((out / "run.json").read_text())
+    families = [r["name"] for r in load_matrix(out / "matrix.json").rows if r["kind"] == "family"]
+    assert report["families_broken"] == sorted(families)
+    assert not [b for b in report["breaks"] if b["check"] == "static"]  # the sources still scan fine
+    for b in (b for b in report["breaks"] if b["kind"] == "family"):
+        assert b["check"] == "dynamic:import" and "upstream broke megatron.core" in b["reason"]
+    assert "dynamic:import: passed -> " in capsys.readouterr().out
+    assert not any((project / SUBMODULE_PATH).iterdir())
