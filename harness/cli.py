@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "convert": "harness.commands.convert",
     "export": "harness.commands.export",
     "run": "harness.commands.run",
+    "sweep": "harness.commands.sweep",
 }
 """Subcommand name -> module (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""
 

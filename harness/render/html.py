@@ -12,7 +12,20 @@ import json
 
 from harness.availability import availability
 from harness.matrix import Matrix
-from harness.render.common import STATUS_STYLE, cell_text, column_label, style
+from harness.render.common import (
+    AGREEMENT_MARK,
+    DYNAMIC_STYLE,
+    OUTSIDE_MARK,
+    STATUS_STYLE,
+    cell_text,
+    column_label,
+    dynamic_of,
+    dynamic_style,
+    outside_python_range,
+    platforms_in,
+    style,
+)
+from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
 
 __all__ = ["render_html"]
 
@@ -37,6 +50,12 @@ td.cell.selected{outline:3px solid #000}
 .legend span{display:inline-block;margin-right:1rem}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 table.avail{border-collapse:collapse} table.avail td,table.avail th{border:1px solid #dde;padding:3px 8px;text-align:left}
+td.cell.dyn{width:34px;min-width:34px;text-align:right;vertical-align:middle;white-space:nowrap}
+td.cell span.p{display:inline-block;width:9px;height:16px;margin:3px 1px 3px 0;border:1px solid #fff;vertical-align:middle}
+td.cell[data-agreement="disagree"]{box-shadow:inset 0 0 0 3px #111}
+td.cell[data-agreement="explained"]{box-shadow:inset 0 0 0 2px #fff}
+td.cell[data-outside-python="true"]{background-image:repeating-linear-gradient(45deg,transparent 0 4px,rgba(255,255,255,.45) 4px 6px)}
+ul.dis li{margin:.2rem 0} .muted{color:#666}
 """
 
 _JS = """
@@ -64,10 +83,29 @@ def _attr(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _probe_marks(cell: dict | None, platforms: list[str]) -> tuple[str, str]:
+    """(inner HTML, extra attributes) showing each platform's probe status next to the static colour."""
+    if not platforms or cell is None:
+        return "", ""
+    spans, attrs = [], []
+    for platform in platforms:
+        dyn = dynamic_of(cell, platform)
+        status = dyn.get("status") if dyn else None
+        spans.append(f'<span class="p" style="background:{dynamic_style(status)[1]}" '
+                     f'title="{_attr(platform)}: {_attr(status or "not probed")}"></span>')
+        attrs.append(f'data-{_attr(platform)}="{_attr(status or "none")}"')
+    if cell.get("agreement"):
+        attrs.append(f'data-agreement="{_attr(cell["agreement"])}"')
+    return "".join(spans), " " + " ".join(attrs)
+
+
 def _grid(matrix: Matrix) -> str:
     revs = matrix.revisions
+    platforms = platforms_in(matrix)
+    outside = {r["spec"]: outside_python_range(r) for r in revs}
     head = "".join(
-        f'<th title="{_attr(r["spec"])} {_attr(r.get("commit") or "")}">{_attr(column_label(r))}</th>'
+        f'<th title="{_attr(r["spec"])} {_attr(r.get("commit") or "")}">{_attr(column_label(r))}'
+        f'{OUTSIDE_MARK if outside[r["spec"]] else ""}</th>'
         for r in revs
     )
     body = []
@@ -78,10 +116,14 @@ def _grid(matrix: Matrix) -> str:
             status = cell["status"] if cell else "absent"
             colour = style(status)[1] if cell else "#eceef1"
             key = f'{row["name"]}@{rev["spec"]}'
+            inner, extra = _probe_marks(cell, platforms)
+            if outside[rev["spec"]] and platforms:
+                extra += ' data-outside-python="true"'
             tds.append(
-                f'<td class="cell" tabindex="0" style="background:{colour}" data-key="{_attr(key)}" '
-                f'data-row="{_attr(row["name"])}" data-revision="{_attr(rev["spec"])}" '
-                f'data-status="{_attr(status)}" data-details="{_attr(cell_text(row["name"], rev, cell))}"></td>'
+                f'<td class="cell{" dyn" if platforms else ""}" tabindex="0" style="background:{colour}" '
+                f'data-key="{_attr(key)}" data-row="{_attr(row["name"])}" data-revision="{_attr(rev["spec"])}" '
+                f'data-status="{_attr(status)}"{extra} data-details="{_attr(cell_text(row["name"], rev, cell))}">'
+                f'{inner}</td>'
             )
         body.append(
             f'<tr><th class="rowname" title="{_attr(row.get("description", ""))}">{_attr(row["name"])} '
@@ -104,12 +146,61 @@ def _availability(matrix: Matrix) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
+def _dynamic_sections(matrix: Matrix) -> str:
+    platforms = platforms_in(matrix)
+    if not platforms:
+        return ""
+    counts = agreement_counts(matrix)
+    parts = [f'<h2>Static vs dynamic</h2><p id="agreement-counts" data-agree="{counts["agree"]}" '
+             f'data-explained="{counts["explained"]}" data-disagree="{counts["disagree"]}">{counts["agree"]} cells '
+             f'agree, {counts["explained"]} disagree for a known reason, {counts["disagree"]} disagree.</p>']
+    items = []
+    for d in disagreements(matrix):
+        dyn = ", ".join(f"{p} {s}" for p, s in d.dynamic.items())
+        why = f' <em class="muted">{_attr(d.explanation)}</em>' if d.explanation else ""
+        items.append(f'<li data-agreement="{_attr(d.agreement)}" data-row="{_attr(d.row)}" '
+                     f'data-revision="{_attr(d.spec)}">{AGREEMENT_MARK[d.agreement]} <b>{_attr(d.row)}</b> @ '
+                     f'{_attr(d.label)}{OUTSIDE_MARK if d.outside_python_range else ""}: static {_attr(d.static)}, '
+                     f'{_attr(dyn)}: {_attr(d.details)}{why}</li>')
+    if items:
+        parts.append(f'<ul class="dis" id="disagreements">{"".join(items)}</ul>')
+    rows = []
+    for r in revision_probes(matrix):
+        t = r.timing
+        secs = "".join(f"<td>{t[k]:.1f}</td>" if isinstance(t.get(k), (int, float)) else "<td></td>"
+                       for k in ("prepare_s", "probe_s", "wall_s"))
+        problems = "<br>".join(f"{_attr(n)}: {_attr(s)}: {_attr(d)}" for n, s, d in r.problems)
+        rows.append(f'<tr data-revision="{_attr(r.spec)}" data-platform="{_attr(r.platform)}"><td>{_attr(r.label)}'
+                    f'{OUTSIDE_MARK if r.outside_python_range else ""}</td><td>{_attr(r.platform)}</td>'
+                    f'<td>{_attr(r.versions)}</td><td>{_attr(", ".join(f"{n} {s}" for s, n in r.counts.items()))}</td>'
+                    f'{secs}<td>{_attr("; ".join(r.notes))}{"<br>" if problems and r.notes else ""}{problems}</td></tr>')
+    parts.append('<h2>Probe runs per revision</h2><table class="avail" id="probe-runs"><thead><tr><th>revision</th>'
+                 '<th>platform</th><th>versions</th><th>tests</th><th>prepare s</th><th>probes s</th><th>wall s</th>'
+                 f'<th>notes, probes that could not judge</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    groups = []
+    for g in deprecations(matrix):
+        span = g.labels[0] if len(g.labels) == 1 else f"{g.labels[0]} … {g.labels[-1]}"
+        ws = "".join(f"<li><code>{_attr(w.get('category'))}</code> {_attr(w.get('filename'))}"
+                     f"{':' + _attr(w.get('lineno')) if len(g.labels) == 1 else ''}: {_attr(w.get('message'))}</li>"
+                     for w in g.warnings)
+        groups.append(f"<h3>{_attr(span)} ({_attr(g.platform)})</h3><ul>{ws}</ul>")
+    parts.append('<h2 id="deprecations">Deprecation warnings per revision</h2>'
+                 + ("".join(groups) or "<p><em>The probes recorded no deprecation warning from megatron-core.</em></p>"))
+    return "\n".join(parts)
+
+
 def render_html(matrix: Matrix) -> str:
     """The whole page as one string (no external resources)."""
     legend = "".join(
         f'<span><i style="background:{bg}"></i>{_attr(name)}: {_attr(desc)}</span>'
         for name, (_, bg, desc) in list(STATUS_STYLE.items())[:4]
     )
+    platforms = platforms_in(matrix)
+    if platforms:
+        legend += (f'<br>Small bars, left to right: probes on {_attr(", ".join(platforms))}. ' + "".join(
+            f'<span><i style="background:{bg}"></i>{_attr(name)}</span>' for name, (_, bg, _) in DYNAMIC_STYLE.items())
+            + f"<span>black frame: static and dynamic disagree; hatched, {OUTSIDE_MARK}: outside the release's "
+            "declared Python range</span>")
     errors = "".join(
         f"<li><code>{_attr(r['spec'])}</code>: {_attr(r['error'])}</li>" for r in matrix.revisions if r.get("error")
     )
@@ -130,6 +221,7 @@ def render_html(matrix: Matrix) -> str:
 <div id="details" aria-live="polite">Click a cell to see what it needs.</div>
 {_grid(matrix)}
 {f"<h2>Revisions that could not be read</h2><ul>{errors}</ul>" if errors else ""}
+{_dynamic_sections(matrix)}
 <h2>Feature availability</h2>
 {_availability(matrix)}
 <div id="tip" role="tooltip"></div>

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from harness.availability import availability
 from harness.matrix import Matrix
-from harness.render.common import STATUS_STYLE, column_label, style
+from harness.render.common import (
+    AGREEMENT_MARK,
+    DYNAMIC_STYLE,
+    OUTSIDE_MARK,
+    STATUS_STYLE,
+    column_label,
+    dynamic_of,
+    dynamic_style,
+    outside_python_range,
+    platforms_in,
+    style,
+)
+from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
 
 __all__ = ["render_features_markdown", "render_matrix_markdown"]
 
@@ -17,9 +29,34 @@ def _legend() -> str:
     return " · ".join(f"{sym} {name}" for name, (sym, _, _) in list(STATUS_STYLE.items())[:4])
 
 
+def _dynamic_legend(platforms: list[str]) -> list[str]:
+    order = " / ".join(["static", *platforms])
+    return [
+        f"Each cell: {order}. Probes: " + " · ".join(f"{sym} {name}" for name, (sym, _, _) in DYNAMIC_STYLE.items())
+        + f" · {dynamic_style(None)[0]} not probed. {AGREEMENT_MARK['disagree']} static and dynamic disagree, "
+        f"{AGREEMENT_MARK['explained']} they disagree for a known reason (see below); {OUTSIDE_MARK} the revision "
+        "declares a Python range that excludes the interpreter the probes ran on.",
+        "",
+    ]
+
+
+def _cell_symbols(cell: dict | None, platforms: list[str], outside: bool) -> str:
+    if not cell:
+        return " "
+    parts = [style(cell["status"])[0]]
+    for platform in platforms:
+        dyn = dynamic_of(cell, platform)
+        parts.append(dynamic_style(dyn.get("status") if dyn else None)[0])
+    text = " / ".join(parts) if platforms else parts[0]
+    text += AGREEMENT_MARK.get(cell.get("agreement") or "", "")
+    return text + (OUTSIDE_MARK if outside and platforms else "")
+
+
 def render_matrix_markdown(matrix: Matrix) -> str:
-    """The grid (rows x revisions) followed by what each non-supported cell lacks."""
+    """The grid (rows x revisions) followed by what each non-supported cell lacks, and the probes' findings."""
     revs = matrix.revisions
+    platforms = platforms_in(matrix)
+    outside = {r["spec"]: outside_python_range(r) for r in revs}
     out = [
         "# mcore-compat matrix",
         "",
@@ -28,18 +65,17 @@ def render_matrix_markdown(matrix: Matrix) -> str:
         "",
         f"Legend: {_legend()}",
         "",
+        *(_dynamic_legend(platforms) if platforms else []),
     ]
     families = [r for r in matrix.rows if r["kind"] == "family"]
     if not families:
         out += ["_No bridge family is registered yet: only feature rows are shown._", ""]
-    header = "| row | " + " | ".join(_esc(column_label(r)) for r in revs) + " |"
+    header = "| row | " + " | ".join(_esc(column_label(r)) + (OUTSIDE_MARK if outside[r["spec"]] else "")
+                                     for r in revs) + " |"
     out += [header, "|" + "---|" * (len(revs) + 1)]
     for row in matrix.rows:
-        cells = []
-        for rev in revs:
-            cell = matrix.cell(row["name"], rev["spec"])
-            cells.append(style(cell["status"])[0] if cell else " ")
-        kind = "family" if row["kind"] == "family" else "feature"
+        cells = [_cell_symbols(matrix.cell(row["name"], rev["spec"]), platforms, outside[rev["spec"]]) for rev in revs]
+        kind = row["kind"] if row["kind"] in ("family", "probe") else "feature"
         out.append(f"| **{_esc(row['name'])}** ({kind}) | " + " | ".join(cells) + " |")
     errors = [r for r in revs if r.get("error")]
     if errors:
@@ -50,7 +86,7 @@ def render_matrix_markdown(matrix: Matrix) -> str:
         notes = []
         for rev in revs:
             cell = matrix.cell(row["name"], rev["spec"])
-            if not cell or cell["status"] in ("supported", "error"):
+            if not cell or cell["status"] in ("supported", "error", "unchecked"):
                 continue
             what = ", ".join(f"`{m}`" for m in cell.get("missing", []))
             ren = ", ".join(f"`{k}` is `{v}`" for k, v in (cell.get("renamed") or {}).items())
@@ -71,7 +107,58 @@ def render_matrix_markdown(matrix: Matrix) -> str:
             span = labels[0] if len(labels) == 1 else f"{labels[0]} … {labels[-1]}"
             out.append(f"- {span}: {style(status)[0]} {status}" + (f": {text}" if text else ""))
         out.append("")
+    if platforms:
+        out += _dynamic_sections(matrix)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _dynamic_sections(matrix: Matrix) -> list[str]:
+    counts = agreement_counts(matrix)
+    out = ["## Static vs dynamic", "",
+           f"{counts['agree']} cells agree, {counts['explained']} disagree for a known reason "
+           f"(`harness/probes/explanations.py`), {counts['disagree']} disagree.", ""]
+    found = disagreements(matrix)
+    for kind, title in (("disagree", "Disagreements"), ("explained", "Explained disagreements")):
+        items = [d for d in found if d.agreement == kind]
+        if not items:
+            continue
+        out += [f"### {title}", ""]
+        for d in items:
+            dyn = ", ".join(f"{p} {s}" for p, s in d.dynamic.items())
+            mark = f" {OUTSIDE_MARK}" if d.outside_python_range else ""
+            line = f"- **{_esc(d.row)}** @ {_esc(d.label)}{mark}: static {d.static}, {dyn}: {_esc(d.details)}"
+            out.append(line + (f" — _{_esc(d.explanation)}_" if d.explanation else ""))
+        out.append("")
+    runs = revision_probes(matrix)
+    if runs:
+        out += ["## Probe runs per revision", "",
+                "| revision | platform | versions | tests | prepare s | probes s | wall s | notes |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in runs:
+            tests = ", ".join(f"{n} {s}" for s, n in r.counts.items())
+            t = r.timing
+            cols = [f"{r.label}{OUTSIDE_MARK if r.outside_python_range else ''}", r.platform, r.versions, tests,
+                    *(f"{t[k]:.1f}" if isinstance(t.get(k), (int, float)) else "" for k in ("prepare_s", "probe_s", "wall_s")),
+                    "; ".join(r.notes)]
+            out.append("| " + " | ".join(_esc(str(c)) for c in cols) + " |")
+        problems = [(r, p) for r in runs for p in r.problems]
+        if problems:
+            out += ["", "### Probes that could not judge", ""]
+            out += [f"- {r.label} ({r.platform}) `{name}`: {status}: {_esc(details)}"
+                    for r, (name, status, details) in problems]
+        out.append("")
+    groups = deprecations(matrix)
+    out += ["## Deprecation warnings per revision", ""]
+    if not groups:
+        out += ["_The probes recorded no deprecation warning from megatron-core._", ""]
+    for g in groups:
+        span = g.labels[0] if len(g.labels) == 1 else f"{g.labels[0]} … {g.labels[-1]}"
+        out += [f"### {span} ({g.platform})", ""]
+        for w in g.warnings:
+            where = f"{w.get('filename')}:{w.get('lineno')}" if len(g.labels) == 1 else str(w.get("filename"))
+            out.append(f"- `{w.get('category')}` {where}: {_esc(str(w.get('message', '')))[:300]}")
+        out.append("")
+    return out
 
 
 def render_features_markdown(matrix: Matrix) -> str:
