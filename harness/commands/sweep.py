@@ -9,13 +9,18 @@ The results are folded, as platform ``--platform`` (default: ``gpu`` for ``--dev
 ``cpu``), into the static matrix ``--matrix`` (revisions it lacks are scanned and added; without
 ``--matrix``, the static matrix of the given revisions is built first). Writes ``matrix.{json,md,html}``,
 ``features.md`` and ``sweep-<platform>.json`` (timing per revision and in total, every probe's
-status) into ``--out``. Exit code 0 when the sweep ran (whatever the probes found).
+status) into ``--out``. Exit code 0 when the sweep ran (whatever the probes found); 130 when it was
+interrupted (Ctrl-C, SIGTERM, SIGHUP: running probes are killed, finished ones stay cached).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,9 @@ from harness.scanning import scan_renames, scan_revisions
 from harness.versions import DYNAMIC_RELEASES
 
 __all__ = ["HELP", "add_arguments", "run"]
+
+EXIT_INTERRUPTED = 130
+"""Exit code after Ctrl-C, SIGTERM or SIGHUP (as a shell reports a SIGINT)."""
 
 HELP = "run the dynamic probes over revisions (subprocess per probe, cached, resumable) and fold them into the matrix"
 
@@ -72,6 +80,21 @@ def _sweep_json(report: Any, platform: str) -> dict[str, Any]:
     return data
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM / SIGHUP stop the sweep like Ctrl-C: running probes (own process groups) are killed, not orphaned."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.probes.fold import fold_results
     from harness.probes.sweep import run_sweep_report
@@ -82,9 +105,15 @@ def run(args: argparse.Namespace) -> int:
     tests = [t.strip() for t in args.tests.split(",") if t.strip()] if args.tests else None
     platform = args.platform or ("gpu" if args.device == "cuda" else "cpu")
     matrix = _static(args, specs, canonical)
-    report = run_sweep_report(specs, tests=tests, device=args.device, jobs=args.jobs, timeout_s=args.timeout,
-                              cache_dir=args.cache_dir, repo=args.repo, refresh=args.refresh,
-                              progress=not args.no_progress)
+    try:
+        with _terminate_as_interrupt():
+            report = run_sweep_report(specs, tests=tests, device=args.device, jobs=args.jobs,
+                                      timeout_s=args.timeout, cache_dir=args.cache_dir, repo=args.repo,
+                                      refresh=args.refresh, progress=not args.no_progress)
+    except KeyboardInterrupt as exc:
+        print(f"mcore-compat sweep: interrupted ({exc or 'Ctrl-C'}); finished probes are cached, run the same "
+              "command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     timings = {t.spec: {k: v for k, v in vars(t).items() if k != "spec"} for t in report.revisions}
     folded = fold_results(matrix, report.results, platform=platform, timings=timings)
     paths = write_reports(folded, args.out)
@@ -100,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep ({platform}, {args.device}): {len(report.results)} probes ({report.new_probes} run, "
           f"{len(report.results) - report.new_probes} cached) over {len(report.revisions)} revisions in "
           f"{report.total_s:.1f}s: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-          + ("; static vs dynamic: " + ", ".join(f"{n} {a}" for a, n in sorted(agreement.items())) if agreement else ""))
+          + ("; static vs dynamic: " + ", ".join(f"{n} {a}" for a, n in sorted(agreement.items()))
+             if agreement else ""))
     for t in report.revisions:
         print(f"  {t.spec}: prepare {t.prepare_s:.1f}s, probes {t.probe_s:.1f}s, wall {t.wall_s:.1f}s, "
               f"{t.new}/{t.probes} run" + (f" ({t.error})" if t.error else ""))

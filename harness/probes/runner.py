@@ -78,7 +78,8 @@ class ProbeResult:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ProbeError(f"probe {self.test} at {self.spec}: expected a status in {STATUSES}, found {self.status!r}")
+            raise ProbeError(f"probe {self.test} at {self.spec}: expected a status in {STATUSES}, "
+                             f"found {self.status!r}")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -255,6 +256,8 @@ def run_probe(prepared: PreparedRevision, test: Any, *, device: str = "cpu", tim
               workdir: Path | None = None) -> ProbeResult:
     """Run ``test`` (a catalog ``ProbeTest`` or its name) at ``prepared`` and judge the outcome.
 
+    ``timeout_s`` overrides the test's own limit. ``workdir``: keep the probe's ``RESULT.json`` and
+    ``probe.log`` in a fresh sub-directory of it (None: a temporary directory, removed afterwards).
     Never raises for the revision's failures (they become ``error`` / ``timeout`` results); a
     KeyboardInterrupt kills the child's process group and propagates.
     """
@@ -299,8 +302,8 @@ def run_probe(prepared: PreparedRevision, test: Any, *, device: str = "cpu", tim
         tail = _tail(log_text)
         meta["returncode"] = returncode
         if returncode is None:
-            return ProbeResult(prepared.spec, name, "timeout", details=f"timed out after {limit:g}s (process group killed)",
-                               log_tail=tail, duration_s=duration, meta=meta)
+            return ProbeResult(prepared.spec, name, "timeout", log_tail=tail, duration_s=duration, meta=meta,
+                               details=f"timed out after {limit:g}s (process group killed)")
         try:
             data = _read_result(out)
         except ProbeError as exc:

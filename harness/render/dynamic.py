@@ -124,7 +124,8 @@ def revision_probes(matrix: Matrix) -> list[RevisionProbes]:
 
 def is_deprecation(warning: dict[str, Any]) -> bool:
     category = str(warning.get("category", ""))
-    return "Deprecat" in category or category == "FutureWarning" or bool(_DEPRECATION.search(str(warning.get("message", ""))))
+    message = str(warning.get("message", ""))
+    return "Deprecat" in category or category == "FutureWarning" or bool(_DEPRECATION.search(message))
 
 
 def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:

@@ -51,10 +51,12 @@ td.cell.selected{outline:3px solid #000}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 table.avail{border-collapse:collapse} table.avail td,table.avail th{border:1px solid #dde;padding:3px 8px;text-align:left}
 td.cell.dyn{width:34px;min-width:34px;text-align:right;vertical-align:middle;white-space:nowrap}
-td.cell span.p{display:inline-block;width:9px;height:16px;margin:3px 1px 3px 0;border:1px solid #fff;vertical-align:middle}
+td.cell span.p{display:inline-block;width:9px;height:16px;margin:3px 1px 3px 0;border:1px solid #fff;
+ vertical-align:middle}
 td.cell[data-agreement="disagree"]{box-shadow:inset 0 0 0 3px #111}
 td.cell[data-agreement="explained"]{box-shadow:inset 0 0 0 2px #fff}
-td.cell[data-outside-python="true"]{background-image:repeating-linear-gradient(45deg,transparent 0 4px,rgba(255,255,255,.45) 4px 6px)}
+td.cell[data-outside-python="true"]{background-image:repeating-linear-gradient(45deg,transparent 0 4px,
+ rgba(255,255,255,.45) 4px 6px)}
 ul.dis li{margin:.2rem 0} .muted{color:#666}
 """
 
@@ -173,7 +175,8 @@ def _dynamic_sections(matrix: Matrix) -> str:
         rows.append(f'<tr data-revision="{_attr(r.spec)}" data-platform="{_attr(r.platform)}"><td>{_attr(r.label)}'
                     f'{OUTSIDE_MARK if r.outside_python_range else ""}</td><td>{_attr(r.platform)}</td>'
                     f'<td>{_attr(r.versions)}</td><td>{_attr(", ".join(f"{n} {s}" for s, n in r.counts.items()))}</td>'
-                    f'{secs}<td>{_attr("; ".join(r.notes))}{"<br>" if problems and r.notes else ""}{problems}</td></tr>')
+                    f'{secs}<td>{_attr("; ".join(r.notes))}{"<br>" if problems and r.notes else ""}{problems}'
+                    '</td></tr>')
     parts.append('<h2>Probe runs per revision</h2><table class="avail" id="probe-runs"><thead><tr><th>revision</th>'
                  '<th>platform</th><th>versions</th><th>tests</th><th>prepare s</th><th>probes s</th><th>wall s</th>'
                  f'<th>notes, probes that could not judge</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
@@ -184,8 +187,8 @@ def _dynamic_sections(matrix: Matrix) -> str:
                      f"{':' + _attr(w.get('lineno')) if len(g.labels) == 1 else ''}: {_attr(w.get('message'))}</li>"
                      for w in g.warnings)
         groups.append(f"<h3>{_attr(span)} ({_attr(g.platform)})</h3><ul>{ws}</ul>")
-    parts.append('<h2 id="deprecations">Deprecation warnings per revision</h2>'
-                 + ("".join(groups) or "<p><em>The probes recorded no deprecation warning from megatron-core.</em></p>"))
+    none = "<p><em>The probes recorded no deprecation warning from megatron-core.</em></p>"
+    parts.append('<h2 id="deprecations">Deprecation warnings per revision</h2>' + ("".join(groups) or none))
     return "\n".join(parts)
 
 

@@ -137,9 +137,10 @@ def _dynamic_sections(matrix: Matrix) -> list[str]:
         for r in runs:
             tests = ", ".join(f"{n} {s}" for s, n in r.counts.items())
             t = r.timing
+            secs = [f"{t[k]:.1f}" if isinstance(t.get(k), (int, float)) else ""
+                    for k in ("prepare_s", "probe_s", "wall_s")]
             cols = [f"{r.label}{OUTSIDE_MARK if r.outside_python_range else ''}", r.platform, r.versions, tests,
-                    *(f"{t[k]:.1f}" if isinstance(t.get(k), (int, float)) else "" for k in ("prepare_s", "probe_s", "wall_s")),
-                    "; ".join(r.notes)]
+                    *secs, "; ".join(r.notes)]
             out.append("| " + " | ".join(_esc(str(c)) for c in cols) + " |")
         problems = [(r, p) for r in runs for p in r.problems]
         if problems:

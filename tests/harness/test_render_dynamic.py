@@ -34,7 +34,8 @@ def test_summaries(matrix):
     runs = {(r.label, r.platform): r for r in revision_probes(matrix)}
     assert runs[("0.16.1", "cpu")].counts == {"passed": 2, "failed": 1}
     assert runs[("0.16.1", "cpu")].timing["prepare_s"] == 2.5
-    assert runs[("0.13.0", "gpu")].problems == [("family:llama", "timeout", "timed out after 300s (process group killed)")]
+    assert runs[("0.13.0", "gpu")].problems == [
+        ("family:llama", "timeout", "timed out after 300s (process group killed)")]
     groups = deprecations(matrix)
     assert [(g.labels, g.platform, g.warnings) for g in groups] == [(["0.16.1"], "cpu", [DEPRECATED])]
     assert is_deprecation({"category": "UserWarning", "message": "x will be removed in 0.20"})

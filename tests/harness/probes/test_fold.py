@@ -48,7 +48,8 @@ def result(version: str, test: str, status: str, rows: dict[str, tuple[str, str]
     )
 
 
-WINDOW_REFUSED = "UnsupportedFeatureError: window_size=(7, 0) (sliding-window attention) needs a local DotProductAttention"
+WINDOW_REFUSED = ("UnsupportedFeatureError: window_size=(7, 0) (sliding-window attention) needs a local "
+                  "DotProductAttention")
 
 CPU_RESULTS = [
     result("0.16.1", "family:llama", "passed", {"llama": ("passed", "logits match")}, warnings=[DEPRECATED]),
