@@ -9,6 +9,10 @@
 ``installed``       nothing prepended (the megatron-core of the base env)
 ==================  =====================================================================================
 
+On a machine without the package index (the GPU machine), ``$MCORE_COMPAT_WHEELS`` names directories
+of carried archives (``megatron_core-X-*.whl`` / ``megatron_core-X.tar.gz``); a wheel this interpreter
+can install is taken from there before the cache and the index (:func:`release_archive`).
+
 Some releases need more than the base env has; :data:`EXTRA_REQUIREMENTS` lists what goes into a
 shared extra directory for them (0.8.0 imports ``pkg_resources``, gone from setuptools 81). A release
 whose metadata declares a Python range that excludes the running interpreter is still prepared
@@ -21,6 +25,7 @@ to measure what per-revision venvs would cost (``benchmarks/prepare_envs.py``), 
 from __future__ import annotations
 
 import email.parser
+import functools
 import hashlib
 import logging
 import os
@@ -38,6 +43,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag, sys_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from harness.cache import default_cache_dir, file_lock
 from harness.errors import HarnessError, ProbeError
@@ -51,7 +58,9 @@ __all__ = [
     "ExtraRequirement",
     "PreparedRevision",
     "prepare_revision",
+    "WHEELS_ENV",
     "python_range_notes",
+    "release_archive",
     "requires_python_of",
     "revision_identity",
 ]
@@ -59,6 +68,7 @@ __all__ = [
 log = logging.getLogger("harness.probes.envs")
 
 METHODS = ("pythonpath", "venv")
+WHEELS_ENV = "MCORE_COMPAT_WHEELS"
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,37 @@ def _tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _installable(path: Path) -> bool:
+    """A wheel whose tags this interpreter accepts, or any sdist."""
+    if not path.name.endswith(".whl"):
+        return path.name.endswith((".tar.gz", ".zip"))
+    try:
+        tags = parse_wheel_filename(path.name)[3]
+    except InvalidWheelFilename:
+        return False
+    return not tags.isdisjoint(_sys_tags())
+
+
+@functools.lru_cache(maxsize=1)
+def _sys_tags() -> frozenset[Tag]:
+    return frozenset(sys_tags())
+
+
+def release_archive(version: str, cache_dir: Path) -> Path:
+    """The archive of ``megatron-core==version``: a carried one from ``$MCORE_COMPAT_WHEELS`` that this
+    interpreter can install (wheels first), else the cached / downloaded one (:func:`fetch_release`).
+
+    Raises:
+        SourceError: no carried archive fits and the download fails.
+    """
+    for folder in filter(None, os.environ.get(WHEELS_ENV, "").split(os.pathsep)):
+        found = sorted(Path(folder).glob(f"megatron_core-{version}[-.]*"), key=lambda p: not p.name.endswith(".whl"))
+        usable = [p for p in found if _installable(p)]
+        if usable:
+            return usable[0]
+    return fetch_release(version, cache_dir)
+
+
 def revision_identity(rev: Revision, *, cache_dir: Path | None = None) -> str:
     """The content identity of a resolved revision, without installing anything.
 
@@ -155,7 +196,7 @@ def revision_identity(rev: Revision, *, cache_dir: Path | None = None) -> str:
     """
     cache_dir = cache_dir or default_cache_dir()
     if rev.kind == "pypi":
-        return "sha256:" + _sha256_file(fetch_release(rev.ref, cache_dir))
+        return "sha256:" + _sha256_file(release_archive(rev.ref, cache_dir))
     if rev.kind == "git":
         if not rev.commit:
             raise ProbeError(f"{rev.spec}: expected a resolved commit (resolve_revision first), found none")
@@ -259,7 +300,7 @@ def _prepare_pythonpath(rev: Revision, cache_dir: Path, *, timeout: float) -> Pr
     requires: str | None = None
     reused = True
     if rev.kind == "pypi":
-        archive = fetch_release(rev.ref, cache_dir)
+        archive = release_archive(rev.ref, cache_dir)
         sha = _sha256_file(archive)
         identity = f"sha256:{sha}"
         requires = requires_python_of(archive)

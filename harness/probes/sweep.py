@@ -159,8 +159,12 @@ def run_sweep_report(
     """
     start = time.perf_counter()
     cache_dir = cache_dir or default_cache_dir()
-    states = [_Revision(resolve_revision(s, repo=repo, cache_dir=cache_dir), cache_dir, method) for s in specs]
-    names = [test_name(t) for t in tests] if tests is not None else default_tests(device)
+    revisions = {}
+    for s in specs:  # the same revision named twice is probed once
+        rev = resolve_revision(s, repo=repo, cache_dir=cache_dir)
+        revisions.setdefault(rev.spec, rev)
+    states = [_Revision(rev, cache_dir, method) for rev in revisions.values()]
+    names = list(dict.fromkeys(test_name(t) for t in tests)) if tests is not None else default_tests(device)
     cache = ProbeCache(cache_dir)
     environment = environment_id(method)
     stopping = threading.Event()

@@ -27,7 +27,6 @@ from packaging.requirements import InvalidRequirement, Requirement
 from harness.cache import file_lock
 from harness.errors import ProbeError
 from harness.probes import envs
-from harness.pypi import fetch_release
 from harness.revisions import Revision
 from harness.versions import project_root
 
@@ -94,7 +93,7 @@ def prepare_venv(rev: Revision, cache_dir: Path, *, timeout: float) -> envs.Prep
     """
     if rev.kind != "pypi":
         raise ProbeError(f"{rev.spec}: method 'venv' takes pypi:X.Y.Z revisions only (use 'pythonpath')")
-    archive = fetch_release(rev.ref, cache_dir)
+    archive = envs.release_archive(rev.ref, cache_dir)
     identity = envs.revision_identity(rev, cache_dir=cache_dir)
     requires = envs.requires_python_of(archive)
     outside, range_notes = envs.python_range_notes(requires, platform.python_version())

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ProbeError, RevisionError
-from harness.probes.envs import EXTRA_REQUIREMENTS, prepare_revision, requires_python_of
+from harness.probes.envs import (
+    EXTRA_REQUIREMENTS,
+    WHEELS_ENV,
+    prepare_revision,
+    release_archive,
+    requires_python_of,
+)
 from harness.pypi import fetch_release
 from harness.versions import project_root
 from tests.harness.probes.conftest import make_revision
@@ -77,6 +83,20 @@ def test_concurrent_preparations_build_one_env(tmp_path):
     assert sorted(r.reused for r in results) == [False, True]
     assert results[0].pythonpath == results[1].pythonpath and not results[0].outside_python_range
     assert len(list((tmp_path / "envs").iterdir())) == 1
+
+
+def test_carried_wheels_come_first(tmp_path, monkeypatch):
+    carried = make_wheel(tmp_path / "carry", "0.15.0")
+    for name in ("megatron_core-0.15.0-cp27-cp27mu-manylinux1_x86_64.whl", "megatron_core-0.15.1-py3-none-any.whl"):
+        (carried.parent / name).write_bytes(b"not for this interpreter or version")
+    cached = make_wheel(tmp_path / "cache", "0.15.0", requires_python=">=3.99")
+    monkeypatch.setenv(WHEELS_ENV, f"{tmp_path / 'empty'}:{carried.parent}")
+    assert release_archive("0.15.0", tmp_path / "cache") == carried
+    prepared = prepare_revision("pypi:0.15.0", cache_dir=tmp_path / "cache")
+    assert prepared.identity == "sha256:" + hashlib.sha256(carried.read_bytes()).hexdigest()
+    assert not prepared.outside_python_range  # the carried wheel's metadata, not the cached one's
+    monkeypatch.setenv(WHEELS_ENV, str(tmp_path / "empty"))
+    assert release_archive("0.15.0", tmp_path / "cache") == cached
 
 
 def test_a_failed_install_is_reported_and_leaves_nothing(tmp_path):
