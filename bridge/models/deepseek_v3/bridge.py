@@ -17,7 +17,7 @@ MCore (``decoder.layers.{i}.self_attention.``)         HF (``model.layers.{i}.se
 
 Row layouts agree on both sides, so every MLA weight maps one to one. In the local spec the
 down projections are ``ColumnParallelLinear`` (gathered after the matmul), so they are split
-by rows across TP ranks: their mappings say ``column`` explicitly.
+by rows across TP ranks, as :mod:`bridge.mappings.base`'s sharding table says.
 The router's ``e_score_correction_bias`` is a (persistent) buffer on both sides
 (``router.expert_bias`` in MCore).
 """
@@ -26,13 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.mappings import (
-    AutoMapping,
-    ColumnParallelMapping,
-    GatedMLPMapping,
-    MegatronMappingRegistry,
-    ReplicatedMapping,
-)
+from bridge.mappings import AutoMapping, MegatronMappingRegistry, ReplicatedMapping
+from bridge.models._common import embedding_and_norm_mappings, gated_mlp_mappings, output_mapping
 from bridge.models.deepseek_v3.provider import DeepSeekV3ModelProvider, deepseek_v3_provider_kwargs
 from bridge.models.qwen3_moe.bridge import moe_mappings
 from bridge.providers import GPTModelProvider
@@ -48,7 +43,7 @@ def mla_mappings(*, q_lora: bool, prefix: str = "model") -> list[Any]:
     a, h = "decoder.layers.*.self_attention", f"{prefix}.layers.*.self_attn"
     if q_lora:
         q_rows: list[Any] = [
-            ColumnParallelMapping(f"{a}.linear_q_down_proj.weight", f"{h}.q_a_proj.weight"),
+            AutoMapping(f"{a}.linear_q_down_proj.weight", f"{h}.q_a_proj.weight"),
             AutoMapping(f"{a}.q_layernorm.weight", f"{h}.q_a_layernorm.weight"),
             # Transformer Engine fuses the norm into the up projection.
             ReplicatedMapping(f"{a}.linear_q_up_proj.layer_norm_weight", f"{h}.q_a_layernorm.weight"),
@@ -57,7 +52,7 @@ def mla_mappings(*, q_lora: bool, prefix: str = "model") -> list[Any]:
     else:
         q_rows = [AutoMapping(f"{a}.linear_q_proj.weight", f"{h}.q_proj.weight")]
     return q_rows + [
-        ColumnParallelMapping(f"{a}.linear_kv_down_proj.weight", f"{h}.kv_a_proj_with_mqa.weight"),
+        AutoMapping(f"{a}.linear_kv_down_proj.weight", f"{h}.kv_a_proj_with_mqa.weight"),
         AutoMapping(f"{a}.kv_layernorm.weight", f"{h}.kv_a_layernorm.weight"),
         ReplicatedMapping(f"{a}.linear_kv_up_proj.layer_norm_weight", f"{h}.kv_a_layernorm.weight"),
         AutoMapping(f"{a}.linear_kv_up_proj.weight", f"{h}.kv_b_proj.weight"),
@@ -67,22 +62,13 @@ def mla_mappings(*, q_lora: bool, prefix: str = "model") -> list[Any]:
 
 def deepseek_v3_mappings(*, tied: bool, q_lora: bool, prefix: str = "model") -> list[Any]:
     """The whole DeepSeek-V3 table: embeddings, norms, MLA, dense MLP, MoE with shared experts."""
-    p = prefix
-    table: list[Any] = [
-        AutoMapping("embedding.word_embeddings.weight", f"{p}.embed_tokens.weight"),
-        AutoMapping("decoder.final_layernorm.weight", f"{p}.norm.weight"),
-        AutoMapping("decoder.layers.*.input_layernorm.weight", f"{p}.layers.*.input_layernorm.weight"),
-        AutoMapping("decoder.layers.*.pre_mlp_layernorm.weight", f"{p}.layers.*.post_attention_layernorm.weight"),
-        *mla_mappings(q_lora=q_lora, prefix=p),
-        # dense layers (the first first_k_dense_replace)
-        GatedMLPMapping("decoder.layers.*.mlp.linear_fc1.weight",
-                        gate=f"{p}.layers.*.mlp.gate_proj.weight", up=f"{p}.layers.*.mlp.up_proj.weight"),
-        AutoMapping("decoder.layers.*.mlp.linear_fc2.weight", f"{p}.layers.*.mlp.down_proj.weight"),
-        *moe_mappings(prefix=p, shared_experts=True, expert_bias=True),
+    return [
+        *embedding_and_norm_mappings(prefix=prefix),
+        *mla_mappings(q_lora=q_lora, prefix=prefix),
+        *gated_mlp_mappings(prefix=prefix),  # the first first_k_dense_replace layers
+        *moe_mappings(prefix=prefix, shared_experts=True, expert_bias=True),
+        output_mapping(tied=tied, prefix=prefix),
     ]
-    table.append(AutoMapping("output_layer.weight", f"{p}.embed_tokens.weight" if tied else "lm_head.weight",
-                             export=not tied))
-    return table
 
 
 @MegatronModelBridge.register_bridge(source=ARCHITECTURE, target="GPTModel")

@@ -50,6 +50,7 @@ from bridge import compat
 from bridge._logging import get_logger
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
+from bridge.models._common import decoder_provider_kwargs
 from bridge.models.qwen3_moe.provider import MOE_COMMON_OVERRIDES, MoEModelProvider, moe_layer_pattern
 
 __all__ = ["DeepSeekV3ModelProvider", "deepseek_v3_provider_kwargs", "mla_rope_kwargs", "sigmoid_router_kwargs"]
@@ -197,19 +198,11 @@ def deepseek_v3_provider_kwargs(cfg: Any) -> dict[str, Any]:
         **mla_rope_kwargs(cfg),
     }
     return dict(
-        num_layers=num_layers,
-        hidden_size=cfg.hidden_size,
-        ffn_hidden_size=cfg.intermediate_size,
-        num_attention_heads=heads,
+        decoder_provider_kwargs(cfg, seq_length=4096),
         num_query_groups=heads,
         # MLA ignores kv_channels except where the local attention sizes its output (see spec.py).
         kv_channels=int(cfg.v_head_dim),
-        vocab_size=cfg.vocab_size,
-        seq_length=H.get(cfg, "max_position_embeddings", default=4096),
         layernorm_epsilon=eps,
-        share_embeddings_and_output_weights=bool(H.get(cfg, "tie_word_embeddings", default=False)),
-        init_method_std=H.get(cfg, "initializer_range", default=0.02),
-        params_dtype=H.torch_dtype(cfg),
         rotary_base=overrides["rotary_base"],
         num_moe_experts=experts,
         moe_router_topk=topk,

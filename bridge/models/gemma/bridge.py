@@ -14,7 +14,7 @@ from transformers import GemmaConfig, GemmaForCausalLM
 
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models.gemma.provider import GemmaModelProvider, gemma_provider_kwargs
-from bridge.models.llama.bridge import llama_mappings
+from bridge.models.llama.bridge import llama_registry
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
 from bridge.requirements import Requirements
@@ -30,7 +30,7 @@ class GemmaBridge(MegatronModelBridge):
         return GemmaModelProvider(**gemma_provider_kwargs(hf_config))
 
     def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
-        return MegatronMappingRegistry(*llama_mappings(tied=provider.share_embeddings_and_output_weights))
+        return llama_registry(provider)
 
     @classmethod
     def representative_configs(cls) -> list[Any]:

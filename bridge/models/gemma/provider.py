@@ -32,6 +32,7 @@ import torch
 from bridge import compat
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
+from bridge.models._common import decoder_provider_kwargs
 from bridge.providers import GPTModelProvider
 
 __all__ = ["GemmaModelProvider", "ZeroCenteredRMSNorm", "gemma_provider_kwargs", "zero_centered_block_spec"]
@@ -159,20 +160,8 @@ def gemma_provider_kwargs(cfg: Any) -> dict[str, Any]:
     theta, scaling = H.rope_parameters(cfg)
     if scaling is not None:
         raise ConfigError(f"RoPE scaling {scaling['rope_type']!r} is not supported for Gemma; expected none")
-    heads = cfg.num_attention_heads
-    return dict(
-        num_layers=cfg.num_hidden_layers,
-        hidden_size=cfg.hidden_size,
-        ffn_hidden_size=cfg.intermediate_size,
-        num_attention_heads=heads,
-        num_query_groups=H.get(cfg, "num_key_value_heads", default=heads),
-        kv_channels=H.get(cfg, "head_dim", default=cfg.hidden_size // heads),
-        vocab_size=cfg.vocab_size,
-        seq_length=H.get(cfg, "max_position_embeddings", default=8192),
-        layernorm_epsilon=H.get(cfg, "rms_norm_eps", default=1e-6),
-        activation=_activation(cfg),
-        share_embeddings_and_output_weights=bool(H.get(cfg, "tie_word_embeddings", default=True)),
-        init_method_std=H.get(cfg, "initializer_range", default=0.02),
-        params_dtype=H.torch_dtype(cfg),
-        rotary_base=theta,
-    )
+    return {
+        **decoder_provider_kwargs(cfg, seq_length=8192, tied=True),
+        "activation": _activation(cfg),
+        "rotary_base": theta,
+    }

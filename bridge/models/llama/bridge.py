@@ -6,12 +6,19 @@ from typing import Any
 
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry, QKVMapping
+from bridge.mappings import AutoMapping, MegatronMappingRegistry, QKVMapping
+from bridge.models._common import (
+    embedding_and_norm_mappings,
+    gated_mlp_mappings,
+    output_mapping,
+    te_fused_norm_mappings,
+    tiny_decoder,
+)
 from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
 
-__all__ = ["LlamaBridge", "llama_mappings"]
+__all__ = ["LlamaBridge", "llama_mappings", "llama_registry"]
 
 
 def llama_mappings(*, tied: bool, prefix: str = "model") -> list[Any]:
@@ -20,29 +27,20 @@ def llama_mappings(*, tied: bool, prefix: str = "model") -> list[Any]:
     Both MCore naming schemes are listed: the local spec's separate norms and
     Transformer Engine's fused ``layer_norm_weight``; whichever the model has is used.
     """
-    p = prefix
-    table: list[Any] = [
-        AutoMapping("embedding.word_embeddings.weight", f"{p}.embed_tokens.weight"),
-        AutoMapping("decoder.final_layernorm.weight", f"{p}.norm.weight"),
-        AutoMapping("decoder.layers.*.input_layernorm.weight", f"{p}.layers.*.input_layernorm.weight"),
-        AutoMapping("decoder.layers.*.self_attention.linear_qkv.layer_norm_weight",
-                    f"{p}.layers.*.input_layernorm.weight"),
-        QKVMapping("decoder.layers.*.self_attention.linear_qkv.weight",
-                   q=f"{p}.layers.*.self_attn.q_proj.weight",
-                   k=f"{p}.layers.*.self_attn.k_proj.weight",
-                   v=f"{p}.layers.*.self_attn.v_proj.weight"),
-        AutoMapping("decoder.layers.*.self_attention.linear_proj.weight", f"{p}.layers.*.self_attn.o_proj.weight"),
-        AutoMapping("decoder.layers.*.pre_mlp_layernorm.weight", f"{p}.layers.*.post_attention_layernorm.weight"),
-        AutoMapping("decoder.layers.*.mlp.linear_fc1.layer_norm_weight",
-                    f"{p}.layers.*.post_attention_layernorm.weight"),
-        GatedMLPMapping("decoder.layers.*.mlp.linear_fc1.weight",
-                        gate=f"{p}.layers.*.mlp.gate_proj.weight", up=f"{p}.layers.*.mlp.up_proj.weight"),
-        AutoMapping("decoder.layers.*.mlp.linear_fc2.weight", f"{p}.layers.*.mlp.down_proj.weight"),
+    a, h = "decoder.layers.*.self_attention", f"{prefix}.layers.*.self_attn"
+    return [
+        *embedding_and_norm_mappings(prefix=prefix),
+        *te_fused_norm_mappings(prefix=prefix),
+        QKVMapping(f"{a}.linear_qkv.weight", q=f"{h}.q_proj.weight", k=f"{h}.k_proj.weight", v=f"{h}.v_proj.weight"),
+        AutoMapping(f"{a}.linear_proj.weight", f"{h}.o_proj.weight"),
+        *gated_mlp_mappings(prefix=prefix),
+        output_mapping(tied=tied, prefix=prefix),
     ]
-    # Tied: with PP > 1 the last stage holds its own output_layer copy, filled from the embedding.
-    table.append(AutoMapping("output_layer.weight", f"{p}.embed_tokens.weight" if tied else "lm_head.weight",
-                             export=not tied))
-    return table
+
+
+def llama_registry(provider: GPTModelProvider, *extra: Any) -> MegatronMappingRegistry:
+    """The Llama table for ``provider`` (tied or not), followed by a family's ``extra`` rows."""
+    return MegatronMappingRegistry(*llama_mappings(tied=provider.share_embeddings_and_output_weights), *extra)
 
 
 @MegatronModelBridge.register_bridge(source=LlamaForCausalLM, target="GPTModel")
@@ -53,12 +51,11 @@ class LlamaBridge(MegatronModelBridge):
         return LlamaModelProvider(**llama_provider_kwargs(hf_config))
 
     def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
-        return MegatronMappingRegistry(*llama_mappings(tied=provider.share_embeddings_and_output_weights))
+        return llama_registry(provider)
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
-        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16384)
+        base = tiny_decoder(max_position_embeddings=16384)
         return [
             LlamaConfig(**base),
             LlamaConfig(**base, tie_word_embeddings=True),

@@ -7,6 +7,7 @@ from typing import Any
 
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
+from bridge.models._common import decoder_provider_kwargs
 from bridge.providers import GPTModelProvider
 
 __all__ = ["LlamaModelProvider", "llama_provider_kwargs"]
@@ -61,19 +62,4 @@ def llama_provider_kwargs(cfg: Any) -> dict[str, Any]:
             "together (add_bias_linear); this Llama variant is not supported (Qwen2-style QKV-only bias is: "
             "use the qwen2 family)"
         )
-    heads = cfg.num_attention_heads
-    return dict(
-        num_layers=cfg.num_hidden_layers,
-        hidden_size=cfg.hidden_size,
-        ffn_hidden_size=cfg.intermediate_size,
-        num_attention_heads=heads,
-        num_query_groups=H.get(cfg, "num_key_value_heads", default=heads),
-        kv_channels=H.get(cfg, "head_dim", default=cfg.hidden_size // heads),
-        vocab_size=cfg.vocab_size,
-        seq_length=H.get(cfg, "max_position_embeddings", default=2048),
-        layernorm_epsilon=H.get(cfg, "rms_norm_eps", default=1e-6),
-        share_embeddings_and_output_weights=bool(H.get(cfg, "tie_word_embeddings", default=False)),
-        init_method_std=H.get(cfg, "initializer_range", default=0.02),
-        params_dtype=H.torch_dtype(cfg),
-        **_rope_kwargs(cfg),
-    )
+    return {**decoder_provider_kwargs(cfg), **_rope_kwargs(cfg)}

@@ -7,7 +7,8 @@ from typing import Any
 from transformers import MistralConfig, MistralForCausalLM
 
 from bridge.mappings import MegatronMappingRegistry
-from bridge.models.llama.bridge import llama_mappings
+from bridge.models._common import tiny_decoder
+from bridge.models.llama.bridge import llama_registry
 from bridge.models.mistral.provider import mistral_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
@@ -23,12 +24,11 @@ class MistralBridge(MegatronModelBridge):
         return mistral_provider(hf_config)
 
     def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
-        return MegatronMappingRegistry(*llama_mappings(tied=provider.share_embeddings_and_output_weights))
+        return llama_registry(provider)
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
-        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+        base = tiny_decoder()
         return [
             MistralConfig(**base, sliding_window=8),
             MistralConfig(**base, sliding_window=None, tie_word_embeddings=True),

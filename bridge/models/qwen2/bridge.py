@@ -7,7 +7,8 @@ from typing import Any
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from bridge.mappings import MegatronMappingRegistry, QKVMapping
-from bridge.models.llama.bridge import llama_mappings
+from bridge.models._common import tiny_decoder
+from bridge.models.llama.bridge import llama_registry
 from bridge.models.qwen2.provider import qwen2_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
@@ -34,13 +35,11 @@ class Qwen2Bridge(MegatronModelBridge):
         return qwen2_provider(hf_config)
 
     def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
-        tied = provider.share_embeddings_and_output_weights
-        return MegatronMappingRegistry(*llama_mappings(tied=tied), *qkv_bias_mappings())
+        return llama_registry(provider, *qkv_bias_mappings())
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
-        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+        base = tiny_decoder()
         return [
             Qwen2Config(**base),
             Qwen2Config(**base, tie_word_embeddings=True, rope_theta=1000000.0),

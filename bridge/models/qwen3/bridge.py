@@ -7,7 +7,8 @@ from typing import Any
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from bridge.mappings import AutoMapping, MegatronMappingRegistry
-from bridge.models.llama.bridge import llama_mappings
+from bridge.models._common import tiny_decoder
+from bridge.models.llama.bridge import llama_registry
 from bridge.models.qwen3.provider import qwen3_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
@@ -32,13 +33,11 @@ class Qwen3Bridge(MegatronModelBridge):
         return qwen3_provider(hf_config)
 
     def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
-        tied = provider.share_embeddings_and_output_weights
-        return MegatronMappingRegistry(*llama_mappings(tied=tied), *qk_norm_mappings())
+        return llama_registry(provider, *qk_norm_mappings())
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
-        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+        base = tiny_decoder()
         return [
             Qwen3Config(**base, head_dim=32),  # head_dim != hidden_size / num_attention_heads, as in Qwen3
             Qwen3Config(**base, head_dim=16, tie_word_embeddings=True),

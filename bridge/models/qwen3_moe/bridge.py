@@ -13,7 +13,8 @@ from typing import Any
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry
-from bridge.models.llama.bridge import llama_mappings
+from bridge.models._common import tiny_decoder
+from bridge.models.llama.bridge import llama_registry
 from bridge.models.qwen3.bridge import qk_norm_mappings
 from bridge.models.qwen3_moe.provider import Qwen3MoEModelProvider, qwen3_moe_provider_kwargs
 from bridge.providers import GPTModelProvider
@@ -54,17 +55,12 @@ class Qwen3MoEBridge(MegatronModelBridge):
 
     def mapping_registry(self, provider: GPTModelProvider) -> MegatronMappingRegistry:
         # The dense rows of the Llama table serve the layers of mlp_only_layers / decoder_sparse_step.
-        return MegatronMappingRegistry(
-            *llama_mappings(tied=provider.share_embeddings_and_output_weights),
-            *qk_norm_mappings(),
-            *moe_mappings(),
-        )
+        return llama_registry(provider, *qk_norm_mappings(), *moe_mappings())
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
-        base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
-                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                    num_experts=4, num_experts_per_tok=2, max_position_embeddings=256)
+        base = tiny_decoder(moe_intermediate_size=32, head_dim=16, num_experts=4, num_experts_per_tok=2,
+                            max_position_embeddings=256)
         return [
             Qwen3MoeConfig(**base, norm_topk_prob=True),
             Qwen3MoeConfig(**base, norm_topk_prob=False, tie_word_embeddings=True),

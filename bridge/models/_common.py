@@ -1,0 +1,98 @@
+"""What the HF decoder families share: mapping rows of the common layout, and provider fields.
+
+HF's decoder-only models (Llama and those derived from it, DeepSeek-V3) name their embedding,
+norms and SwiGLU MLP the same way under a ``prefix`` (``model``); the rows here map them once.
+A family's table lists these rows plus its own attention and MLP rows. Order matters where two
+Megatron names read one HF tensor (MCore's local norms and Transformer Engine's fused ones): the
+local row comes first, so the HF -> Megatron direction picks the local spec's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.mappings import AutoMapping, GatedMLPMapping
+from bridge.models import hf_config as H
+
+__all__ = [
+    "decoder_provider_kwargs",
+    "embedding_and_norm_mappings",
+    "gated_mlp_mappings",
+    "output_mapping",
+    "te_fused_norm_mappings",
+    "tiny_decoder",
+]
+
+
+def embedding_and_norm_mappings(*, prefix: str = "model") -> list[Any]:
+    """Word embedding, final norm, and each layer's two norms (MCore's local-spec names)."""
+    p = prefix
+    return [
+        AutoMapping("embedding.word_embeddings.weight", f"{p}.embed_tokens.weight"),
+        AutoMapping("decoder.final_layernorm.weight", f"{p}.norm.weight"),
+        AutoMapping("decoder.layers.*.input_layernorm.weight", f"{p}.layers.*.input_layernorm.weight"),
+        AutoMapping("decoder.layers.*.pre_mlp_layernorm.weight", f"{p}.layers.*.post_attention_layernorm.weight"),
+    ]
+
+
+def te_fused_norm_mappings(*, prefix: str = "model") -> list[Any]:
+    """The same two layer norms under Transformer Engine's names (fused into the next linear)."""
+    p = prefix
+    return [
+        AutoMapping("decoder.layers.*.self_attention.linear_qkv.layer_norm_weight",
+                    f"{p}.layers.*.input_layernorm.weight"),
+        AutoMapping("decoder.layers.*.mlp.linear_fc1.layer_norm_weight",
+                    f"{p}.layers.*.post_attention_layernorm.weight"),
+    ]
+
+
+def gated_mlp_mappings(*, prefix: str = "model") -> list[Any]:
+    """A dense SwiGLU MLP: ``gate_proj``/``up_proj`` -> ``linear_fc1``, ``down_proj`` -> ``linear_fc2``."""
+    p = prefix
+    return [
+        GatedMLPMapping("decoder.layers.*.mlp.linear_fc1.weight",
+                        gate=f"{p}.layers.*.mlp.gate_proj.weight", up=f"{p}.layers.*.mlp.up_proj.weight"),
+        AutoMapping("decoder.layers.*.mlp.linear_fc2.weight", f"{p}.layers.*.mlp.down_proj.weight"),
+    ]
+
+
+def output_mapping(*, tied: bool, prefix: str = "model") -> AutoMapping:
+    """The output layer: ``lm_head``, or, tied, the word embedding (read on import, never exported).
+
+    With tied weights and PP > 1 the last stage holds its own output-layer copy, filled from the
+    embedding.
+    """
+    return AutoMapping("output_layer.weight", f"{prefix}.embed_tokens.weight" if tied else "lm_head.weight",
+                       export=not tied)
+
+
+def decoder_provider_kwargs(cfg: Any, *, seq_length: int = 2048, tied: bool = False) -> dict[str, Any]:
+    """Provider fields every HF decoder config states the same way.
+
+    ``seq_length`` and ``tied`` are the family's defaults for a config without
+    ``max_position_embeddings`` / ``tie_word_embeddings``.
+    """
+    heads = cfg.num_attention_heads
+    return dict(
+        num_layers=cfg.num_hidden_layers,
+        hidden_size=cfg.hidden_size,
+        ffn_hidden_size=cfg.intermediate_size,
+        num_attention_heads=heads,
+        num_query_groups=H.get(cfg, "num_key_value_heads", default=heads),
+        kv_channels=H.get(cfg, "head_dim", default=cfg.hidden_size // heads),
+        vocab_size=cfg.vocab_size,
+        seq_length=H.get(cfg, "max_position_embeddings", default=seq_length),
+        layernorm_epsilon=H.get(cfg, "rms_norm_eps", default=1e-6),
+        share_embeddings_and_output_weights=bool(H.get(cfg, "tie_word_embeddings", default=tied)),
+        init_method_std=H.get(cfg, "initializer_range", default=0.02),
+        params_dtype=H.torch_dtype(cfg),
+    )
+
+
+def tiny_decoder(**overrides: Any) -> dict[str, Any]:
+    """The small HF decoder config fields the families' ``representative_configs`` start from."""
+    return {
+        **dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096),
+        **overrides,
+    }  # fmt: skip
