@@ -91,6 +91,11 @@ def _disagreements(matrix_json: Path, spec: str) -> list[str]:
             for c in data["cells"] if c["revision"] == spec and c.get("agreement") == "disagree"]
 
 
+def compat_command(mcore: str, out: Path) -> tuple[str, ...]:
+    """The ``mcore-compat`` command line of ``compat(mcore)`` (posargs and ``--repo`` follow)."""
+    return ("sweep", mcore, "--out", str(out), "--no-progress")
+
+
 @nox.session(venv_backend="none", requires=["base"])
 @nox.parametrize("mcore", COMPAT_REVISIONS)
 def compat(session: nox.Session, mcore: str) -> None:
@@ -104,7 +109,7 @@ def compat(session: nox.Session, mcore: str) -> None:
         session.run(str(_base_bin(session) / "python"), str(ROOT / "scripts" / "build_release_repo.py"),
                     "--dest", str(repo), "--versions", mcore.removeprefix("git:core_v"), external=True)
         extra += ["--repo", str(repo)]
-    _harness(session, "sweep", mcore, "--out", str(out), "--no-progress", *extra)
+    _harness(session, *compat_command(mcore, out), *extra)
     data = json.loads((out / "matrix.json").read_text("utf-8"))
     spec = next((r["spec"] for r in data["revisions"] if r.get("dynamic")), None)
     if spec is None:
@@ -115,12 +120,19 @@ def compat(session: nox.Session, mcore: str) -> None:
     session.log(f"{mcore}: probes agree with the static verdicts (or are explained); report in {out}")
 
 
+MATRIX_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("matrix", "--out", "matrices/", "--no-progress"),
+    ("sweep", *RELEASE_SPECS, "--matrix", "matrices/matrix.json", "--out", "matrices/", "--no-progress"),
+)
+"""The ``mcore-compat`` command lines of the matrix session (posargs go to the sweep)."""
+
+
 @nox.session(venv_backend="none", requires=["base"])
 def matrix(session: nox.Session) -> None:
     """The version-support matrix into matrices/: the static scan of every release, then the CPU probes folded in."""
-    _harness(session, "matrix", "--out", "matrices/", "--no-progress")
-    _harness(session, "sweep", *RELEASE_SPECS, "--matrix", "matrices/matrix.json", "--out", "matrices/",
-             "--no-progress", *session.posargs)
+    static, sweep = MATRIX_COMMANDS
+    _harness(session, *static)
+    _harness(session, *sweep, *session.posargs)
 
 
 @nox.session(venv_backend="none", requires=["base"])
@@ -134,4 +146,4 @@ def browser(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: syntax errors, undefined names, unused imports."""
     session.install("ruff")
-    session.run("ruff", "check", "--select", "E9,F63,F7,F82,F401", "bridge", "harness", "tests")
+    session.run("ruff", "check", "--select", "E9,F63,F7,F82,F401", "bridge", "harness", "tests", "noxfile.py")

@@ -10,6 +10,7 @@ from pathlib import Path
 import nox.registry
 import pytest
 
+from harness.cli import build_parser
 from harness.versions import DYNAMIC_RELEASES, version_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,10 +18,16 @@ NEEDS_PROJECT = ("tests", "slow", "compat", "matrix", "browser")
 
 
 @pytest.fixture(scope="module")
-def sessions() -> dict:
+def noxfile():
+    """The noxfile, imported once (importing it registers its sessions with nox)."""
     spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sessions(noxfile) -> dict:
     return dict(nox.registry.get())
 
 
@@ -44,3 +51,15 @@ def test_nox_lists_both_spellings_of_a_revision():
     compat = {name for name in listed if name.startswith("compat(")}
     assert compat == {f"compat(mcore='{kind}{v}')" for v in DYNAMIC_RELEASES for kind in ("pypi:", "git:core_v")}
     assert "compat(mcore='pypi:0.16.1')" in listed and "compat(mcore='git:core_v0.15.0')" in listed
+
+
+def test_harness_command_lines_parse_with_the_cli(noxfile):
+    """Renaming a flag of `mcore-compat matrix` / `sweep` breaks this test, not the next nox run."""
+    parser = build_parser()
+    static, sweep = (parser.parse_args(list(cmd)) for cmd in noxfile.MATRIX_COMMANDS)
+    assert (static.command, str(static.out)) == ("matrix", "matrices")
+    assert sweep.command == "sweep" and str(sweep.matrix) == "matrices/matrix.json"
+    assert sweep.revisions == [f"pypi:{v}" for v in DYNAMIC_RELEASES] and sweep.device == "cpu"
+    for mcore in ("pypi:0.16.1", "git:core_v0.15.0"):
+        args = parser.parse_args([*noxfile.compat_command(mcore, Path("out")), "--repo", "r", "--tests", "import"])
+        assert (args.command, args.revisions, args.repo, args.tests) == ("sweep", [mcore], "r", "import")
