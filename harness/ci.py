@@ -15,7 +15,7 @@ Feature rows that regress are reported too, but do not make the run fail.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.matrix import Matrix
@@ -66,7 +66,8 @@ class RunReport:
     notes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     probes: int = 0
-    family_rows: tuple[str, ...] = field(default=())
+    family_rows: tuple[str, ...] = ()
+    baseline_origin: str = "the pinned commit"
 
     @property
     def families_broken(self) -> list[str]:
@@ -160,7 +161,7 @@ def render_summary(report: RunReport, matrix: Matrix, *, platform: str | None = 
         f"# mcore-compat run: {_describe(report.target)}",
         "",
         f"- target: {_describe(report.target)} from `{report.source}`",
-        f"- baseline: {_describe(report.baseline)} (the pinned commit)",
+        f"- baseline: {_describe(report.baseline)} ({report.baseline_origin})",
         f"- suites: {', '.join(report.suites)}" + (f" ({report.probes} probe runs on {platform})" if platform else ""),
         f"- result: {verdict}",
     ]

@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         baseline=base_entry, target=target_entry, source=checkout.source, suites=suites, breaks=tuple(breaks),
         submodule=checkout.outcome, notes=tuple(notes), files=("summary.md", "run.json", *(p.name for p in paths)),
         probes=probes, family_rows=tuple(r["name"] for r in matrix.rows if r["kind"] == "family"),
+        baseline_origin="--baseline" if args.baseline else "the pinned commit",
     )
     summary = render_summary(report, matrix, platform=_platform(args) if "dynamic" in suites else None)
     atomic_write_text(args.out / "summary.md", summary)

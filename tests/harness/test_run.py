@@ -201,3 +201,14 @@ def test_dynamic_suite_catches_a_commit_that_breaks_only_at_import(tmp_path, rel
         assert b["check"] == "dynamic:import" and "upstream broke megatron.core" in b["reason"]
     assert "dynamic:import: passed -> " in capsys.readouterr().out
     assert not any((project / SUBMODULE_PATH).iterdir())
+
+
+def test_baseline_option_replaces_the_pinned_commit(tmp_path, release_repo, sha, cache, capsys):
+    expected = committed_breaks("0.17.0", "0.13.0")
+    project = make_superproject(tmp_path / "super", release_repo, pin=sha("core_v0.16.1"), initialise=True)
+    out = tmp_path / "out"
+    code = run(project, release_repo, "core_v0.13.0", out, cache, "--baseline", "git:core_v0.17.0")
+    assert code == (EXIT_FAILURE if expected else EXIT_OK)
+    report = json.loads((out / "run.json").read_text())
+    assert report["baseline"]["commit"] == sha("core_v0.17.0") and report["families_broken"] == sorted(expected)
+    assert "- baseline: `git:core_v0.17.0` (megatron-core 0.17.0) (--baseline)" in capsys.readouterr().out
