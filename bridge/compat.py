@@ -227,13 +227,15 @@ def _spec_params(fn: Callable[..., Any]) -> frozenset[str]:
     return frozenset(inspect.signature(fn).parameters)
 
 
-def local_layer_spec(*, normalization: str = "LayerNorm", **kwargs: Any):
+def local_layer_spec(*, normalization: str = "LayerNorm", config: Any = None, **kwargs: Any):
     """The local (pure PyTorch) GPT layer spec with the arguments this MCore accepts.
 
     ``kwargs`` are passed through when the installed ``get_gpt_layer_local_spec`` knows
     them; unknown ones must be switched off, else :class:`UnsupportedFeatureError`.
     Releases whose local spec has no ``normalization`` argument (before 0.10) get
-    ``torch.nn.RMSNorm`` substituted through the spec (see :mod:`bridge.norms`).
+    ``torch.nn.RMSNorm`` substituted through the spec (see :mod:`bridge.norms`): with the
+    ``TransformerConfig`` as ``config`` (model-parallel state in place), as a block spec
+    whose final norm is RMSNorm too; without it, as a layer spec (the caller builds the block).
     """
     from megatron.core.models.gpt import gpt_layer_specs
 
@@ -251,11 +253,15 @@ def local_layer_spec(*, normalization: str = "LayerNorm", **kwargs: Any):
     if "normalization" in params:
         return fn(normalization=normalization, **call)
     spec = fn(**call)
-    if normalization == "RMSNorm":
-        from bridge.norms import use_rmsnorm
+    if normalization != "RMSNorm":
+        return spec
+    from bridge.norms import rmsnorm_block_spec, use_rmsnorm
 
-        spec = use_rmsnorm(spec)
-    return spec
+    if config is None:
+        return use_rmsnorm(spec)
+    from megatron.core.transformer.transformer_block import get_num_layers_to_build
+
+    return rmsnorm_block_spec(spec, get_num_layers_to_build(config))
 
 
 # --- named features -----------------------------------------------------------------------

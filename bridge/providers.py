@@ -266,8 +266,8 @@ class GPTModelProvider:
 
     def layer_spec(self):
         spec = self.transformer_layer_spec
-        if spec is None:
-            return compat.local_layer_spec(**self.layer_spec_kwargs())
+        if spec is None:  # the config lets releases before 0.10 give RMSNorm to the final norm too
+            return compat.local_layer_spec(config=self.transformer_config(), **self.layer_spec_kwargs())
         if callable(spec) and not hasattr(spec, "module"):
             return spec(self)
         return spec

@@ -1,0 +1,116 @@
+"""``family:<name>``: every tiny variant of a family, HF -> MCore ``GPTModel`` -> logits vs HF -> export.
+
+Per variant (see :mod:`harness.probes.tiny_models`): write the checkpoint, ``AutoBridge`` ->
+provider -> ``TransformerConfig`` -> ``GPTModel`` on the device (TP = PP = 1), compare the logits with
+HF's (``eager``), export back to HF and compare every tensor bit for bit. A variant passes with
+``max_abs_diff`` within :data:`DENSE_ATOL` (:data:`MOE_ATOL` for mixture-of-experts models: MCore sums the
+weighted expert outputs in another order) and a bit-exact export. A :class:`~bridge.errors.BridgeError`
+(the bridge refusing, release-aware, what this MCore cannot represent) or any other exception fails the
+variant with its message. The family's row passes when every variant passes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.probes.payload_common import FAILED, PASSED, Outcome, Row, describe_exception
+from harness.probes.tiny_models import TinyVariant, family_variants, write_checkpoint
+
+__all__ = ["DENSE_ATOL", "MOE_ATOL", "convert_and_compare", "probe_family"]
+
+DENSE_ATOL = 1e-5
+MOE_ATOL = 1e-4
+
+
+def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool = False,
+                        seq: int = 17) -> dict[str, Any]:
+    """One round trip at TP = PP = 1 on the current device; metrics, or raises what the bridge raised."""
+    from bridge.auto_bridge import AutoBridge
+    from bridge.inference import forward_logits
+    from bridge.parity import compare_checkpoints, hf_reference_logits, logits_agreement, token_ids
+    from bridge.runtime import reset_model_parallel
+
+    reset_model_parallel()
+    t0 = time.perf_counter()
+    bridge = AutoBridge.from_hf_pretrained(hf_path, trust_remote_code=trust_remote_code or None)
+    provider = bridge.to_megatron_provider()
+    provider.tensor_model_parallel_size = 1
+    provider.pipeline_model_parallel_size = 1
+    provider.finalize()
+    model = provider.provide_distributed_model(wrap_with_ddp=False)
+    built = time.perf_counter() - t0
+    vocab = bridge.hf_config.vocab_size
+    ids = token_ids(vocab, seq=seq)
+    ours = forward_logits(model, ids, vocab_size=vocab)
+    ref = hf_reference_logits(hf_path, ids, device=ours.device, trust_remote_code=trust_remote_code)
+    agreement = logits_agreement(ours, ref)
+    bridge.save_hf_pretrained(model, out_dir, overwrite=True)
+    comparison = compare_checkpoints(hf_path, out_dir)
+    moe = bool(provider.num_moe_experts)
+    atol = MOE_ATOL if moe else DENSE_ATOL
+    reset_model_parallel()
+    return {
+        "config_class": type(model[0].config).__name__,
+        "moe": moe,
+        "atol": atol,
+        "max_abs_diff": agreement.max_abs_diff,
+        "cosine": agreement.cosine_similarity,
+        "export_bit_exact": comparison.bit_exact,
+        "export_tensors": comparison.compared,
+        "export_summary": comparison.summary(),
+        "parameters": sum(p.numel() for chunk in model for p in chunk.parameters()),
+        "build_s": round(built, 3),
+    }
+
+
+def _run_variant(variant: TinyVariant, workdir: Path, seed: int) -> tuple[bool, str, dict[str, Any]]:
+    from bridge.errors import BridgeError
+
+    src = workdir / f"{variant.family}-{variant.name.split('(')[0]}"
+    try:
+        write_checkpoint(variant, src, seed=seed)
+    except Exception as e:  # noqa: BLE001 - the HF side cannot build it: the probe's own problem
+        return False, f"{variant.name}: could not write the HF checkpoint: {describe_exception(e)}", {}
+    try:
+        m = convert_and_compare(src, workdir / f"{src.name}-export", trust_remote_code=variant.trust_remote_code)
+    except BridgeError as e:
+        return False, f"{variant.name}: refused by the bridge: {type(e).__name__}: {e}", {}
+    except Exception as e:  # noqa: BLE001 - a probe reports every failure as data
+        return False, f"{variant.name}: {describe_exception(e)}", {}
+    ok = m["max_abs_diff"] <= m["atol"] and m["export_bit_exact"]
+    verdict = "ok" if ok else "MISMATCH"
+    text = (f"{variant.name}: {verdict}, max_abs_diff {m['max_abs_diff']:.2e} (<= {m['atol']:.0e}), "
+            f"cosine {m['cosine']:.7f}, export {m['export_summary']}")
+    return ok, text, m
+
+
+def probe_family(family: str, *, seed: int = 0) -> Outcome:
+    """The ``family:<family>`` test: one row, named after the family."""
+    variants = family_variants(family)
+    metrics: dict[str, Any] = {"variants": len(variants)}
+    lines: list[str] = []
+    passed = 0
+    with tempfile.TemporaryDirectory(prefix=f"probe-{family}-") as tmp:
+        for variant in variants:
+            ok, text, m = _run_variant(variant, Path(tmp), seed)
+            passed += ok
+            lines.append(text)
+            key = variant.name.split("(")[0]
+            for name in ("max_abs_diff", "cosine", "export_bit_exact", "config_class"):
+                if name in m:
+                    metrics[f"{key}.{name}"] = m[name]
+    diffs = [v for k, v in metrics.items() if k.endswith(".max_abs_diff")]
+    if diffs:
+        metrics["max_abs_diff"] = max(diffs)
+        metrics["cosine"] = min(v for k, v in metrics.items() if k.endswith(".cosine"))
+        metrics["export_bit_exact"] = all(v for k, v in metrics.items() if k.endswith(".export_bit_exact"))
+    metrics["variants_passed"] = passed
+    status = PASSED if passed == len(variants) else FAILED
+    head = f"{passed}/{len(variants)} variants pass"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Outcome(rows={family: Row(status, f"{head} on {device}. " + " | ".join(lines), metrics)})
