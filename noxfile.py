@@ -116,7 +116,8 @@ def compat(session: nox.Session, mcore: str) -> None:
         session.error(f"{mcore}: the sweep wrote no probe results into {out / 'matrix.json'}")
     bad = _disagreements(out / "matrix.json", spec)
     if bad:
-        session.error(f"{mcore}: probes disagree with the static verdicts ({out / 'matrix.md'}):\n  " + "\n  ".join(bad))
+        listing = "\n  ".join(bad)
+        session.error(f"{mcore}: probes disagree with the static verdicts ({out / 'matrix.md'}):\n  {listing}")
     session.log(f"{mcore}: probes agree with the static verdicts (or are explained); report in {out}")
 
 

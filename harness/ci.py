@@ -114,7 +114,7 @@ def dynamic_breaks(results: Iterable[ProbeOutcome], baseline: str, target: str, 
     for r in results:
         by_key[(r.spec, r.test)] = r
     out = []
-    tests = sorted({test for spec, test in by_key if spec == baseline} & {test for spec, test in by_key if spec == target})
+    tests = sorted({t for s, t in by_key if s == baseline} & {t for s, t in by_key if s == target})
     for test in tests:
         before, after = by_key[(baseline, test)], by_key[(target, test)]
         declared = declared_rows.get(test, ())
@@ -178,7 +178,7 @@ def render_summary(report: RunReport, matrix: Matrix, *, platform: str | None = 
             cells += [_cell_status(matrix, fam, base, platform), _cell_status(matrix, fam, tgt, platform)]
         mark = " **(broke)**" if fam in broken else ""
         lines.append(f"| {fam}{mark} | " + " | ".join(cells) + " |")
-    family_breaks = [b for b in report.breaks if b.kind == "family"]
+    family_breaks = sorted((b for b in report.breaks if b.kind == "family"), key=lambda b: (b.row, b.check))
     if family_breaks:
         lines += ["", "## What broke", ""] + [f"- **{b.row}**, {b.check}: {b.baseline} -> {b.target}: "
                                                 f"{b.reason or 'no details'}" for b in family_breaks]

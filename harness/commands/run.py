@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = render_summary(report, matrix, platform=_platform(args) if "dynamic" in suites else None)
     atomic_write_text(args.out / "summary.md", summary)
-    atomic_write_text(args.out / "run.json", json.dumps(_run_json(report, time.perf_counter() - start), indent=1) + "\n")
+    run_json = _run_json(report, time.perf_counter() - start)
+    atomic_write_text(args.out / "run.json", json.dumps(run_json, indent=1) + "\n")
     sys.stdout.write(summary)
     print(f"\nwrote {args.out}/ (summary.md, run.json, {', '.join(p.name for p in paths)}) "
           f"in {time.perf_counter() - start:.1f}s")
