@@ -10,7 +10,8 @@ Typical use::
     def test_...(arch_and_layout): ...
 
 or :func:`architectures_and_layouts`. :func:`megatron_state` builds the full Megatron GPT state
-(global names, unsharded tensors) and the sharding kind of each parameter for an architecture.
+(global names, unsharded tensors) and the sharding kind of each parameter for an architecture;
+:func:`hf_architectures` and :func:`hf_state` do the same for HF checkpoints of bridged families.
 """
 
 from __future__ import annotations
@@ -252,12 +253,8 @@ def megatron_state(
 
 #: Families :func:`hf_architectures` draws from: dense GQA, QKV bias, MoE with QK norms, MLA + MoE.
 HF_FAMILIES = ("llama", "qwen2", "qwen3_moe", "deepseek_v3")
-_HF_CLASSES = {
-    "llama": "LlamaForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "qwen3_moe": "Qwen3MoeForCausalLM",
-    "deepseek_v3": "DeepseekV3ForCausalLM",
-}
+_HF_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+               "qwen3_moe": "Qwen3MoeForCausalLM", "deepseek_v3": "DeepseekV3ForCausalLM"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def _suggested(message: str) -> list[int]:
     return [int(t) for t in match.group(1).split(", ")]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(arch=hf_architectures(max_layers=2), tp=st.sampled_from((1, 2, 3, 4, 8)))
 def test_a_layout_exists_exactly_when_its_tp_fits_and_the_error_suggests_the_ones_that_do(
     arch: HFArchitecture, tp: int

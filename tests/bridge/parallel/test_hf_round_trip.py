@@ -100,7 +100,7 @@ def test_hf_to_shards_to_hf_is_bit_exact(
         assert_same_state(again[rank], local)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(case=hf_cases(layouts=2, max_layers=4), dtype=dtypes())
 def test_reshard_equals_a_fresh_split_and_merges_back_to_the_same_hf(
     case: tuple[HFArchitecture, Layout, Layout], dtype: torch.dtype
