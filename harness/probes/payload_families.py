@@ -21,7 +21,7 @@ import torch
 from harness.probes.payload_common import FAILED, PASSED, Outcome, Row, describe_exception
 from harness.probes.tiny_models import TinyVariant, family_variants, write_checkpoint
 
-__all__ = ["DENSE_ATOL", "MOE_ATOL", "convert_and_compare", "probe_family"]
+__all__ = ["DENSE_ATOL", "MOE_ATOL", "convert_and_compare", "probe_family", "run_variant"]
 
 DENSE_ATOL = 1e-5
 MOE_ATOL = 1e-4
@@ -68,7 +68,8 @@ def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool
     }
 
 
-def _run_variant(variant: TinyVariant, workdir: Path, seed: int) -> tuple[bool, str, dict[str, Any]]:
+def run_variant(variant: TinyVariant, workdir: Path, *, seed: int = 0) -> tuple[bool, str, dict[str, Any]]:
+    """``(passed, one line saying why, metrics)`` of one variant converted in ``workdir``."""
     from bridge.errors import BridgeError
 
     src = workdir / f"{variant.family}-{variant.name.split('(')[0]}"
@@ -97,7 +98,7 @@ def probe_family(family: str, *, seed: int = 0) -> Outcome:
     passed = 0
     with tempfile.TemporaryDirectory(prefix=f"probe-{family}-") as tmp:
         for variant in variants:
-            ok, text, m = _run_variant(variant, Path(tmp), seed)
+            ok, text, m = run_variant(variant, Path(tmp), seed=seed)
             passed += ok
             lines.append(text)
             key = variant.name.split("(")[0]

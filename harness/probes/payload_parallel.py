@@ -23,7 +23,7 @@ from harness.probes.payload_common import (
 )
 from harness.probes.tiny_models import llama_checkpoint
 
-__all__ = ["LAYOUT_ATOL", "probe_layout"]
+__all__ = ["LAYOUT_ATOL", "judge_layout", "probe_layout"]
 
 LAYOUT_ATOL = 1e-5
 _TINY = dict(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
@@ -100,10 +100,10 @@ def probe_layout(*, tp: int, pp: int, timeout_s: float = 240.0) -> Outcome:
         problem = _spawn(world, (_free_port(), str(hf), str(Path(tmp) / "export"), tp, pp, str(reports)), timeout_s)
         seconds = time.perf_counter() - t0
         ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
-    return _judge(ranks, problem, tp=tp, pp=pp, tied=tied, seconds=seconds)
+    return judge_layout(ranks, problem, tp=tp, pp=pp, tied=tied, seconds=seconds)
 
 
-def _judge(ranks: list[dict[str, Any]], problem: str | None, *, tp: int, pp: int, tied: bool,
+def judge_layout(ranks: list[dict[str, Any]], problem: str | None, *, tp: int, pp: int, tied: bool,
            seconds: float) -> Outcome:
     layout = f"TP={tp} x PP={pp}{' (tied embeddings)' if tied else ''}"
     errors = [f"rank {r['rank']}: {r['error']}" for r in ranks if "error" in r]
