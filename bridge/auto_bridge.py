@@ -164,8 +164,13 @@ class AutoBridge:
         return conversion.iter_export(tasks, registry, self.bridge.mapping_context(provider))
 
     def save_hf_pretrained(self, model: Any, out_dir: str | Path, *, overwrite: bool = False,
-                           max_shard_size: int | str | None = None) -> Path | None:
-        """Export to an HF checkpoint directory (atomically, on global rank 0). Returns the path on rank 0."""
+                           max_shard_size: int | str | None = None, durable: bool = True) -> Path | None:
+        """Export to an HF checkpoint directory (atomically, on global rank 0). Returns the path on rank 0.
+
+        ``durable`` (the default) ``fsync``s every file before the directory is renamed into place, so a
+        crash never leaves a committed but incomplete checkpoint; ``durable=False`` skips that (the rename is
+        still atomic), which is what ``save_pretrained`` and Megatron-Bridge do, and much faster on slow disks.
+        """
         from bridge.checkpoint.reader import HFCheckpointReader
         from bridge.checkpoint.writer import HFCheckpointWriter
 
@@ -180,13 +185,14 @@ class AutoBridge:
         target_dtype = {}
         if source is not None:
             target_dtype = {n: source.dtype(n) for n in source.keys()}
-        kwargs: dict[str, Any] = {"overwrite": overwrite, "source_dir": self.hf_path}
+        kwargs: dict[str, Any] = {"overwrite": overwrite, "source_dir": self.hf_path, "durable": durable}
         if max_shard_size is not None:
             kwargs["max_shard_size"] = max_shard_size
         with HFCheckpointWriter(out_dir, config=self.bridge.export_config(self.hf_config), **kwargs) as writer:
             for name, tensor in stream:
                 dtype = target_dtype.get(name, tensor.dtype)
-                writer.add(name, tensor.to(dtype))
+                # The stream's CPU tensors stay unchanged until the writer closes: no second copy needed.
+                writer.add(name, tensor.to(dtype), copy=False)
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.barrier()
         log.info("exported HF checkpoint to %s", out_dir)

@@ -136,8 +136,8 @@ def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, 
                 wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
                              f"found {tuple(shard.shape)} from {task.hf_names}")
                 continue
-            with torch.no_grad():
-                task.param.copy_(shard.to(dtype=task.param.dtype, device=task.param.device))
+            with torch.no_grad():  # copy_ casts and moves in one step: no temporary on the device
+                task.param.copy_(shard)
             log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
                       task.mapping.sharding, rank, tp, tuple(shard.shape))
             del shard

@@ -124,8 +124,9 @@ class HFCheckpointWriter:
             raise CheckpointError(f"{self.path}: the writer is closed (committed, aborted or failed)")
 
     @staticmethod
-    def _snapshot(name: str, tensor: torch.Tensor) -> torch.Tensor:
-        """A contiguous CPU copy that owns its memory (views, shared storage, GPU tensors, grads all fine)."""
+    def _snapshot(name: str, tensor: torch.Tensor, *, copy: bool = True) -> torch.Tensor:
+        """A contiguous CPU copy that owns its memory (views, shared storage, GPU tensors, grads all fine);
+        with ``copy=False``, a CPU tensor itself (detached)."""
         if not isinstance(tensor, torch.Tensor):
             raise CheckpointError(f"tensor {name!r}: expected a torch.Tensor, found {type(tensor).__name__}")
         if tensor.layout != torch.strided or tensor.is_meta:
@@ -134,18 +135,25 @@ class HFCheckpointWriter:
                 f"{tensor.device}; materialize it first (tensor.to_dense() / load the weights)"
             )
         dtype_name(tensor.dtype)  # raises for dtypes safetensors cannot hold
-        copy = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu")
-        copy.copy_(tensor.detach())
-        return copy
+        if not copy and tensor.device.type == "cpu":
+            return tensor.detach()
+        snapshot = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu")
+        snapshot.copy_(tensor.detach())
+        return snapshot
 
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        """Add tensor ``name``; it is copied now, so the caller may free or modify it afterwards."""
+    def add(self, name: str, tensor: torch.Tensor, *, copy: bool = True) -> None:
+        """Add tensor ``name``; it is copied now, so the caller may free or modify it afterwards.
+
+        With ``copy=False`` a CPU tensor is kept by reference until its shard is written, saving a pass over
+        its bytes: the caller must leave it unchanged until :meth:`close` (an export stream's tensors, for
+        example). Tensors on other devices are always copied to CPU.
+        """
         self._guard()
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise CheckpointError(f"tensor name {name!r}: expected a non-empty string other than '__metadata__'")
         if name in self._names:
             raise CheckpointError(f"tensor {name!r} was already added to {self.path}; each name must be unique")
-        snapshot = self._snapshot(name, tensor)
+        snapshot = self._snapshot(name, tensor, copy=copy)
         try:
             self._names.add(name)
             self._total_size += snapshot.nbytes

@@ -81,6 +81,26 @@ def test_bf16_checkpoint_keeps_dtype_and_bits(tmp_path: Path) -> None:
     assert all(after[n].dtype == torch.bfloat16 and torch.equal(after[n], t) for n, t in before.items())
 
 
+def test_export_is_durable_by_default_and_durable_false_skips_fsync(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    src = make_hf_checkpoint(tmp_path / "hf", dtype=torch.bfloat16)
+    bridge, model = _build(src)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    bridge.save_hf_pretrained(model, tmp_path / "durable")
+    assert synced  # shards, companions and directories reach the disk before the rename
+    synced.clear()
+    bridge.save_hf_pretrained(model, tmp_path / "fast", durable=False)
+    assert synced == []
+    before = _all_tensors(src)
+    for out in ("durable", "fast"):  # same bits either way (the writer keeps the stream's tensors uncopied)
+        after = _all_tensors(tmp_path / out)
+        assert sorted(after) == sorted(before)
+        assert all(torch.equal(after[n], t) and after[n].dtype == t.dtype for n, t in before.items())
+
+
 def test_export_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
     src = make_hf_checkpoint(tmp_path / "hf")
     bridge, model = _build(src)

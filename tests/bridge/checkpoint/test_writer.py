@@ -192,6 +192,27 @@ def test_views_shared_storage_and_later_mutation_are_snapshotted(tmp_path: Path)
     assert reader.total_size == sum(t.nbytes for t in expected.values())
 
 
+def test_copy_false_keeps_cpu_tensors_by_reference_and_writes_the_same_bytes(tmp_path: Path) -> None:
+    tensors = {f"t{i}": _tensor(dtype, (33, 7), seed=i) for i, dtype in enumerate(DTYPES)}
+    tensors["view"] = tensors["t2"].t()  # non-contiguous, shares t2's storage
+    with HFCheckpointWriter(tmp_path / "copied", durable=False) as writer:
+        for name, tensor in tensors.items():
+            writer.add(name, tensor)
+    gc.collect()
+    baseline = _live_tensor_bytes()
+    with HFCheckpointWriter(tmp_path / "kept", durable=False) as writer:
+        for name, tensor in tensors.items():
+            writer.add(name, tensor, copy=False)
+        assert _live_tensor_bytes() == baseline  # no snapshot storage was allocated
+    a, b = HFCheckpointReader(tmp_path / "copied"), HFCheckpointReader(tmp_path / "kept")
+    assert a.keys() == b.keys() == sorted(tensors)
+    for name, tensor in tensors.items():
+        assert torch.equal(_bits(b.get(name)), _bits(tensor.contiguous())) and torch.equal(_bits(a.get(name)),
+                                                                                           _bits(b.get(name)))
+    assert [(tmp_path / "copied" / f).read_bytes() for f in a.files()] == \
+        [(tmp_path / "kept" / f).read_bytes() for f in b.files()]
+
+
 def test_invalid_additions_are_refused_and_the_writer_stays_usable(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with HFCheckpointWriter(out, durable=False) as writer:
