@@ -18,14 +18,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
-from bridge.errors import CheckpointError, ConfigError
+from bridge.errors import CheckpointError, ConfigError, ParallelLayoutError
 from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
+from bridge.parallel.spec import ParamSpec
 from bridge.parallel.state import merge_param, placements
 from bridge.streaming.convert import family_for
 from bridge.streaming.files import DEFAULT_MAP_BUDGET, MappedFiles, Progress
@@ -46,6 +49,19 @@ class ExportResult:
     tensors: int
     bytes: int
     seconds: float
+
+
+def _merged(name: str, shards: list[torch.Tensor], spec: ParamSpec) -> torch.Tensor:
+    """The full parameter; with one shard, a view of it (no copy) once its dtype and shape are checked."""
+    if len(shards) > 1:
+        return merge_param(name, shards, spec)
+    full = shards[0][: spec.meta["vocab_size"]] if spec.kind == "vocab" else shards[0]
+    if full.dtype != spec.dtype or tuple(full.shape) != spec.shape:
+        raise ParallelLayoutError(
+            f"{name!r} is saved as {full.dtype} {tuple(full.shape)} but layout.json records {spec.dtype} "
+            f"{spec.shape}; the rank file does not belong to this layout"
+        )
+    return full
 
 
 def export_checkpoint(
@@ -110,9 +126,7 @@ def export_checkpoint(
                          enabled=progress) as bar:
             for name, mapping, outs in planned:
                 owner, local = places[name][0]
-                shards = [files.get((r, owner), local) for r in range(layout.tp)]
-                full = merge_param(name, shards, layout.params[name])
-                del shards
+                full = _merged(name, [files.get((r, owner), local) for r in range(layout.tp)], layout.params[name])
                 for hf_name, tensor in mapping.megatron_to_hf(full, ctx).items():
                     writer.write(hf_name, tensor)
                     bar.advance(tensor.nbytes)

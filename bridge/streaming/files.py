@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_MAP_BUDGET", "MappedFiles", "Progress", "ReadStats", "SliceR
 log = get_logger("streaming.files")
 
 #: Bytes touched through open maps before they are all closed (bounds the mapped part of RSS).
-DEFAULT_MAP_BUDGET = 64 * 2**20
+DEFAULT_MAP_BUDGET = 16 * 2**20
 
 
 @dataclass(frozen=True)

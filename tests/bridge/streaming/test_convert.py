@@ -1,0 +1,182 @@
+"""Offline convert/export: every rank file equals the reference split of the full Megatron state, the names
+are the ones MCore builds, export restores the HF files bit for bit, and bad arguments fail before writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+from bridge.errors import CheckpointError, ConfigError, ParallelLayoutError, WeightMismatchError
+from bridge.parallel._common import bitwise_equal
+from bridge.parallel.layout_io import load_layout, save_layout
+from bridge.parallel.state import split_state
+from bridge.streaming import convert_checkpoint, export_checkpoint
+from bridge.streaming.convert import family_for
+from bridge.streaming.files import SliceReader
+from bridge.streaming.plan import plan_import
+from tests.bridge.models.family_checks import all_tensors, build, make_checkpoint
+from tests.helpers.tiny import hf_logits
+
+LAYOUTS = [(1, 1), (2, 1), (1, 2), (2, 2)]
+MOE = dict(vocab_size=96, hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=4,
+           num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
+           max_position_embeddings=128, mlp_only_layers=[1], tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def moe_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen3-MoE, tied, a dense layer between two MoE layers."""
+    return make_checkpoint(tmp_path_factory.mktemp("moe") / "hf", Qwen3MoeConfig(**MOE), Qwen3MoeForCausalLM)
+
+
+@pytest.fixture(params=["llama", "llama_tied", "moe"])
+def checkpoint(request: pytest.FixtureRequest) -> Path:
+    name = {"llama": "tiny_llama_checkpoint", "llama_tied": "tiny_llama_tied_checkpoint", "moe": "moe_checkpoint"}
+    return request.getfixturevalue(name[request.param])
+
+
+def reference_full(path: Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Full Megatron state built the plain way: every HF tensor read whole, mapped, cast."""
+    family, _, registry, ctx = family_for(path, None)
+    hf = load_file(path / "model.safetensors")
+    with SliceReader(path) as src:
+        plans = plan_import(src, registry, ctx, names=src.keys(), ignored_hf_patterns=family.ignored_hf_patterns)
+    full = {p.name: p.mapping.hf_to_megatron({n: hf[n] for n in p.hf_names}, ctx) for p in plans}
+    return {n: t.to(dtype) if dtype else t for n, t in full.items()}
+
+
+@pytest.mark.parametrize(("tp", "pp"), LAYOUTS)
+def test_rank_files_equal_the_reference_split_and_export_restores_the_files(
+    checkpoint: Path, tp: int, pp: int, tmp_path: Path
+) -> None:
+    result = convert_checkpoint(checkpoint, tmp_path / "mcore", tp=tp, pp=pp, progress=False)
+    layout, shards = load_layout(result.path)
+    assert (layout.tp, layout.pp) == (tp, pp) and layout == result.layout
+    want = split_state(reference_full(checkpoint), layout)
+    assert sorted(shards) == sorted(want)
+    for rank, tensors in want.items():
+        assert sorted(shards[rank]) == sorted(tensors), rank
+        for name, tensor in tensors.items():
+            assert shards[rank][name].dtype == tensor.dtype and bitwise_equal(shards[rank][name], tensor), (rank, name)
+    assert (result.path / "config.json").read_bytes() == (checkpoint / "config.json").read_bytes()
+
+    exported = export_checkpoint(result.path, tmp_path / "hf", progress=False)
+    assert exported.files == ("model.safetensors",)
+    # safetensors orders a file's tensors itself, so one file is byte-identical to save_pretrained's
+    assert (exported.path / "model.safetensors").read_bytes() == (checkpoint / "model.safetensors").read_bytes()
+    assert (exported.path / "config.json").read_bytes() == (checkpoint / "config.json").read_bytes()
+
+
+def test_transformers_loads_the_export_and_gives_the_same_logits(checkpoint: Path, tmp_path: Path) -> None:
+    convert_checkpoint(checkpoint, tmp_path / "mcore", tp=2, pp=2, progress=False)
+    out = export_checkpoint(tmp_path / "mcore", tmp_path / "hf", max_shard_size=20_000, progress=False).path
+    assert (out / "model.safetensors.index.json").is_file() and len(list(out.glob("model-*.safetensors"))) > 2
+    before, after = all_tensors(checkpoint), all_tensors(out)
+    assert sorted(before) == sorted(after)
+    assert all(after[n].dtype == t.dtype and torch.equal(after[n], t) for n, t in before.items())
+    ids = torch.randint(0, 96, (2, 9), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(hf_logits(out, ids), hf_logits(checkpoint, ids))
+
+
+@pytest.mark.parametrize("family", ["tiny_llama_checkpoint", "moe_checkpoint"])
+def test_names_and_values_are_those_of_the_model_mcore_builds(
+    family: str, request: pytest.FixtureRequest, tmp_path: Path, fresh_parallel_state
+) -> None:
+    """At TP = PP = 1 the rank file is the state the bridge's model path loads (local layer spec)."""
+    path = request.getfixturevalue(family)
+    convert_checkpoint(path, tmp_path / "mcore", progress=False)
+    _, model = build(path)
+    params = dict(model[0].named_parameters())
+    saved = load_file(tmp_path / "mcore" / "tp00_pp00.safetensors")
+    assert sorted(saved) == sorted(params)
+    for name, param in params.items():
+        assert saved[name].shape == param.shape and torch.equal(saved[name], param.detach()), name
+
+
+def test_dtype_casts_every_tensor_and_export_keeps_it(tiny_llama_checkpoint: Path, tmp_path: Path) -> None:
+    convert_checkpoint(tiny_llama_checkpoint, tmp_path / "mcore", tp=2, dtype="bf16", progress=False)
+    layout, shards = load_layout(tmp_path / "mcore")
+    want = split_state(reference_full(tiny_llama_checkpoint, torch.bfloat16), layout)
+    assert all(torch.equal(shards[r][n], t) and t.dtype == torch.bfloat16 for r in want for n, t in want[r].items())
+    after = all_tensors(export_checkpoint(tmp_path / "mcore", tmp_path / "hf", progress=False).path)
+    before = all_tensors(tiny_llama_checkpoint)
+    assert all(torch.equal(after[n], t.to(torch.bfloat16)) for n, t in before.items())
+
+
+@pytest.mark.parametrize(("tp", "pp", "match"), [(3, 1, "num_query_groups"), (4, 1, "num_query_groups"),
+                                                 (1, 3, "num_layers"), (0, 1, "tp")])
+def test_layouts_that_do_not_fit_fail_before_writing(
+    tiny_llama_checkpoint: Path, tmp_path: Path, tp: int, pp: int, match: str
+) -> None:
+    with pytest.raises(ParallelLayoutError, match=match):
+        convert_checkpoint(tiny_llama_checkpoint, tmp_path / "out", tp=tp, pp=pp, progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_existing_output_needs_overwrite_and_is_replaced_only_when_complete(
+    tiny_llama_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    convert_checkpoint(tiny_llama_checkpoint, out, tp=2, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(CheckpointError, match="overwrite"):
+        convert_checkpoint(tiny_llama_checkpoint, out, tp=1, progress=False)
+    with pytest.raises(ParallelLayoutError):
+        convert_checkpoint(tiny_llama_checkpoint, out, tp=3, overwrite=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    convert_checkpoint(tiny_llama_checkpoint, out, tp=1, overwrite=True, progress=False)
+    assert sorted(p.name for p in out.glob("tp*.safetensors")) == ["tp00_pp00.safetensors"]
+    taken = tmp_path / "hf"
+    taken.mkdir()
+    (taken / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="overwrite"):
+        export_checkpoint(out, taken, progress=False)
+    assert (taken / "config.json").read_text() == "{}"
+    with pytest.raises(CheckpointError, match="into itself"):
+        convert_checkpoint(tiny_llama_checkpoint, tiny_llama_checkpoint, overwrite=True, progress=False)
+
+
+def test_bad_inputs_name_what_to_fix(tiny_llama_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected one of"):
+        convert_checkpoint(tiny_llama_checkpoint, tmp_path / "a", dtype="int8", progress=False)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    tensors = load_file(tiny_llama_checkpoint / "model.safetensors")
+    tensors["model.layers.0.mlp.surprise.weight"] = torch.zeros(2)
+    save_file(tensors, str(extra / "model.safetensors"), metadata={"format": "pt"})
+    (extra / "config.json").write_bytes((tiny_llama_checkpoint / "config.json").read_bytes())
+    with pytest.raises(WeightMismatchError, match="surprise"):
+        convert_checkpoint(extra, tmp_path / "b", progress=False)
+    with pytest.raises(CheckpointError, match="layout.json"):
+        export_checkpoint(tiny_llama_checkpoint, tmp_path / "c", progress=False)
+
+
+def test_export_of_a_layout_without_config_asks_for_config_dir(tiny_llama_checkpoint: Path, tmp_path: Path) -> None:
+    """save_layout / reshard write no HF config; export takes it from config_dir then."""
+    convert_checkpoint(tiny_llama_checkpoint, tmp_path / "m", tp=2, progress=False)
+    layout, shards = load_layout(tmp_path / "m")
+    save_layout(tmp_path / "bare", shards, layout)
+    with pytest.raises(CheckpointError, match="config_dir"):
+        export_checkpoint(tmp_path / "bare", tmp_path / "hf", progress=False)
+    out = export_checkpoint(tmp_path / "bare", tmp_path / "hf", config_dir=tiny_llama_checkpoint, progress=False).path
+    assert (out / "model.safetensors").read_bytes() == (tiny_llama_checkpoint / "model.safetensors").read_bytes()
+
+
+def test_export_refuses_a_config_whose_tying_differs(
+    tiny_llama_checkpoint: Path, tiny_llama_tied_checkpoint: Path, tmp_path: Path
+) -> None:
+    convert_checkpoint(tiny_llama_checkpoint, tmp_path / "m", progress=False)
+    with pytest.raises(ConfigError, match="tie_word_embeddings"):
+        export_checkpoint(tmp_path / "m", tmp_path / "hf", config_dir=tiny_llama_tied_checkpoint, progress=False)
+    assert not (tmp_path / "hf").exists()
+
+
+def test_rank_files_carry_their_rank(tiny_llama_checkpoint: Path, tmp_path: Path) -> None:
+    convert_checkpoint(tiny_llama_checkpoint, tmp_path / "m", tp=2, pp=2, progress=False)
+    with safe_open(str(tmp_path / "m" / "tp01_pp00.safetensors"), framework="pt") as handle:
+        assert handle.metadata() == {"format": "pt", "tp_rank": "1", "pp_rank": "0"}

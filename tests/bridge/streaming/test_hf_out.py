@@ -1,0 +1,75 @@
+"""PlannedHFWriter writes the same bytes as HFCheckpointWriter (same sharding, headers, index), whatever
+order the tensors arrive in, and refuses tensors that were not planned."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.checkpoint.writer import HFCheckpointWriter
+from bridge.errors import CheckpointError
+from bridge.streaming.hf_out import PlannedHFWriter, assign_shards
+from bridge.streaming.plan import HFTensorPlan
+from tests.strategies import dtypes, random_bits, shapes
+
+
+@st.composite
+def tensor_lists(draw: st.DrawFn, *, max_tensors: int = 8) -> list[tuple[str, torch.Tensor]]:
+    count = draw(st.integers(1, max_tensors))
+    out = []
+    for i in range(count):
+        shape = draw(shapes(min_dims=0, max_dims=3, max_side=5))
+        out.append((f"t.{draw(st.sampled_from('abcxyz'))}{i}", random_bits(shape, draw(dtypes()), i)))
+    return out
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tensors=tensor_lists(), max_shard_size=st.integers(1, 200), seed=st.integers(0, 99))
+def test_same_bytes_as_the_buffering_writer_in_any_arrival_order(tensors, max_shard_size, seed, tmp_path_factory):
+    root = tmp_path_factory.mktemp("w")
+    with HFCheckpointWriter(root / "ref", max_shard_size=max_shard_size, durable=False,
+                            config={"architectures": ["X"]}) as ref:
+        for name, t in tensors:
+            ref.add(name, t)
+    plans = [HFTensorPlan(n, t.dtype, tuple(t.shape), n) for n, t in tensors]
+    (root / "ours").mkdir()
+    writer = PlannedHFWriter(root / "ours", plans, max_shard_size=max_shard_size, durable=False)
+    arrival = list(tensors)
+    random.Random(seed).shuffle(arrival)
+    for name, t in arrival:
+        writer.write(name, t)
+    writer.finish()
+    ours, want = _files(root / "ours"), _files(root / "ref")
+    want.pop("config.json")
+    assert ours == want
+    assert writer.weight_map == ref.weight_map
+
+
+def test_shards_follow_the_save_pretrained_rule() -> None:
+    """A tensor over the limit gets its own shard at once; one that would overflow closes the current shard."""
+    plan = [HFTensorPlan(n, torch.uint8, (size,), n) for n, size in [("a", 4), ("b", 5), ("big", 20), ("c", 2)]]
+    assert [[t.name for t in s] for s in assign_shards(plan, 8)] == [["a"], ["big"], ["b", "c"]]
+
+
+def test_unplanned_wrong_or_missing_tensors_are_refused(tmp_path: Path) -> None:
+    plans = [HFTensorPlan("a", torch.float32, (2, 3), "x"), HFTensorPlan("b", torch.bfloat16, (4,), "y")]
+    writer = PlannedHFWriter(tmp_path, plans, max_shard_size=10**9, durable=False)
+    with pytest.raises(CheckpointError, match="planned torch.float32"):
+        writer.write("a", torch.zeros(3, 2))
+    with pytest.raises(CheckpointError, match="not planned"):
+        writer.write("c", torch.zeros(1))
+    writer.write("a", torch.zeros(2, 3))
+    with pytest.raises(CheckpointError, match="already written"):
+        writer.write("a", torch.zeros(2, 3))
+    with pytest.raises(CheckpointError, match="never written"):
+        writer.finish()
+    writer.abort()
