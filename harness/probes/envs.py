@@ -14,7 +14,8 @@ of carried archives (``megatron_core-X-*.whl`` / ``megatron_core-X.tar.gz``); a 
 can install is taken from there before the cache and the index (:func:`release_archive`).
 
 Some releases need more than the base env has; :data:`EXTRA_REQUIREMENTS` lists what goes into a
-shared extra directory for them (0.8.0 imports ``pkg_resources``, gone from setuptools 81). A release
+shared extra directory for them (0.8.0 imports ``pkg_resources``, gone from setuptools 81; 0.18+ import
+``triton``, which the CPU torch wheel lacks), unless the base env already provides the module. A release
 whose metadata declares a Python range that excludes the running interpreter is still prepared
 (``--ignore-requires-python``) and flagged ``outside_python_range``.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import email.parser
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import platform
@@ -76,12 +78,24 @@ class ExtraRequirement:
     """A package some releases import but neither declare nor find in the base env."""
 
     requirement: str
-    before: str
-    """First release that no longer needs it (exclusive upper bound)."""
+    before: str | None
+    """First release that no longer needs it (exclusive upper bound; None: still needed)."""
     reason: str
+    since: str | None = None
+    """First release that needs it (inclusive lower bound; None: every release before ``before``)."""
+    module: str | None = None
+    """The import it provides; when the base env already imports it, nothing is installed."""
+
+    def provided_by_base(self) -> bool:
+        return self.module is not None and importlib.util.find_spec(self.module) is not None
 
     def applies_to(self, version: str | None) -> bool:
-        return version is not None and version_key(version) < version_key(self.before)
+        if version is None:
+            return False
+        key = version_key(version)
+        if self.since is not None and key < version_key(self.since):
+            return False
+        return self.before is None or key < version_key(self.before)
 
     @property
     def slug(self) -> str:
@@ -89,8 +103,12 @@ class ExtraRequirement:
 
 
 EXTRA_REQUIREMENTS: tuple[ExtraRequirement, ...] = (
-    ExtraRequirement("setuptools<81", before="0.9.0",
+    ExtraRequirement("setuptools<81", before="0.9.0", module="pkg_resources",
                      reason="megatron-core 0.8.0 imports pkg_resources, which setuptools 81 removed"),
+    ExtraRequirement("triton", since="0.18.0", before=None, module="triton",
+                     reason="megatron-core 0.18+ imports triton unguarded (transformer/moe/paged_stash.py, "
+                            "reached from pipeline_parallel.schedules and gpt_model); torch's CPU wheel has no "
+                            "triton, and importing it needs no GPU"),
 )
 
 
@@ -282,7 +300,7 @@ def _build_once(dest: Path, lock: Path, build: Callable[[Path], None]) -> bool:
 def _extra_dirs(version: str | None, cache_dir: Path, *, timeout: float) -> tuple[list[str], list[str]]:
     dirs, notes = [], []
     for extra in EXTRA_REQUIREMENTS:
-        if not extra.applies_to(version):
+        if not extra.applies_to(version) or extra.provided_by_base():
             continue
         dest = cache_dir / "envs" / f"extra-{extra.slug}"
         _build_once(dest, cache_dir / "locks" / f"env-extra-{extra.slug}.lock",

@@ -137,8 +137,10 @@ def test_usage_errors_raise():
 def test_declared_python_ranges_of_real_archives(archive_cache):
     assert requires_python_of(fetch_release("0.16.1", archive_cache)) == ">=3.10"
     assert requires_python_of(fetch_release("0.17.0", archive_cache)) == ">=3.12"
-    (extra,) = EXTRA_REQUIREMENTS
-    assert extra.applies_to("0.8.0") and not extra.applies_to("0.9.0") and not extra.applies_to(None)
+    setuptools, triton = EXTRA_REQUIREMENTS
+    assert setuptools.applies_to("0.8.0") and not setuptools.applies_to("0.9.0") and not setuptools.applies_to(None)
+    assert triton.applies_to("0.18.0") and triton.applies_to("0.19.2") and not triton.applies_to("0.17.1")
+    assert not setuptools.provided_by_base()  # the base env's setuptools has no pkg_resources any more
 
 
 @pytest.mark.slow
