@@ -299,6 +299,18 @@ def _has_inference_rng_tracker() -> bool:
     return "inference_rng_tracker" in _spec_params(mrandom.initialize_rng_tracker)
 
 
+def _mla_takes_plain_q_proj() -> bool:
+    """Whether MLA without a query LoRA (``q_lora_rank=None``) builds ``linear_q_proj`` as the spec gives it.
+
+    From 0.19 (``transformer/mla_qk_norm_config.py``), with ``qk_layernorm`` on, MLA demands a fused
+    norm+linear there, i.e. a norm on the query input that HF's ``q_proj`` does not have (and that only
+    Transformer Engine provides).
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("megatron.core.transformer.mla_qk_norm_config") is None
+
+
 FEATURES: dict[str, Callable[[], bool]] = {
     "local_spec_normalization": _has_spec_arg("normalization"),
     "qk_layernorm": _has_fields("qk_layernorm"),
@@ -309,6 +321,7 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "pipeline_stage_overrides": _has_fields("num_layers_in_first_pipeline_stage"),
     "inference_rng_tracker": _has_inference_rng_tracker,
     "local_attention_head_sizes": _local_attention_takes_head_sizes,
+    "mla_plain_q_proj": _mla_takes_plain_q_proj,
 }
 
 

@@ -48,7 +48,7 @@ from typing import Any
 
 from bridge import compat
 from bridge._logging import get_logger
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.models import hf_config as H
 from bridge.models._common import decoder_provider_kwargs
 from bridge.models.qwen3_moe.provider import MOE_COMMON_OVERRIDES, MoEModelProvider, moe_layer_pattern
@@ -67,6 +67,16 @@ class DeepSeekV3ModelProvider(MoEModelProvider):
 
     qk_layernorm: bool = True
     config_class: str = dataclasses.field(default="MLATransformerConfig", init=False, repr=False)
+
+    def validate(self) -> None:
+        if self.config_overrides.get("q_lora_rank") is None and not compat.has_feature("mla_plain_q_proj"):
+            raise UnsupportedFeatureError(
+                f"q_lora_rank=None (no query LoRA): megatron-core {compat.installed_version()} builds MLA's "
+                "linear_q_proj as a fused norm+linear whenever qk_layernorm is on (it is, for kv_a_layernorm), "
+                "normalising the query input where HF's q_proj does not; MCore's local spec has no such module "
+                "either. Install megatron-core<0.19, or use a checkpoint with q_lora_rank set."
+            )
+        super().validate()
 
     def layer_spec(self):
         spec = super().layer_spec()

@@ -148,3 +148,16 @@ def test_registered_by_string_without_importing_the_modelling_code() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_no_query_lora_is_refused_where_mla_forces_a_query_norm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """megatron-core 0.19 builds linear_q_proj as a fused norm+linear when q_lora_rank is None (the
+    probe of 0.19.x showed it); simulated here through the compat feature that detects it."""
+    from bridge import compat
+    from bridge.errors import UnsupportedFeatureError
+
+    assert compat.has_feature("mla_plain_q_proj")  # the installed release builds the spec's plain q_proj
+    monkeypatch.setitem(compat.FEATURES, "mla_plain_q_proj", lambda: False)
+    with pytest.raises(UnsupportedFeatureError, match="q_lora_rank=None .* megatron-core<0.19"):
+        DeepSeekV3Bridge().provider_bridge(config(q_lora_rank=None)).finalize()
+    DeepSeekV3Bridge().provider_bridge(config()).finalize()  # a query LoRA is fine
