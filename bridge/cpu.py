@@ -1,9 +1,11 @@
 """The documented CPU patches: the only place :mod:`bridge` changes MCore behaviour.
 
 MCore's local (non-Transformer-Engine) GPT path is pure PyTorch, but a few places
-assume CUDA. On a machine WITHOUT CUDA, :func:`apply` makes them run on CPU; on a
-machine with CUDA it does nothing. Every patch is listed here with the MCore error
-it fixes (measured on 0.8.0, 0.12.3, 0.16.1; see ``docs/cpu.md``):
+assume CUDA. On a machine WITHOUT CUDA, :func:`apply` makes them run on CPU (patches
+1-6). Patches 7 and 8 are about a missing Transformer Engine, not about CUDA: they are
+applied wherever ``transformer_engine`` is not installed, GPU machines included (without
+them the local spec cannot build MoE or MLA layers there either). Every patch is listed
+here with the MCore error it fixes (measured on 0.8.0, 0.12.3, 0.16.1; see ``docs/cpu.md``):
 
 1. ``torch.cuda.current_device()`` used as a device (rotary ``inv_freq``, global
    memory buffer, TP gather and p2p buffers) -> "Torch not compiled with CUDA
@@ -113,7 +115,11 @@ def _patch_missing_transformer_engine() -> None:
 
 
 def apply(seed: int = 1234) -> None:
-    """Apply every CPU patch (no-op when CUDA is available). Safe to call repeatedly."""
+    """Apply the patches: 7-8 wherever Transformer Engine is missing, the others only without CUDA.
+    Safe to call repeatedly."""
+    if "no_transformer_engine" not in APPLIED:
+        _patch_missing_transformer_engine()
+        APPLIED.append("no_transformer_engine")
     if not needs_cpu_patches():
         return
     torch.manual_seed(seed)
@@ -141,9 +147,6 @@ def apply(seed: int = 1234) -> None:
             if getattr(mod, "get_sliding_window_causal_mask", None) is not None:
                 mod.get_sliding_window_causal_mask = _sliding_window_mask
         APPLIED.append("masks")
-    if "no_transformer_engine" not in APPLIED:
-        _patch_missing_transformer_engine()
-        APPLIED.append("no_transformer_engine")
     log.debug("CPU patches in force: %s", APPLIED)
 
 

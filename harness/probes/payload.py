@@ -31,8 +31,6 @@ from harness.probes.payload_common import (
 
 __all__ = ["main", "probe_import", "run_test"]
 
-log = logging.getLogger("harness.probes.payload")
-
 EXIT_JUDGED, EXIT_USAGE, EXIT_NOT_JUDGED = 0, 2, 3
 
 

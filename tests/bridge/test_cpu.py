@@ -166,3 +166,14 @@ def test_cpu_device_mode_ends_when_the_block_raises():
             raise KeyError("boom")
     with pytest.raises((RuntimeError, AssertionError)):
         torch.zeros(1, device="cuda")
+
+
+def test_missing_transformer_engine_is_patched_on_gpu_machines_too(monkeypatch):
+    """Patches 7-8 concern Transformer Engine, not CUDA: a GPU machine without TE needs them as well."""
+    from megatron.core.transformer import multi_latent_attention as mla
+
+    monkeypatch.setattr(cpu, "APPLIED", [])
+    monkeypatch.setattr(cpu, "needs_cpu_patches", lambda: False)  # as on a machine with CUDA
+    monkeypatch.setattr(mla, "HAVE_TE", True)  # what 0.16.1 sets with TE mocked
+    cpu.apply()
+    assert cpu.APPLIED == ["no_transformer_engine"] and mla.HAVE_TE is False
