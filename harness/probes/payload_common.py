@@ -63,9 +63,11 @@ class Outcome:
 
 
 def describe_exception(exc: BaseException) -> str:
-    """``Type: message (at file:line)``, the location being the innermost frame (of a real file) that raised."""
+    """``Type: message (at file:line)``, the location being the innermost frame of a real file outside the
+    import machinery (so a failing import points at the importing line)."""
     text = f"{type(exc).__name__}: {exc}".strip()
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<") and "importlib" not in Path(f.filename).parts]
     if frames:
         last = frames[-1]
         text += f" (at {_short_path(last.filename)}:{last.lineno})"
