@@ -87,11 +87,16 @@ def split_column(tensor: torch.Tensor, *, tp: int, name: str = _DEFAULT_NAME) ->
     return _split_dim(tensor, 0, tp)
 
 
+def _cat_shards(shards: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` of the shards; one shard (TP = 1) is returned as it is, without a copy."""
+    return shards[0] if len(shards) == 1 else torch.cat(list(shards), dim=dim)
+
+
 def merge_column(shards: Sequence[torch.Tensor], *, name: str = _DEFAULT_NAME) -> torch.Tensor:
     """Inverse of :func:`split_column`: concatenate along dim 0."""
     require_same_shapes(shards, name=name, kind="column")
     _require_dims(shards[0].shape, 1, name=name, kind="column")
-    return torch.cat(list(shards), dim=0)
+    return _cat_shards(shards, 0)
 
 
 # --- row --------------------------------------------------------------------------------------
@@ -121,7 +126,7 @@ def merge_row(shards: Sequence[torch.Tensor], *, name: str = _DEFAULT_NAME) -> t
     _require_dims(shards[0].shape, 1, name=name, kind="row")
     if shards[0].dim() == 1:
         return merge_replicated(shards, name=name)
-    return torch.cat(list(shards), dim=1)
+    return _cat_shards(shards, 1)
 
 
 # --- replicated -------------------------------------------------------------------------------
@@ -203,7 +208,7 @@ def merge_qkv(
     """Inverse of :func:`split_qkv`: concatenate the ranks' whole groups along dim 0."""
     require_same_shapes(shards, name=name, kind="qkv")
     _require_dims(shards[0].shape, 1, name=name, kind="qkv")
-    merged = torch.cat(list(shards), dim=0)
+    merged = _cat_shards(shards, 0)
     _check_qkv_rows(merged.shape[0], num_query_groups, name=name)
     require_divisible(num_query_groups, len(shards), name=name, what="num_query_groups")
     return merged

@@ -132,7 +132,7 @@ def merge_vocab(
             f"{divisible_by} gives {expected}. Pass the vocab_size and divisible_by the "
             "checkpoint was saved with."
         )
-    merged = torch.cat(list(shards), dim=0)
+    merged = shards[0] if tp == 1 else torch.cat(list(shards), dim=0)  # TP = 1: no copy
     if expected > vocab_size:
         log.debug("%s: dropping %d vocab padding rows", name, expected - vocab_size)
     return merged[:vocab_size]

@@ -229,3 +229,18 @@ def test_merges_reject_unequal_shards_and_say_which() -> None:
         merge_column([torch.zeros(2, 3), torch.zeros(3, 3)], name="w")
     with pytest.raises(ParallelLayoutError, match="no shards"):
         merge_row([], name="w")
+
+
+def test_merging_a_single_shard_makes_no_copy() -> None:
+    """TP = 1 exports merge one shard per parameter: no pass over its bytes (a 1.5B model is 3 GB)."""
+    from bridge.parallel.vocab import merge_vocab
+
+    w = torch.randn(24, 8)
+    assert merge_column([w]).data_ptr() == w.data_ptr()
+    assert merge_row([w]).data_ptr() == w.data_ptr()
+    assert merge_qkv([w], num_query_groups=2).data_ptr() == w.data_ptr()
+    assert merge_gated([w]).data_ptr() == w.data_ptr()
+    merged = merge_vocab([w], vocab_size=20, divisible_by=8)  # padded to 24 rows: the padding is cut, as a view
+    assert merged.data_ptr() == w.data_ptr() and merged.shape == (20, 8) and torch.equal(merged, w[:20])
+    two = merge_column([w, w])  # more shards are still concatenated
+    assert two.shape == (48, 8) and two.data_ptr() != w.data_ptr()
