@@ -22,7 +22,7 @@ import torch
 
 from bridge.errors import CheckpointError
 
-__all__ = ["StreamingWriter", "TensorEntry"]
+__all__ = ["StreamingWriter", "TensorEntry", "check_rows", "row_bytes"]
 
 _CODES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -40,6 +40,29 @@ def _nbytes(dtype: torch.dtype, shape: Sequence[int]) -> int:
     for d in shape:
         count *= d
     return count * torch.empty((), dtype=dtype).element_size()
+
+
+def check_rows(
+    where: object, name: str, parts: Sequence[torch.Tensor], dtype: torch.dtype, shape: Sequence[int]
+) -> None:
+    """Check that ``parts``, concatenated along dim 0, make a tensor of ``dtype`` and ``shape``."""
+    shape = tuple(shape)
+    found = [(p.dtype, tuple(p.shape)) for p in parts]
+    if not shape:
+        ok = len(parts) == 1 and found[0] == (dtype, ())
+    else:
+        ok = bool(parts) and all(d == dtype and s[1:] == shape[1:] and len(s) == len(shape) for d, s in found) \
+            and sum(s[0] for _, s in found) == shape[0]
+    if not ok:
+        raise CheckpointError(
+            f"{where}: {name!r} is declared {dtype} {shape} but its row blocks are "
+            f"{[(str(d), s) for d, s in found][:6]}{' ...' if len(found) > 6 else ''}."
+        )
+
+
+def row_bytes(part: torch.Tensor) -> memoryview:
+    """The bytes of ``part`` (made contiguous, on CPU) as a flat memoryview, without a copy when possible."""
+    return memoryview(part.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
 class StreamingWriter:
@@ -87,6 +110,19 @@ class StreamingWriter:
             )
         data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
         self._file.write(data.numpy().data)
+        self._next += 1
+
+    def write_rows(self, name: str, parts: Sequence[torch.Tensor]) -> None:
+        """Append the next declared entry given as row blocks: ``torch.cat(parts)`` is never built."""
+        if self._next >= len(self._entries):
+            raise CheckpointError(f"{self.path}: {name!r} was not declared (all entries written).")
+        want_name, dtype, shape = self._entries[self._next]
+        if name != want_name:
+            raise CheckpointError(f"{self.path}: expected {want_name!r} next, got {name!r}.")
+        check_rows(self.path, name, parts, dtype, shape)
+        for part in parts:
+            if part.numel():
+                self._file.write(row_bytes(part))
         self._next += 1
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.streaming.files import DEFAULT_MAP_BUDGET, Progress, ReadStats, SliceReader
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
-from bridge.streaming.shards import read_shard
+from bridge.streaming.shards import shard_rows
 
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
 
@@ -99,14 +99,14 @@ def _write_rank(rank: Rank, directory: Path, layout: ParallelLayout, order: list
     meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
     with StreamingWriter(path, entries, meta) as writer:
         for local, name in order:
-            shard = read_shard(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
+            rows = shard_rows(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
             dtype = layout.params[name].dtype
-            if shard.dtype != dtype:
-                shard = shard.to(dtype)
-            writer.write(local, shard)
-            written += shard.nbytes
-            bar.advance(shard.nbytes)
-            del shard
+            rows = [r if r.dtype == dtype else r.to(dtype) for r in rows]
+            writer.write_rows(local, rows)
+            nbytes = sum(r.nbytes for r in rows)
+            written += nbytes
+            bar.advance(nbytes)
+            del rows
     if durable:
         _fsync(path)
     log.debug("wrote %s: %d tensors, %d bytes", path.name, len(order), written)

@@ -2,10 +2,11 @@
 
 :func:`export_checkpoint` reads ``layout.json`` and the HF ``config.json`` stored next to it (by
 :func:`~bridge.streaming.convert.convert_checkpoint`, or given with ``config_dir``), plans every
-output tensor on meta tensors (:func:`~bridge.streaming.plan.plan_export`), then merges one
-parameter at a time from its owner stage's TP rank files and writes each resulting HF tensor at its
-final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`). Memory holds
-one merged group, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
+output tensor on meta tensors (:func:`~bridge.streaming.plan.plan_export`), then takes one
+parameter at a time from its owner stage's TP rank files and writes each of its HF tensors at its
+final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`), as row blocks
+cut straight out of the shards (:func:`~bridge.streaming.merges.hf_rows`): memory holds about one
+parameter's mapped shards, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
 safetensors with ``{"format": "pt"}`` metadata and ``model.safetensors.index.json`` when there is
 more than one shard), dtypes as saved, with the config, tokenizer and custom code files; it
 appears atomically. Tied copies on other stages are not read (``mcore-compat reshard`` checks them).
@@ -18,21 +19,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
-from bridge.errors import CheckpointError, ConfigError, ParallelLayoutError
+from bridge.errors import CheckpointError, ConfigError
 from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
-from bridge.parallel.spec import ParamSpec
-from bridge.parallel.state import merge_param, placements
+from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for
 from bridge.streaming.files import DEFAULT_MAP_BUDGET, MappedFiles, Progress
 from bridge.streaming.hf_out import PlannedHFWriter
+from bridge.streaming.merges import hf_rows
 from bridge.streaming.plan import plan_export
 
 __all__ = ["ExportResult", "export_checkpoint"]
@@ -49,19 +48,6 @@ class ExportResult:
     tensors: int
     bytes: int
     seconds: float
-
-
-def _merged(name: str, shards: list[torch.Tensor], spec: ParamSpec) -> torch.Tensor:
-    """The full parameter; with one shard, a view of it (no copy) once its dtype and shape are checked."""
-    if len(shards) > 1:
-        return merge_param(name, shards, spec)
-    full = shards[0][: spec.meta["vocab_size"]] if spec.kind == "vocab" else shards[0]
-    if full.dtype != spec.dtype or tuple(full.shape) != spec.shape:
-        raise ParallelLayoutError(
-            f"{name!r} is saved as {full.dtype} {tuple(full.shape)} but layout.json records {spec.dtype} "
-            f"{spec.shape}; the rank file does not belong to this layout"
-        )
-    return full
 
 
 def export_checkpoint(
@@ -126,11 +112,11 @@ def export_checkpoint(
                          enabled=progress) as bar:
             for name, mapping, outs in planned:
                 owner, local = places[name][0]
-                full = _merged(name, [files.get((r, owner), local) for r in range(layout.tp)], layout.params[name])
-                for hf_name, tensor in mapping.megatron_to_hf(full, ctx).items():
-                    writer.write(hf_name, tensor)
-                    bar.advance(tensor.nbytes)
-                del full
+                shards = [files.get((r, owner), local) for r in range(layout.tp)]
+                for hf_name, rows in hf_rows(mapping, ctx, shards, layout.params[name], name=name).items():
+                    writer.write_rows(hf_name, rows)
+                    bar.advance(sum(r.nbytes for r in rows))
+                del shards
         writer.finish()
         copy_companions(CheckpointDir.resolve(config_dir), stage.staging, durable=durable)
         check = HFCheckpointReader(stage.staging)

@@ -12,6 +12,7 @@ The files are byte-identical to ``HFCheckpointWriter``'s for the same tensors in
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bridge._logging import get_logger
 from bridge.checkpoint.format import encode_header, storage_order
 from bridge.checkpoint.index import INDEX_NAME, encode_index, shard_name
 from bridge.errors import CheckpointError
+from bridge.parallel._safetensors import check_rows, row_bytes
 from bridge.streaming.plan import HFTensorPlan
 
 __all__ = ["PlannedHFWriter", "assign_shards"]
@@ -119,18 +121,21 @@ class PlannedHFWriter:
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Write tensor ``name`` (dtype and shape as planned) at its place; a shard closes when complete."""
+        self.write_rows(name, [tensor])
+
+    def write_rows(self, name: str, rows: Sequence[torch.Tensor]) -> None:
+        """Write tensor ``name`` given as row blocks (``torch.cat(rows)`` as planned), block after block."""
         slot = self._slots.get(name)
         if slot is None or name in self._written:
             raise CheckpointError(f"tensor {name!r} was not planned for {self.directory} or was already written")
-        plan = slot.plan
-        if tensor.dtype != plan.dtype or tuple(tensor.shape) != plan.shape:
-            raise CheckpointError(
-                f"tensor {name!r}: planned {plan.dtype} {plan.shape}, found {tensor.dtype} {tuple(tensor.shape)}"
-            )
+        check_rows(self.directory, name, rows, slot.plan.dtype, slot.plan.shape)
         fd = self._fd(slot.shard)
-        if tensor.numel():
-            data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-            self._pwrite(fd, memoryview(data), slot.offset, slot.shard)
+        offset = slot.offset
+        for block in rows:
+            if block.numel():
+                data = row_bytes(block)
+                self._pwrite(fd, data, offset, slot.shard)
+                offset += len(data)
         self._written.add(name)
         self._remaining[slot.shard] -= 1
         if not self._remaining[slot.shard]:

@@ -1,8 +1,9 @@
 """One TP rank's shard of a Megatron parameter, read straight from the HF tensors it comes from.
 
 The reference is ``split(kind, mapping.hf_to_megatron(full HF tensors), tp)[rank]``: read every
-HF tensor whole, build the full Megatron tensor, keep one piece. :func:`read_shard` returns the
-same bits while reading only the rows (or columns) of each HF tensor that end up in the piece:
+HF tensor whole, build the full Megatron tensor, keep one piece. :func:`shard_rows` gives the same
+bits as row blocks (their concatenation along dim 0) while reading only the rows (or columns) of
+each HF tensor that end up in the piece; fused layouts are never assembled in memory:
 
 =====================  =============  ===============================================================
 mapping                kind           what rank ``r`` of ``tp`` reads
@@ -19,8 +20,8 @@ direct                 ``replicated`` everything
 =====================  =============  ===============================================================
 
 A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
-reference, reading whole tensors. Results may be views into memory-mapped files: read them,
-never modify them in place.
+reference, reading whole tensors. Blocks may be views into memory-mapped files: read them, never
+modify them in place.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ from bridge.mappings import (
 from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
 
-__all__ = ["TensorSource", "full_shape", "read_shard", "reads_slices", "tp_meta"]
+__all__ = ["Rows", "TensorSource", "copy_rows", "full_shape", "read_shard", "reads_slices", "rows_shape",
+           "shard_rows", "tp_meta"]
+
+#: A tensor given as row blocks: ``torch.cat(rows, dim=0)`` is the tensor.
+Rows = list[torch.Tensor]
 
 
 class TensorSource(Protocol):
@@ -87,69 +92,66 @@ def _chunk(n: int, tp: int, rank: int) -> tuple[int, int]:
 # -- direct mappings: the Megatron tensor is the HF tensor -----------------------------------------
 
 
-def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
     name = m.hf_names()[0]
     shape = src.shape(name)
     kind = m.sharding
     if kind == "replicated" or (kind == "row" and len(shape) == 1) or (tp == 1 and kind != "vocab"):
-        return src.get(name)
+        return [src.get(name)]
     if kind in ("column", "qkv"):
-        return src.rows(name, *_chunk(shape[0], tp, rank))
+        return [src.rows(name, *_chunk(shape[0], tp, rank))]
     if kind == "row":
-        return src.cols(name, *_chunk(shape[1], tp, rank))
+        return [src.cols(name, *_chunk(shape[1], tp, rank))]
     if kind == "gated":
         half = shape[0] // 2
         start, stop = _chunk(half, tp, rank)
-        return torch.cat([src.rows(name, start, stop), src.rows(name, half + start, half + stop)], dim=0)
+        return [src.rows(name, start, stop), src.rows(name, half + start, half + stop)]
     assert kind == "vocab", kind
     rows = kinds.shard_shape("vocab", shape, tp=tp, name=m.megatron_param, **tp_meta(m, ctx))[0]
-    start, stop = rank * rows, (rank + 1) * rows
-    have = max(0, min(stop, shape[0]) - start)
-    if have == rows:
-        return src.rows(name, start, stop)
-    out = torch.zeros((rows, *shape[1:]), dtype=src.dtype(name))
-    if have:
-        out[:have] = src.rows(name, start, start + have)
+    start = rank * rows
+    have = max(0, min(start + rows, shape[0]) - start)
+    out = [src.rows(name, start, start + have)] if have else []
+    if have < rows:  # padding rows past the vocabulary: zeros, as split_vocab writes them
+        out.append(torch.zeros((rows - have, *shape[1:]), dtype=src.dtype(name)))
     return out
 
 
 # -- fused mappings ---------------------------------------------------------------------------------
 
 
-def _qkv_rows(ctx: MappingContext, tp: int, rank: int) -> tuple[int, int, int, int]:
-    """``(q_start, q_stop, kv_start, kv_stop)`` rows of rank ``rank``'s query groups."""
-    groups = ctx.num_query_groups // tp
-    q_per_group = ctx.num_attention_heads // ctx.num_query_groups
-    g0, g1 = rank * groups, (rank + 1) * groups
+def _groups(ctx: MappingContext, tp: int, rank: int) -> list[tuple[int, int, int, int]]:
+    """``(q_start, q_stop, kv_start, kv_stop)`` rows of each query group of rank ``rank``, in order."""
+    per_rank = ctx.num_query_groups // tp
+    q_rows = ctx.num_attention_heads // ctx.num_query_groups * ctx.head_dim
     hd = ctx.head_dim
-    return g0 * q_per_group * hd, g1 * q_per_group * hd, g0 * hd, g1 * hd
+    return [(g * q_rows, (g + 1) * q_rows, g * hd, (g + 1) * hd)
+            for g in range(rank * per_rank, (rank + 1) * per_rank)]
 
 
-def _qkv(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+def _qkv(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
+    """Megatron's fused layout per group: its q rows, then its k rows, then its v rows."""
     names = m.hf_param
     assert isinstance(names, dict)
-    q0, q1, k0, k1 = _qkv_rows(ctx, tp, rank)
-    q, k, v = src.rows(names["q"], q0, q1), src.rows(names["k"], k0, k1), src.rows(names["v"], k0, k1)
-    return transforms.interleave_qkv(q, k, v, num_query_groups=ctx.num_query_groups // tp, head_dim=ctx.head_dim)
+    return [src.rows(names[part], a, b) for q0, q1, k0, k1 in _groups(ctx, tp, rank)
+            for part, a, b in (("q", q0, q1), ("k", k0, k1), ("v", k0, k1))]
 
 
-def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
     name = m.hf_names()[0]
-    q0, q1, k0, k1 = _qkv_rows(ctx, tp, rank)
     k_at = ctx.num_attention_heads * ctx.head_dim
     v_at = k_at + ctx.num_query_groups * ctx.head_dim
-    q, k, v = src.rows(name, q0, q1), src.rows(name, k_at + k0, k_at + k1), src.rows(name, v_at + k0, v_at + k1)
-    return transforms.interleave_qkv(q, k, v, num_query_groups=ctx.num_query_groups // tp, head_dim=ctx.head_dim)
+    return [src.rows(name, a, b) for q0, q1, k0, k1 in _groups(ctx, tp, rank)
+            for a, b in ((q0, q1), (k_at + k0, k_at + k1), (v_at + k0, v_at + k1))]
 
 
-def _gated(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> torch.Tensor:
+def _gated(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
     names = m.hf_param
     assert isinstance(names, dict)
     start, stop = _chunk(src.shape(names["gate"])[0], tp, rank)
-    return transforms.fuse_gate_up(src.rows(names["gate"], start, stop), src.rows(names["up"], start, stop))
+    return [src.rows(names["gate"], start, stop), src.rows(names["up"], start, stop)]
 
 
-Slicer = Callable[[MegatronParamMapping, MappingContext, TensorSource, int, int], torch.Tensor]
+Slicer = Callable[[MegatronParamMapping, MappingContext, TensorSource, int, int], Rows]
 
 #: ``(hf_to_megatron implementation, sharding kind)`` -> sliced reader. Data: add a row per new fused mapping.
 _SLICERS: dict[tuple[Any, str], Slicer] = {
@@ -162,13 +164,16 @@ _SLICERS: dict[tuple[Any, str], Slicer] = {
 
 
 def reads_slices(mapping: MegatronParamMapping) -> bool:
-    """Whether :func:`read_shard` reads only the rank's part for ``mapping`` (not the fallback)."""
+    """Whether :func:`shard_rows` reads only the rank's part for ``mapping`` (not the fallback)."""
     return (type(mapping).hf_to_megatron, mapping.sharding) in _SLICERS
 
 
-def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
-               rank: int) -> torch.Tensor:
-    """Rank ``rank``'s shard of ``mapping``'s Megatron parameter, bit-identical to the reference split.
+def shard_rows(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
+               rank: int) -> Rows:
+    """Rank ``rank``'s shard as row blocks: ``torch.cat(blocks)`` is bit-identical to the reference split.
+
+    Blocks whose rows are contiguous in the file are views into its map (nothing copied); a writer
+    appends them one after the other, so the fused tensor never exists in memory.
 
     Raises:
         ParallelLayoutError: ``tp`` does not divide what the kind splits (checked before reading).
@@ -182,4 +187,28 @@ def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: Tenso
     if slicer is not None:
         return slicer(mapping, ctx, source, tp, rank)
     full = mapping.hf_to_megatron({n: source.get(n) for n in mapping.hf_names()}, ctx)
-    return kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta)  # type: ignore[return-value]
+    return [kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta)]  # type: ignore[list-item]
+
+
+def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
+               rank: int) -> torch.Tensor:
+    """Rank ``rank``'s shard as one tensor (see :func:`shard_rows`; a single block is not copied)."""
+    rows = shard_rows(mapping, ctx, source, tp=tp, rank=rank)
+    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
+
+
+def rows_shape(rows: Rows) -> tuple[int, ...]:
+    """The shape of ``torch.cat(rows)``, without building it."""
+    first = tuple(rows[0].shape)
+    return first if len(rows) == 1 else (sum(r.shape[0] for r in rows), *first[1:])
+
+
+def copy_rows(target: torch.Tensor, rows: Rows) -> None:
+    """Copy the row blocks into ``target`` (casting and moving as ``copy_`` does), block by block."""
+    if len(rows) == 1:
+        target.copy_(rows[0])
+        return
+    at = 0
+    for block in rows:
+        target[at:at + block.shape[0]].copy_(block)
+        at += block.shape[0]

@@ -1,0 +1,245 @@
+"""Offline conversion benchmark: ``bridge.streaming`` against the I/O floor and a transformers baseline.
+
+Generates a Llama-shaped bf16 checkpoint locally (random weights: ``LlamaForCausalLM(LlamaConfig(...))``
++ ``save_pretrained``; default TinyLlama's shape, 1.1B parameters, 2.2 GB), then runs every phase
+``--reps`` times, each in a fresh process (``nice``-able, inherited from this one):
+
+* ``floor``: ``safetensors.torch.load_file`` of every tensor + ``save_file`` of the same tensors;
+* ``convert_tp1``, ``convert_tp2pp2``: ``bridge.streaming.convert_checkpoint`` HF -> Megatron layout;
+* ``export_tp1``, ``export_tp2pp2``: ``bridge.streaming.export_checkpoint`` Megatron layout -> HF;
+* ``convert_tp1_fsync``: ``convert_tp1`` with ``durable=True`` (the default: fsync before the rename);
+* ``hf_import``: ``from_pretrained`` + the state dict converted to Megatron names/layout by hand (q/k/v
+  interleave, gate/up concatenation) + ``save_file`` (the TP=1 result ``convert_tp1`` writes);
+* ``hf_export``: ``load_file`` of that TP=1 state + converted back by hand + ``save_pretrained``.
+
+Each phase reports the time of its work (after imports; the process' wall time is reported too),
+GB/s over the checkpoint's bytes, and its peak RSS above the RSS before the work (``VmHWM`` reset
+through ``/proc/self/clear_refs``). Outputs are deleted and ``sync`` runs between phases; the input
+stays in the page cache (warm numbers: the first repetition warms it).
+
+    nice -n 10 .venv/bin/python benchmarks/convert_bench.py --work /tmp/convert-bench --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+             num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048)
+PHASES = ("floor", "convert_tp1", "convert_tp2pp2", "export_tp1", "export_tp2pp2", "convert_tp1_fsync",
+          "hf_import", "hf_export")
+
+
+# -- measurement inside a phase process ------------------------------------------------------------
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _measure(work) -> dict[str, float]:
+    base = _status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # VmHWM := current RSS
+    started = time.perf_counter()
+    work()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_extra": _status("VmHWM") - base, "rss_base": base}
+
+
+def _hand_to_megatron(sd: dict, cfg: dict) -> dict:
+    """The by-hand HF -> Megatron (TP=1, local spec names) state-dict conversion of a Llama."""
+    import torch
+
+    heads, groups = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg["hidden_size"] // heads
+    out = {"embedding.word_embeddings.weight": sd["model.embed_tokens.weight"],
+           "decoder.final_layernorm.weight": sd["model.norm.weight"], "output_layer.weight": sd["lm_head.weight"]}
+    for i in range(cfg["num_hidden_layers"]):
+        p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
+        q = sd[p + "self_attn.q_proj.weight"].reshape(groups, heads // groups * hd, -1)
+        k = sd[p + "self_attn.k_proj.weight"].reshape(groups, hd, -1)
+        v = sd[p + "self_attn.v_proj.weight"].reshape(groups, hd, -1)
+        out[m + "self_attention.linear_qkv.weight"] = torch.cat([q, k, v], dim=1).reshape(-1, q.shape[-1])
+        out[m + "self_attention.linear_proj.weight"] = sd[p + "self_attn.o_proj.weight"]
+        out[m + "mlp.linear_fc1.weight"] = torch.cat([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]])
+        out[m + "mlp.linear_fc2.weight"] = sd[p + "mlp.down_proj.weight"]
+        out[m + "input_layernorm.weight"] = sd[p + "input_layernorm.weight"]
+        out[m + "pre_mlp_layernorm.weight"] = sd[p + "post_attention_layernorm.weight"]
+    return {n: t.contiguous() for n, t in out.items()}
+
+
+def _hand_to_hf(sd: dict, cfg: dict) -> dict:
+    """The inverse of :func:`_hand_to_megatron`."""
+    heads, groups = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg["hidden_size"] // heads
+    out = {"model.embed_tokens.weight": sd["embedding.word_embeddings.weight"],
+           "model.norm.weight": sd["decoder.final_layernorm.weight"], "lm_head.weight": sd["output_layer.weight"]}
+    for i in range(cfg["num_hidden_layers"]):
+        p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
+        qkv = sd[m + "self_attention.linear_qkv.weight"].reshape(groups, (heads // groups + 2) * hd, -1)
+        q, k, v = qkv.split([heads // groups * hd, hd, hd], dim=1)
+        out[p + "self_attn.q_proj.weight"] = q.reshape(-1, qkv.shape[-1])
+        out[p + "self_attn.k_proj.weight"] = k.reshape(-1, qkv.shape[-1])
+        out[p + "self_attn.v_proj.weight"] = v.reshape(-1, qkv.shape[-1])
+        out[p + "self_attn.o_proj.weight"] = sd[m + "self_attention.linear_proj.weight"]
+        gate, up = sd[m + "mlp.linear_fc1.weight"].chunk(2)
+        out[p + "mlp.gate_proj.weight"], out[p + "mlp.up_proj.weight"] = gate, up
+        out[p + "mlp.down_proj.weight"] = sd[m + "mlp.linear_fc2.weight"]
+        out[p + "input_layernorm.weight"] = sd[m + "input_layernorm.weight"]
+        out[p + "post_attention_layernorm.weight"] = sd[m + "pre_mlp_layernorm.weight"]
+    return {n: t.contiguous() for n, t in out.items()}
+
+
+def run_phase(phase: str, work: Path, out: Path) -> dict[str, float]:
+    """Run one phase in this process (imports first, outside the measurement)."""
+    import torch  # noqa: F401
+    from safetensors.torch import load_file, save_file
+
+    hf = work / "hf"
+    cfg = json.loads((hf / "config.json").read_text())
+    if phase == "floor":
+        return _measure(lambda: save_file(load_file(str(hf / "model.safetensors")), str(out / "model.safetensors"),
+                                          metadata={"format": "pt"}))
+    if phase.startswith(("convert", "export")):
+        import bridge.models  # noqa: F401  (the family registry's imports, paid once per process)
+        from bridge.streaming import convert_checkpoint, export_checkpoint
+
+        if phase.startswith("convert"):
+            tp, pp = (2, 2) if "tp2pp2" in phase else (1, 1)
+            durable = phase.endswith("fsync")
+            return _measure(lambda: convert_checkpoint(hf, out / "m", tp=tp, pp=pp, progress=False, durable=durable))
+        src = work / ("m_tp2pp2" if "tp2pp2" in phase else "m_tp1")
+        return _measure(lambda: export_checkpoint(src, out / "hf", progress=False, durable=False))
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    if phase == "hf_import":
+        def hf_import() -> None:
+            model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.bfloat16)
+            save_file(_hand_to_megatron(model.state_dict(), cfg), str(out / "tp00_pp00.safetensors"),
+                      metadata={"format": "pt"})
+        return _measure(hf_import)
+
+    def hf_export() -> None:
+        state = _hand_to_hf(load_file(str(work / "m_tp1" / "tp00_pp00.safetensors")), cfg)
+        with torch.device("meta"):
+            model = LlamaForCausalLM(LlamaConfig.from_pretrained(hf))
+        model.load_state_dict(state, assign=True, strict=False)
+        model.save_pretrained(out / "hf")
+    return _measure(hf_export)
+
+
+# -- orchestration -----------------------------------------------------------------------------------
+
+def make_checkpoint(work: Path, num_layers: int) -> int:
+    """Write the random bf16 Llama checkpoint (once per ``work``) and return its tensor bytes."""
+    hf = work / "hf"
+    if not (hf / "model.safetensors").is_file():
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        torch.set_default_dtype(torch.bfloat16)
+        shape = {**SHAPE, "num_hidden_layers": num_layers}
+        model = LlamaForCausalLM(LlamaConfig(**shape, architectures=["LlamaForCausalLM"]))
+        torch.set_default_dtype(torch.float32)
+        model.save_pretrained(hf)
+        del model
+    from bridge.checkpoint.reader import HFCheckpointReader
+
+    return HFCheckpointReader(hf).total_size
+
+
+def _spawn(phase: str, work: Path) -> dict[str, float]:
+    out = work / f"out-{phase}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    os.sync()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--phase", phase, "--work", str(work)], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode:
+        raise SystemExit(f"phase {phase} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**result, "process_wall": wall}
+
+
+def _prepare(work: Path) -> None:
+    """The layouts the export phases read (written once, by the code under test)."""
+    from bridge.streaming import convert_checkpoint
+
+    for name, tp, pp in (("m_tp1", 1, 1), ("m_tp2pp2", 2, 2)):
+        if not (work / name / "layout.json").is_file():
+            convert_checkpoint(work / "hf", work / name, tp=tp, pp=pp, progress=False, overwrite=True)
+
+
+def summarise(runs: dict[str, list[dict[str, float]]], size: int, reps_dropped: int) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for phase, results in runs.items():
+        warm = results[reps_dropped:] or results
+        secs = [r["seconds"] for r in warm]
+        out[phase] = {
+            "seconds_median": statistics.median(secs), "seconds_min": min(secs), "seconds_max": max(secs),
+            "gb_per_s": size / statistics.median(secs) / 1e9,
+            "peak_extra_gb": max(r["peak_extra"] for r in warm) / 1e9,
+            "peak_extra_fraction": max(r["peak_extra"] for r in warm) / size,
+            "process_wall_median": statistics.median(r["process_wall"] for r in warm),
+            "runs": results,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/convert-bench"))
+    parser.add_argument("--reps", type=int, default=3, help="runs per phase; the first warms the page cache")
+    parser.add_argument("--phases", nargs="*", default=list(PHASES), choices=PHASES)
+    parser.add_argument("--num-layers", type=int, default=SHAPE["num_hidden_layers"],
+                        help="decoder layers of a new checkpoint (22: 1.1B parameters)")
+    parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.phase:
+        print(json.dumps(run_phase(args.phase, args.work, args.work / f"out-{args.phase}")))
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    size = make_checkpoint(args.work, args.num_layers)
+    _prepare(args.work)
+    runs: dict[str, list[dict[str, float]]] = {p: [] for p in args.phases}
+    for rep in range(args.reps):
+        for phase in args.phases:
+            runs[phase].append(_spawn(phase, args.work))
+            r = runs[phase][-1]
+            print(f"rep {rep} {phase:18s} {r['seconds']:7.2f} s  peak +{r['peak_extra'] / 1e9:5.2f} GB  "
+                  f"(process {r['process_wall']:.1f} s)", flush=True)
+    summary = summarise(runs, size, reps_dropped=1 if args.reps > 1 else 0)
+    shape = json.loads((args.work / "hf" / "config.json").read_text())
+    report = {"checkpoint_bytes": size, "num_hidden_layers": shape["num_hidden_layers"], "load": os.getloadavg(), "phases": summary}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    floor = summary.get("floor", {}).get("seconds_median")
+    for phase, s in summary.items():
+        ratio = f"{s['seconds_median'] / floor:5.2f}x floor" if floor else ""
+        print(f"{phase:18s} median {s['seconds_median']:6.2f} s [{s['seconds_min']:.2f}-{s['seconds_max']:.2f}] "
+              f"{s['gb_per_s']:5.2f} GB/s  peak +{s['peak_extra_gb']:.2f} GB ({100 * s['peak_extra_fraction']:.0f}%)"
+              f"  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

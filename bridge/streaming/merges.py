@@ -1,0 +1,150 @@
+"""The HF tensors of one Megatron parameter, as row blocks taken from its TP shards (inverse of ``shards``).
+
+The reference is ``mapping.megatron_to_hf(merge(kind, shards))``: merge the rank shards into the
+full Megatron tensor, then split it into HF tensors. :func:`hf_rows` gives every HF tensor as row
+blocks (their concatenation along dim 0) cut straight out of the shards, so neither the merged
+tensor nor the split copies exist:
+
+=====================  =============  ===============================================================
+mapping                kind           blocks of the HF tensor
+=====================  =============  ===============================================================
+direct                 ``column``,    every shard, in rank order
+                       ``qkv``
+direct                 ``vocab``      every shard, in rank order, cut at the vocabulary size
+direct                 ``gated``      the first half of every shard, then the second halves
+direct                 ``row``        the shards joined along dim 1 (a copy; one shard: itself)
+direct                 ``replicated`` one copy, after checking every rank holds the same bits
+``QKVMapping``         ``qkv``        q: each group's q rows, rank by rank; k and v likewise
+``ConcatenatedQKV``    ``qkv``        the q blocks, then the k blocks, then the v blocks
+``GatedMLPMapping``    ``gated``      gate: the first half of every shard; up: the second halves
+=====================  =============  ===============================================================
+
+Other mappings (an overridden ``megatron_to_hf``, a kind the mapping was not written for) take the
+reference path. Every shard's dtype and shape are checked against the layout first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from bridge.errors import ParallelLayoutError
+from bridge.mappings import (
+    AutoMapping,
+    ConcatenatedQKVMapping,
+    GatedMLPMapping,
+    MappingContext,
+    MegatronParamMapping,
+    QKVMapping,
+)
+from bridge.parallel import kinds
+from bridge.parallel.spec import ParamSpec
+from bridge.parallel.state import merge_param
+from bridge.parallel.tp import merge_replicated
+from bridge.streaming.shards import Rows
+
+__all__ = ["hf_rows", "joins_without_merging"]
+
+Shards = list[torch.Tensor]
+
+
+def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> Rows:
+    kind, name = spec.kind, m.megatron_param
+    if kind in ("column", "qkv"):
+        return list(shards)
+    if kind == "gated":
+        half = shards[0].shape[0] // 2
+        return [s[:half] for s in shards] + [s[half:] for s in shards]
+    if kind == "vocab":
+        left, out = int(spec.meta["vocab_size"]), []
+        for shard in shards:
+            if left > 0:
+                out.append(shard[:left])
+                left -= out[-1].shape[0]
+        return out
+    if kind == "row" and shards[0].dim() > 1:
+        return [shards[0] if len(shards) == 1 else torch.cat(shards, dim=1)]
+    return [merge_replicated(shards, name=name)]  # replicated, or a row-parallel 1-D bias
+
+
+def _qkv_blocks(ctx: MappingContext, spec: ParamSpec, shards: Shards) -> tuple[Rows, Rows, Rows]:
+    if spec.meta.get("num_query_groups") != ctx.num_query_groups:
+        raise ParallelLayoutError(
+            f"layout.json records num_query_groups={spec.meta.get('num_query_groups')} for a fused QKV tensor, but "
+            f"the config has {ctx.num_query_groups}; export with the config the layout was converted from"
+        )
+    hd = ctx.head_dim
+    q_rows = ctx.num_attention_heads // ctx.num_query_groups * hd
+    group = q_rows + 2 * hd
+    q: Rows = []
+    k: Rows = []
+    v: Rows = []
+    for shard in shards:
+        for at in range(0, shard.shape[0], group):
+            q.append(shard[at:at + q_rows])
+            k.append(shard[at + q_rows:at + q_rows + hd])
+            v.append(shard[at + q_rows + hd:at + group])
+    return q, k, v
+
+
+def _qkv(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Rows]:
+    names = m.hf_param
+    assert isinstance(names, dict)
+    q, k, v = _qkv_blocks(ctx, spec, shards)
+    return {names["q"]: q, names["k"]: k, names["v"]: v}
+
+
+def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Rows]:
+    q, k, v = _qkv_blocks(ctx, spec, shards)
+    return {m.hf_names()[0]: q + k + v}
+
+
+def _gated(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Rows]:
+    names = m.hf_param
+    assert isinstance(names, dict)
+    half = shards[0].shape[0] // 2
+    return {names["gate"]: [s[:half] for s in shards], names["up"]: [s[half:] for s in shards]}
+
+
+Joiner = Callable[[MegatronParamMapping, MappingContext, Shards, ParamSpec], dict[str, Rows]]
+
+#: ``(megatron_to_hf implementation, sharding kind)`` -> joiner. Data: a row per new fused mapping.
+_JOINERS: dict[tuple[Any, str], Joiner] = {
+    **{(AutoMapping.megatron_to_hf, kind): (lambda m, c, s, p: {m.hf_names()[0]: _direct(m, c, s, p)})
+       for kind in ("column", "row", "replicated", "qkv", "gated", "vocab")},
+    (QKVMapping.megatron_to_hf, "qkv"): _qkv,
+    (ConcatenatedQKVMapping.megatron_to_hf, "qkv"): _qkv_concat,
+    (GatedMLPMapping.megatron_to_hf, "gated"): _gated,
+}
+
+
+def joins_without_merging(mapping: MegatronParamMapping, kind: str) -> bool:
+    """Whether :func:`hf_rows` cuts ``mapping``'s HF tensors out of the shards (not the reference path)."""
+    return mapping.sharding == kind and (type(mapping).megatron_to_hf, kind) in _JOINERS
+
+
+def _check_shards(name: str, shards: Shards, spec: ParamSpec) -> None:
+    assert spec.shape is not None and spec.dtype is not None, name
+    want = kinds.shard_shape(spec.kind, spec.shape, tp=len(shards), name=name, **spec.meta)
+    bad = [(r, s.dtype, tuple(s.shape)) for r, s in enumerate(shards) if s.dtype != spec.dtype or s.shape != want]
+    if bad:
+        raise ParallelLayoutError(
+            f"{name!r}: layout.json says every TP shard is {spec.dtype} {want}, but rank(s) hold {bad[:4]}; the rank "
+            "files do not belong to this layout (re-save or re-convert them)"
+        )
+
+
+def hf_rows(mapping: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec, *,
+            name: str) -> dict[str, Rows]:
+    """``{hf_name: row blocks}`` for parameter ``name`` from its rank-ordered TP ``shards``.
+
+    Raises:
+        ParallelLayoutError: a shard does not match the layout, or replicated copies differ.
+    """
+    _check_shards(name, shards, spec)
+    if joins_without_merging(mapping, spec.kind):
+        return _JOINERS[(type(mapping).megatron_to_hf, spec.kind)](mapping, ctx, shards, spec)
+    full = merge_param(name, shards, spec)
+    return {hf: [t] for hf, t in mapping.megatron_to_hf(full, ctx).items()}
