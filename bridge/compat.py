@@ -299,6 +299,18 @@ def _has_inference_rng_tracker() -> bool:
     return "inference_rng_tracker" in _spec_params(mrandom.initialize_rng_tracker)
 
 
+def _local_experts_take_their_own_size() -> bool:
+    """Whether the local experts (``SequentialMLP``) build with ``moe_ffn_hidden_size != ffn_hidden_size``.
+
+    0.10 and 0.11 assert the two are equal ("Please use GroupedMLP or TEGroupedMLP when
+    moe_ffn_hidden_size is different from ffn_hidden_size"); 0.12 gives its experts a config copy
+    whose ``ffn_hidden_size`` is ``moe_ffn_hidden_size``. Read from the installed ``SequentialMLP``.
+    """
+    from megatron.core.transformer.moe.experts import SequentialMLP
+
+    return "moe_ffn_hidden_size == self.config.ffn_hidden_size" not in inspect.getsource(SequentialMLP.__init__)
+
+
 def _mla_takes_plain_q_proj() -> bool:
     """Whether MLA without a query LoRA (``q_lora_rank=None``) builds ``linear_q_proj`` as the spec gives it.
 
@@ -322,6 +334,7 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "inference_rng_tracker": _has_inference_rng_tracker,
     "local_attention_head_sizes": _local_attention_takes_head_sizes,
     "mla_plain_q_proj": _mla_takes_plain_q_proj,
+    "local_experts_own_size": _local_experts_take_their_own_size,
 }
 
 

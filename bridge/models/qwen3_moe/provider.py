@@ -30,11 +30,12 @@ the pure-PyTorch path that runs on CPU.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from bridge import compat
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.models import hf_config as H
 from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
 from bridge.models.mistral.provider import sliding_window_kwargs
@@ -62,6 +63,30 @@ class MoEModelProvider(LlamaModelProvider):
     which picks the dense or the MoE local spec per layer and slices them per PP stage;
     otherwise the single local layer spec is used.
     """
+
+    def _experts_need_the_dense_size(self) -> bool:
+        """Local experts of a release that sizes them with ``ffn_hidden_size`` (feature
+        ``local_experts_own_size`` of :mod:`bridge.compat` missing: 0.10, 0.11)."""
+        moe_size = self.moe_ffn_hidden_size or self.ffn_hidden_size
+        return (bool(self.num_moe_experts) and self.transformer_layer_spec is None
+                and moe_size != self.ffn_hidden_size and not compat.has_feature("local_experts_own_size"))
+
+    def validate(self) -> None:
+        if self._experts_need_the_dense_size() and self.heterogeneous:
+            raise UnsupportedFeatureError(
+                f"dense layers of size {self.ffn_hidden_size} next to experts of size {self.moe_ffn_hidden_size}: "
+                f"megatron-core {compat.installed_version()} builds local experts (SequentialMLP) with "
+                "ffn_hidden_size only, so both sizes cannot coexist. Upgrade megatron-core (0.12 lifts this)."
+            )
+        super().validate()
+
+    def transformer_config(self):
+        """As for any provider; where local experts are sized by ``ffn_hidden_size`` (0.10, 0.11) and every
+        layer is MoE (so no dense MLP uses it), ``ffn_hidden_size`` is the experts' size."""
+        config = super().transformer_config()
+        if self._experts_need_the_dense_size() and not self.heterogeneous:
+            config = dataclasses.replace(config, ffn_hidden_size=config.moe_ffn_hidden_size)
+        return config
 
     def layer_spec_kwargs(self) -> dict[str, Any]:
         kwargs = super().layer_spec_kwargs()

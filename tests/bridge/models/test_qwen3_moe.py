@@ -157,3 +157,20 @@ def test_moe_table_has_one_row_per_expert_tensor_kind() -> None:
         "model.layers.*.mlp.experts.*.gate_proj.weight", "model.layers.*.mlp.experts.*.up_proj.weight"]
     assert rows["decoder.layers.*.mlp.router.expert_bias"] == ["model.layers.*.mlp.gate.e_score_correction_bias"]
     assert "decoder.layers.*.mlp.shared_experts.linear_fc1.weight" in rows
+
+
+def test_releases_sizing_local_experts_with_ffn_hidden_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """megatron-core 0.10/0.11 build SequentialMLP experts from ffn_hidden_size (the 0.11.0 probe failed
+    with MCore's "Please use GroupedMLP" assertion); simulated through the compat feature that detects it."""
+    from bridge import compat
+    from bridge.errors import UnsupportedFeatureError
+
+    assert compat.has_feature("local_experts_own_size")  # the installed release sizes experts by themselves
+    config = Qwen3MoEBridge().provider_bridge(Qwen3MoeConfig(**TINY)).transformer_config()
+    assert (config.ffn_hidden_size, config.moe_ffn_hidden_size) == (128, 32)
+    monkeypatch.setitem(compat.FEATURES, "local_experts_own_size", lambda: False)
+    all_moe = Qwen3MoEBridge().provider_bridge(Qwen3MoeConfig(**TINY)).finalize()
+    assert all_moe.transformer_config().ffn_hidden_size == 32  # no dense layer reads ffn_hidden_size
+    mixed = Qwen3MoEBridge().provider_bridge(Qwen3MoeConfig(**{**TINY, "num_hidden_layers": 3}, mlp_only_layers=[1]))
+    with pytest.raises(UnsupportedFeatureError, match="dense layers of size 128 next to experts of size 32"):
+        mixed.finalize()
