@@ -30,7 +30,7 @@ from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.streaming.files import DEFAULT_MAP_BUDGET, Progress, ReadStats, SliceReader
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
-from bridge.streaming.shards import shard_rows
+from bridge.streaming.shards import as_tensor, shard_rows
 
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
 
@@ -101,7 +101,7 @@ def _write_rank(rank: Rank, directory: Path, layout: ParallelLayout, order: list
         for local, name in order:
             rows = shard_rows(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
             dtype = layout.params[name].dtype
-            rows = [r if r.dtype == dtype else r.to(dtype) for r in rows]
+            rows = [r if r.dtype == dtype else as_tensor(r).to(dtype) for r in rows]
             writer.write_rows(local, rows)
             nbytes = sum(r.nbytes for r in rows)
             written += nbytes

@@ -112,7 +112,7 @@ def export_checkpoint(
                          enabled=progress) as bar:
             for name, mapping, outs in planned:
                 owner, local = places[name][0]
-                shards = [files.get((r, owner), local) for r in range(layout.tp)]
+                shards = [files.whole((r, owner), local) for r in range(layout.tp)]
                 for hf_name, rows in hf_rows(mapping, ctx, shards, layout.params[name], name=name).items():
                     writer.write_rows(hf_name, rows)
                     bar.advance(sum(r.nbytes for r in rows))

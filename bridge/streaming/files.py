@@ -1,21 +1,24 @@
-"""Memory-mapped, budgeted reads of safetensors files: whole tensors, row ranges or column ranges.
+"""Reads of safetensors files by byte span, row range or column range, budgeted and counted.
 
-``safetensors.safe_open`` maps a file and (with torch, safetensors >= 0.6) hands out views into the
-map: nothing is read until a page is touched, and a touched page counts in the process' RSS for as
-long as the map lives. Reading a whole checkpoint through handles that stay open would grow RSS to
-the checkpoint's size, page cache or not. :class:`MappedFiles` therefore closes (unmaps) every
-handle once ``budget`` bytes were touched through them; reopening costs one header parse.
+Row ranges and whole tensors lie contiguously in their file, so they are handed out as
+:class:`~bridge.parallel._safetensors.FileSpan` (path, offset, dtype, shape) instead of data: the
+writers copy spans file to file inside the kernel, and only code that needs a tensor reads one.
+Column ranges (a row-parallel weight's TP shard) are strided, so they are read through
+``safetensors.safe_open``'s map (``get_slice``) into a new tensor; a touched page of a map counts in
+the process' RSS while the map lives, so :class:`MappedFiles` closes (unmaps) every handle once
+``budget`` bytes were touched through them.
 
-:class:`SliceReader` puts that under an :class:`~bridge.checkpoint.reader.HFCheckpointReader`:
-the reader validates the directory (headers, index, path safety) and says which file holds a
-tensor; the files are opened only after the reader confirms they are unchanged since then.
-Every read is counted (:class:`ReadStats`), so tests can prove that only a rank's rows or columns
-were read. :class:`Progress` is the tqdm bar (bytes, with a tensor count) of long conversions.
+:class:`SliceReader` puts this under an :class:`~bridge.checkpoint.reader.HFCheckpointReader`: the
+reader validates the directory (headers, index, path safety) and says which file holds a tensor;
+a file is used only after the reader confirms it is unchanged since then. Every read is counted
+(:class:`ReadStats`), so tests can prove that only a rank's rows or columns were read.
+:class:`Progress` is the tqdm bar (bytes, with a tensor count) of long conversions.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +30,12 @@ from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
 from bridge._logging import get_logger
+from bridge.checkpoint.format import Header, read_header
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.errors import CheckpointError
+from bridge.parallel._safetensors import FileSpan
 
-__all__ = ["DEFAULT_MAP_BUDGET", "MappedFiles", "Progress", "ReadStats", "SliceReader"]
+__all__ = ["DEFAULT_MAP_BUDGET", "FileSpan", "MappedFiles", "Progress", "ReadStats", "SliceReader"]
 
 log = get_logger("streaming.files")
 
@@ -41,7 +46,8 @@ DEFAULT_MAP_BUDGET = 16 * 2**20
 @dataclass(frozen=True)
 class ReadStats:
     """What was read: ``full_reads`` whole tensors, ``slice_reads`` row/column ranges, ``bytes_read``
-    bytes handed out (a column range counts its own bytes), ``reopens`` times the maps were closed."""
+    bytes handed out as spans or tensors (a column range counts its own bytes), ``reopens`` times the
+    maps were closed."""
 
     full_reads: int = 0
     slice_reads: int = 0
@@ -50,10 +56,10 @@ class ReadStats:
 
 
 class MappedFiles:
-    """Open safetensors files on demand (``opener(key) -> path``) and read tensors from them.
+    """Spans and strided reads of tensors in safetensors files, opened on demand (``opener(key) -> path``).
 
-    Tensors returned by :meth:`get` and :meth:`rows` may be views into a map: read them, never
-    modify them in place. A view keeps its map alive until it is dropped, budget or not.
+    Tensors returned by :meth:`get` are views into a map: read them, never modify them in place. A
+    view keeps its map alive until it is dropped, budget or not.
     """
 
     def __init__(self, opener: Callable[[Hashable], Path], *, budget: int = DEFAULT_MAP_BUDGET) -> None:
@@ -61,6 +67,7 @@ class MappedFiles:
             raise CheckpointError(f"map budget must be a positive number of bytes, found {budget!r}")
         self._opener = opener
         self._budget = budget
+        self._headers: dict[Hashable, tuple[Path, Header]] = {}
         self._handles: dict[Hashable, Any] = {}
         self._touched = 0
         self._full = self._slices = self._bytes = self._reopens = 0
@@ -69,10 +76,39 @@ class MappedFiles:
     def stats(self) -> ReadStats:
         return ReadStats(self._full, self._slices, self._bytes, self._reopens)
 
+    def _header(self, key: Hashable) -> tuple[Path, Header]:
+        found = self._headers.get(key)
+        if found is None:
+            path = self._opener(key)
+            with open(path, "rb") as handle:
+                found = self._headers[key] = (path, read_header(path, handle, os.fstat(handle.fileno()).st_size))
+        return found
+
+    def _span(self, key: Hashable, name: str) -> FileSpan:
+        path, header = self._header(key)
+        info = header.tensors.get(name)
+        if info is None:
+            raise CheckpointError(f"{path}: no tensor {name!r}; the file does not hold what its index says")
+        return FileSpan(path, header.data_start + info.begin, info.torch_dtype, info.shape)
+
+    def whole(self, key: Hashable, name: str) -> FileSpan:
+        """All of ``name`` in file ``key``, as a span (nothing is read)."""
+        span = self._span(key, name)
+        self._full += 1
+        self._bytes += span.nbytes
+        return span
+
+    def rows(self, key: Hashable, name: str, start: int, stop: int) -> FileSpan:
+        """Rows ``start:stop`` (dim 0) of ``name``, as a span (nothing is read)."""
+        span = self._span(key, name).rows(start, stop)
+        self._slices += 1
+        self._bytes += span.nbytes
+        return span
+
     def _handle(self, key: Hashable) -> Any:
         handle = self._handles.get(key)
         if handle is None:
-            path = self._opener(key)
+            path = self._header(key)[0]
             try:
                 handle = safe_open(str(path), framework="pt")
                 handle.__enter__()
@@ -88,23 +124,15 @@ class MappedFiles:
             self._reopens += 1
 
     def get(self, key: Hashable, name: str) -> torch.Tensor:
-        """The whole tensor ``name`` of file ``key`` (a view into the map)."""
+        """The whole tensor ``name`` of file ``key``, as a view into the map."""
         tensor = self._handle(key).get_tensor(name)
         self._full += 1
         self._bytes += tensor.nbytes
         self._touch(tensor.nbytes)
         return tensor
 
-    def rows(self, key: Hashable, name: str, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` (dim 0) of ``name``: contiguous bytes of the file, nothing else is read."""
-        part = self._handle(key).get_slice(name)[start:stop]
-        self._slices += 1
-        self._bytes += part.nbytes
-        self._touch(part.nbytes)
-        return part
-
     def cols(self, key: Hashable, name: str, start: int, stop: int) -> torch.Tensor:
-        """Columns ``start:stop`` (dim 1) of ``name``, as a contiguous copy.
+        """Columns ``start:stop`` (dim 1) of ``name``, as a new contiguous tensor.
 
         Every row contributes a strided piece, so the pages of the whole tensor are touched.
         """
@@ -159,17 +187,21 @@ class SliceReader:
     def dtype(self, name: str) -> torch.dtype:
         return self.reader.dtype(name)
 
-    def get(self, name: str) -> torch.Tensor:
-        """The whole tensor (a view into the map)."""
-        return self._files.get(self.reader.file_of(name), name)
+    def whole(self, name: str) -> FileSpan:
+        """All of ``name``, as a span (nothing is read)."""
+        return self._files.whole(self.reader.file_of(name), name)
 
-    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` of ``name`` (a view into the map)."""
+    def rows(self, name: str, start: int, stop: int) -> FileSpan:
+        """Rows ``start:stop`` of ``name``, as a span (nothing is read)."""
         return self._files.rows(self.reader.file_of(name), name, start, stop)
 
     def cols(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Columns ``start:stop`` of 2-D ``name`` (a contiguous copy)."""
+        """Columns ``start:stop`` of 2-D ``name`` (a new contiguous tensor)."""
         return self._files.cols(self.reader.file_of(name), name, start, stop)
+
+    def get(self, name: str) -> torch.Tensor:
+        """The whole tensor, as a view into a map (for mappings read the reference way)."""
+        return self._files.get(self.reader.file_of(name), name)
 
     def close(self) -> None:
         self._files.close()

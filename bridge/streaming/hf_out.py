@@ -22,7 +22,7 @@ from bridge._logging import get_logger
 from bridge.checkpoint.format import encode_header, storage_order
 from bridge.checkpoint.index import INDEX_NAME, encode_index, shard_name
 from bridge.errors import CheckpointError
-from bridge.parallel._safetensors import check_rows, row_bytes
+from bridge.parallel._safetensors import FileSpan, check_rows, copy_span, row_bytes
 from bridge.streaming.plan import HFTensorPlan
 
 __all__ = ["PlannedHFWriter", "assign_shards"]
@@ -119,12 +119,21 @@ class PlannedHFWriter:
                 "committed (free disk space or choose another location, then export again)"
             ) from exc
 
+    def _copy(self, span: FileSpan, fd: int, offset: int, shard: int) -> None:
+        try:
+            copy_span(span, fd, offset)
+        except OSError as exc:
+            raise CheckpointError(
+                f"writing {self.files[shard]} in {self.directory} failed: {exc.strerror or exc}; nothing was "
+                "committed (free disk space or choose another location, then export again)"
+            ) from exc
+
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Write tensor ``name`` (dtype and shape as planned) at its place; a shard closes when complete."""
         self.write_rows(name, [tensor])
 
-    def write_rows(self, name: str, rows: Sequence[torch.Tensor]) -> None:
-        """Write tensor ``name`` given as row blocks (``torch.cat(rows)`` as planned), block after block."""
+    def write_rows(self, name: str, rows: Sequence[torch.Tensor | FileSpan]) -> None:
+        """Write tensor ``name`` given as row blocks (tensors, or file spans copied file to file)."""
         slot = self._slots.get(name)
         if slot is None or name in self._written:
             raise CheckpointError(f"tensor {name!r} was not planned for {self.directory} or was already written")
@@ -132,10 +141,13 @@ class PlannedHFWriter:
         fd = self._fd(slot.shard)
         offset = slot.offset
         for block in rows:
-            if block.numel():
-                data = row_bytes(block)
-                self._pwrite(fd, data, offset, slot.shard)
-                offset += len(data)
+            if not block.numel():
+                continue
+            if isinstance(block, FileSpan):
+                self._copy(block, fd, offset, slot.shard)
+            else:
+                self._pwrite(fd, row_bytes(block), offset, slot.shard)
+            offset += block.nbytes
         self._written.add(name)
         self._remaining[slot.shard] -= 1
         if not self._remaining[slot.shard]:

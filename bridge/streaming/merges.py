@@ -2,8 +2,8 @@
 
 The reference is ``mapping.megatron_to_hf(merge(kind, shards))``: merge the rank shards into the
 full Megatron tensor, then split it into HF tensors. :func:`hf_rows` gives every HF tensor as row
-blocks (their concatenation along dim 0) cut straight out of the shards, so neither the merged
-tensor nor the split copies exist:
+blocks (their concatenation along dim 0) cut straight out of the shards (spans of the rank files,
+where the shards are spans), so neither the merged tensor nor the split copies exist:
 
 =====================  =============  ===============================================================
 mapping                kind           blocks of the HF tensor
@@ -40,14 +40,19 @@ from bridge.mappings import (
     QKVMapping,
 )
 from bridge.parallel import kinds
+from bridge.parallel._safetensors import FileSpan
 from bridge.parallel.spec import ParamSpec
 from bridge.parallel.state import merge_param
 from bridge.parallel.tp import merge_replicated
-from bridge.streaming.shards import Rows
+from bridge.streaming.shards import Block, Rows, as_tensor
 
 __all__ = ["hf_rows", "joins_without_merging"]
 
-Shards = list[torch.Tensor]
+Shards = list[Block]
+
+
+def _cut(block: Block, start: int, stop: int) -> Block:
+    return block.rows(start, stop) if isinstance(block, FileSpan) else block[start:stop]
 
 
 def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> Rows:
@@ -56,17 +61,19 @@ def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: 
         return list(shards)
     if kind == "gated":
         half = shards[0].shape[0] // 2
-        return [s[:half] for s in shards] + [s[half:] for s in shards]
+        return [_cut(s, 0, half) for s in shards] + [_cut(s, half, 2 * half) for s in shards]
     if kind == "vocab":
         left, out = int(spec.meta["vocab_size"]), []
         for shard in shards:
             if left > 0:
-                out.append(shard[:left])
+                out.append(_cut(shard, 0, left))
                 left -= out[-1].shape[0]
         return out
     if kind == "row" and shards[0].dim() > 1:
-        return [shards[0] if len(shards) == 1 else torch.cat(shards, dim=1)]
-    return [merge_replicated(shards, name=name)]  # replicated, or a row-parallel 1-D bias
+        return [shards[0] if len(shards) == 1 else torch.cat([as_tensor(s) for s in shards], dim=1)]
+    if len(shards) == 1:
+        return [shards[0]]
+    return [merge_replicated([as_tensor(s) for s in shards], name=name)]  # replicated, or a row-parallel 1-D bias
 
 
 def _qkv_blocks(ctx: MappingContext, spec: ParamSpec, shards: Shards) -> tuple[Rows, Rows, Rows]:
@@ -83,9 +90,9 @@ def _qkv_blocks(ctx: MappingContext, spec: ParamSpec, shards: Shards) -> tuple[R
     v: Rows = []
     for shard in shards:
         for at in range(0, shard.shape[0], group):
-            q.append(shard[at:at + q_rows])
-            k.append(shard[at + q_rows:at + q_rows + hd])
-            v.append(shard[at + q_rows + hd:at + group])
+            q.append(_cut(shard, at, at + q_rows))
+            k.append(_cut(shard, at + q_rows, at + q_rows + hd))
+            v.append(_cut(shard, at + q_rows + hd, at + group))
     return q, k, v
 
 
@@ -105,7 +112,7 @@ def _gated(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: P
     names = m.hf_param
     assert isinstance(names, dict)
     half = shards[0].shape[0] // 2
-    return {names["gate"]: [s[:half] for s in shards], names["up"]: [s[half:] for s in shards]}
+    return {names["gate"]: [_cut(s, 0, half) for s in shards], names["up"]: [_cut(s, half, 2 * half) for s in shards]}
 
 
 Joiner = Callable[[MegatronParamMapping, MappingContext, Shards, ParamSpec], dict[str, Rows]]
@@ -128,7 +135,8 @@ def joins_without_merging(mapping: MegatronParamMapping, kind: str) -> bool:
 def _check_shards(name: str, shards: Shards, spec: ParamSpec) -> None:
     assert spec.shape is not None and spec.dtype is not None, name
     want = kinds.shard_shape(spec.kind, spec.shape, tp=len(shards), name=name, **spec.meta)
-    bad = [(r, s.dtype, tuple(s.shape)) for r, s in enumerate(shards) if s.dtype != spec.dtype or s.shape != want]
+    bad = [(r, s.dtype, tuple(s.shape)) for r, s in enumerate(shards)
+           if s.dtype != spec.dtype or tuple(s.shape) != want]
     if bad:
         raise ParallelLayoutError(
             f"{name!r}: layout.json says every TP shard is {spec.dtype} {want}, but rank(s) hold {bad[:4]}; the rank "
@@ -146,5 +154,5 @@ def hf_rows(mapping: MegatronParamMapping, ctx: MappingContext, shards: Shards, 
     _check_shards(name, shards, spec)
     if joins_without_merging(mapping, spec.kind):
         return _JOINERS[(type(mapping).megatron_to_hf, spec.kind)](mapping, ctx, shards, spec)
-    full = merge_param(name, shards, spec)
+    full = merge_param(name, [as_tensor(s) for s in shards], spec)
     return {hf: [t] for hf, t in mapping.megatron_to_hf(full, ctx).items()}

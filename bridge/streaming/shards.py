@@ -20,8 +20,8 @@ direct                 ``replicated`` everything
 =====================  =============  ===============================================================
 
 A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
-reference, reading whole tensors. Blocks may be views into memory-mapped files: read them, never
-modify them in place.
+reference, reading whole tensors. Row blocks are spans of the checkpoint's files, not data
+(:class:`~bridge.parallel._safetensors.FileSpan`); :func:`as_tensor` reads one.
 """
 
 from __future__ import annotations
@@ -43,22 +43,25 @@ from bridge.mappings import (
 )
 from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
+from bridge.parallel._safetensors import FileSpan
 
-__all__ = ["Rows", "TensorSource", "copy_rows", "full_shape", "read_shard", "reads_slices", "rows_shape",
+__all__ = ["Block", "Rows", "TensorSource", "as_tensor", "copy_rows", "full_shape", "read_shard", "reads_slices", "rows_shape",
            "shard_rows", "tp_meta"]
 
-#: A tensor given as row blocks: ``torch.cat(rows, dim=0)`` is the tensor.
-Rows = list[torch.Tensor]
+#: A tensor given as row blocks (tensors, or spans of a file): concatenated along dim 0 they are the tensor.
+Block = torch.Tensor | FileSpan
+Rows = list[Block]
 
 
 class TensorSource(Protocol):
-    """What :func:`read_shard` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
+    """What :func:`shard_rows` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
 
     def shape(self, name: str) -> tuple[int, ...]: ...
     def dtype(self, name: str) -> torch.dtype: ...
-    def get(self, name: str) -> torch.Tensor: ...
-    def rows(self, name: str, start: int, stop: int) -> torch.Tensor: ...
+    def whole(self, name: str) -> FileSpan: ...
+    def rows(self, name: str, start: int, stop: int) -> FileSpan: ...
     def cols(self, name: str, start: int, stop: int) -> torch.Tensor: ...
+    def get(self, name: str) -> torch.Tensor: ...
 
 
 def tp_meta(mapping: MegatronParamMapping, ctx: MappingContext) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp:
     shape = src.shape(name)
     kind = m.sharding
     if kind == "replicated" or (kind == "row" and len(shape) == 1) or (tp == 1 and kind != "vocab"):
-        return [src.get(name)]
+        return [src.whole(name)]
     if kind in ("column", "qkv"):
         return [src.rows(name, *_chunk(shape[0], tp, rank))]
     if kind == "row":
@@ -172,8 +175,8 @@ def shard_rows(mapping: MegatronParamMapping, ctx: MappingContext, source: Tenso
                rank: int) -> Rows:
     """Rank ``rank``'s shard as row blocks: ``torch.cat(blocks)`` is bit-identical to the reference split.
 
-    Blocks whose rows are contiguous in the file are views into its map (nothing copied); a writer
-    appends them one after the other, so the fused tensor never exists in memory.
+    Blocks whose rows are contiguous in the file are :class:`FileSpan` (nothing is read); a writer
+    copies them one after the other, file to file, so the fused tensor never exists in memory.
 
     Raises:
         ParallelLayoutError: ``tp`` does not divide what the kind splits (checked before reading).
@@ -190,25 +193,35 @@ def shard_rows(mapping: MegatronParamMapping, ctx: MappingContext, source: Tenso
     return [kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta)]  # type: ignore[list-item]
 
 
+def as_tensor(block: Block) -> torch.Tensor:
+    """A block's data as a tensor (a span is read from its file)."""
+    return block.read() if isinstance(block, FileSpan) else block
+
+
 def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
                rank: int) -> torch.Tensor:
-    """Rank ``rank``'s shard as one tensor (see :func:`shard_rows`; a single block is not copied)."""
-    rows = shard_rows(mapping, ctx, source, tp=tp, rank=rank)
+    """Rank ``rank``'s shard as one tensor (see :func:`shard_rows`)."""
+    rows = [as_tensor(b) for b in shard_rows(mapping, ctx, source, tp=tp, rank=rank)]
     return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
 
 
 def rows_shape(rows: Rows) -> tuple[int, ...]:
-    """The shape of ``torch.cat(rows)``, without building it."""
+    """The shape of the concatenated blocks, without building it."""
     first = tuple(rows[0].shape)
     return first if len(rows) == 1 else (sum(r.shape[0] for r in rows), *first[1:])
 
 
 def copy_rows(target: torch.Tensor, rows: Rows) -> None:
-    """Copy the row blocks into ``target`` (casting and moving as ``copy_`` does), block by block."""
-    if len(rows) == 1:
-        target.copy_(rows[0])
-        return
+    """Copy the row blocks into ``target`` (casting and moving as ``copy_`` does), one block at a time.
+
+    A span is read straight into ``target``'s memory when ``target`` is a contiguous CPU tensor of its dtype.
+    """
+    direct = target.device.type == "cpu" and target.is_contiguous()
     at = 0
     for block in rows:
-        target[at:at + block.shape[0]].copy_(block)
+        part = target if len(rows) == 1 else target[at:at + block.shape[0]]
+        if isinstance(block, FileSpan) and direct and part.dtype == block.dtype:
+            block.read_into(part)
+        else:
+            part.copy_(as_tensor(block))
         at += block.shape[0]
