@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,14 +50,19 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _measure(work) -> dict[str, float]:
     base = _status("VmRSS")
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # VmHWM := current RSS
-    started = time.perf_counter()
+    cpu, started = _cpu(), time.perf_counter()
     work()
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_extra": _status("VmHWM") - base, "rss_base": base}
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_extra": _status("VmHWM") - base, "rss_base": base}
 
 
 def _hand_to_megatron(sd: dict, cfg: dict) -> dict:
@@ -162,11 +168,20 @@ def make_checkpoint(work: Path, num_layers: int) -> int:
     return HFCheckpointReader(hf).total_size
 
 
-def _spawn(phase: str, work: Path) -> dict[str, float]:
+def _wait_for_quiet(max_load: float, patience: float) -> float:
+    """Wait (up to ``patience`` s) until the 1-minute load average is below ``max_load``; return it."""
+    deadline = time.monotonic() + patience
+    while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
+def _spawn(phase: str, work: Path, max_load: float, patience: float) -> dict[str, float]:
     out = work / f"out-{phase}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     os.sync()
+    load = _wait_for_quiet(max_load, patience)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--phase", phase, "--work", str(work)], env=env, cwd=ROOT,
@@ -176,7 +191,16 @@ def _spawn(phase: str, work: Path) -> dict[str, float]:
     if proc.returncode:
         raise SystemExit(f"phase {phase} failed:\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {**result, "process_wall": wall}
+    return {**result, "process_wall": wall, "load": load}
+
+
+def _machine() -> dict[str, str]:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    mem = next((line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")), "0")
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "mem_gib": f"{int(mem) / 2**20:.0f}",
+            "kernel": platform.release(), "python": platform.python_version()}
 
 
 def _prepare(work: Path) -> None:
@@ -193,7 +217,9 @@ def summarise(runs: dict[str, list[dict[str, float]]], size: int, reps_dropped: 
     for phase, results in runs.items():
         warm = results[reps_dropped:] or results
         secs = [r["seconds"] for r in warm]
+        cpus = [r["cpu_seconds"] for r in warm]
         out[phase] = {
+            "cpu_median": statistics.median(cpus), "cpu_min": min(cpus), "cpu_max": max(cpus),
             "seconds_median": statistics.median(secs), "seconds_min": min(secs), "seconds_max": max(secs),
             "gb_per_s": size / statistics.median(secs) / 1e9,
             "peak_extra_gb": max(r["peak_extra"] for r in warm) / 1e9,
@@ -212,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-layers", type=int, default=SHAPE["num_hidden_layers"],
                         help="decoder layers of a new checkpoint (22: 1.1B parameters)")
     parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
+    parser.add_argument("--max-load", type=float, default=2.5,
+                        help="before each phase, wait for the 1-minute load average to drop below this")
+    parser.add_argument("--patience", type=float, default=120.0, help="longest wait for --max-load, seconds")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
@@ -221,23 +250,28 @@ def main(argv: list[str] | None = None) -> int:
     size = make_checkpoint(args.work, args.num_layers)
     _prepare(args.work)
     runs: dict[str, list[dict[str, float]]] = {p: [] for p in args.phases}
+    load_before = os.getloadavg()
     for rep in range(args.reps):
-        for phase in args.phases:
-            runs[phase].append(_spawn(phase, args.work))
+        shift = rep % len(args.phases)  # rotate the order, so no phase always follows the same one
+        for phase in args.phases[shift:] + args.phases[:shift]:
+            runs[phase].append(_spawn(phase, args.work, args.max_load, args.patience))
             r = runs[phase][-1]
-            print(f"rep {rep} {phase:18s} {r['seconds']:7.2f} s  peak +{r['peak_extra'] / 1e9:5.2f} GB  "
-                  f"(process {r['process_wall']:.1f} s)", flush=True)
+            print(f"rep {rep} {phase:18s} {r['seconds']:7.2f} s  cpu {r['cpu_seconds']:5.2f} s  peak "
+                  f"+{r['peak_extra'] / 1e9:5.2f} GB  (process {r['process_wall']:.1f} s, load {r['load']:.1f})",
+                  flush=True)
     summary = summarise(runs, size, reps_dropped=1 if args.reps > 1 else 0)
     shape = json.loads((args.work / "hf" / "config.json").read_text())
-    report = {"checkpoint_bytes": size, "num_hidden_layers": shape["num_hidden_layers"], "load": os.getloadavg(), "phases": summary}
+    report = {"checkpoint_bytes": size, "num_hidden_layers": shape["num_hidden_layers"],
+              "load_before": load_before, "load_after": os.getloadavg(), "machine": _machine(), "phases": summary}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
-    floor = summary.get("floor", {}).get("seconds_median")
+    floor = summary.get("floor", {})
     for phase, s in summary.items():
-        ratio = f"{s['seconds_median'] / floor:5.2f}x floor" if floor else ""
+        ratio = (f"{s['seconds_median'] / floor['seconds_median']:5.2f}x floor wall, "
+                 f"{s['cpu_median'] / floor['cpu_median']:5.2f}x floor cpu") if floor else ""
         print(f"{phase:18s} median {s['seconds_median']:6.2f} s [{s['seconds_min']:.2f}-{s['seconds_max']:.2f}] "
-              f"{s['gb_per_s']:5.2f} GB/s  peak +{s['peak_extra_gb']:.2f} GB ({100 * s['peak_extra_fraction']:.0f}%)"
-              f"  {ratio}")
+              f"cpu {s['cpu_median']:5.2f} s  {s['gb_per_s']:5.2f} GB/s  peak +{s['peak_extra_gb']:.2f} GB "
+              f"({100 * s['peak_extra_fraction']:.0f}%)  {ratio}")
     return 0
 
 
