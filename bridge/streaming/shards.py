@@ -14,9 +14,9 @@ direct                 ``row``        columns ``r*m/tp : (r+1)*m/tp`` (a 1-D bia
 direct                 ``vocab``      its rows of the padded vocabulary that exist (padding: zeros)
 direct                 ``gated``      rows ``r`` of each half (``[gate; up]`` stored fused)
 direct                 ``replicated`` everything
-``QKVMapping``         ``qkv``        the q, k and v rows of its query groups, interleaved
+``QKVMapping``         ``qkv``        for each of its query groups: its q rows, k rows, v rows
 ``ConcatenatedQKV``    ``qkv``        the same rows, out of the fused ``[q; k; v]`` tensor
-``GatedMLPMapping``    ``gated``      rows ``r`` of gate and of up, concatenated
+``GatedMLPMapping``    ``gated``      rows ``r`` of gate, then rows ``r`` of up
 =====================  =============  ===============================================================
 
 A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 import torch
 
-from bridge import transforms
 from bridge.errors import WeightMismatchError
 from bridge.mappings import (
     AutoMapping,
@@ -45,8 +44,8 @@ from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
 from bridge.parallel._safetensors import FileSpan
 
-__all__ = ["Block", "Rows", "TensorSource", "as_tensor", "copy_rows", "full_shape", "read_shard", "reads_slices", "rows_shape",
-           "shard_rows", "tp_meta"]
+__all__ = ["Block", "Rows", "TensorSource", "as_tensor", "copy_rows", "full_shape", "read_shard", "reads_slices",
+           "rows_shape", "shard_rows", "tp_meta"]
 
 #: A tensor given as row blocks (tensors, or spans of a file): concatenated along dim 0 they are the tensor.
 Block = torch.Tensor | FileSpan
@@ -73,7 +72,8 @@ def tp_meta(mapping: MegatronParamMapping, ctx: MappingContext) -> dict[str, Any
     return {}
 
 
-def full_shape(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource) -> tuple[torch.dtype, tuple[int, ...]]:
+def full_shape(mapping: MegatronParamMapping, ctx: MappingContext,
+               source: TensorSource) -> tuple[torch.dtype, tuple[int, ...]]:
     """``(dtype, shape)`` of the full Megatron tensor, computed on meta tensors (no data is read)."""
     hf = {n: torch.empty(source.shape(n), dtype=source.dtype(n), device="meta") for n in mapping.hf_names()}
     try:
