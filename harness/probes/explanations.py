@@ -80,6 +80,14 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                "soft-capping nor post-attention / post-MLP norms; the static row checks Gemma (v1) only",
     ),
     Explanation(
+        rows=("deepseek_v3",), since="0.19.0", details=r"q_lora_rank=None",
+        reason="the bridge refuses DeepSeek-V3 checkpoints without a query LoRA (q_lora_rank=None) on "
+               "megatron-core 0.19+ on purpose: MLA there builds linear_q_proj as a fused norm+linear "
+               "whenever qk_layernorm is on, normalising the query input where HF's q_proj does not "
+               "(bridge.compat feature mla_plain_q_proj); checkpoints with q_lora_rank set pass, and the "
+               "static row checks only that the MLA fields and classes exist",
+    ),
+    Explanation(
         rows=("*",), dynamic=("failed", "error"), outside_python_range=True,
         details=r"SyntaxError|requires python|python 3\.1[2-9]|invalid syntax",
         reason="the release declares a Python range that excludes the probe's interpreter; it was installed "

@@ -242,6 +242,9 @@ def _child_env(prepared: PreparedRevision) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(prepared.env)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+    # megatron.core.package_info runs `git rev-parse HEAD` in the working directory at import and
+    # appends it to __version__ ("0.19.2+<our commit>"): the probe reports the release it tested
+    env["NO_VCS_VERSION"] = "1"
     return env
 
 

@@ -161,5 +161,11 @@ def test_explanations_cover_only_their_cells():
     gemma = explain(row="gemma", version="0.16.1", static="supported", dynamic="failed", platform="gpu",
                     details="Gemma2ForCausalLM: soft-capping is not supported")
     assert gemma is not None and "Gemma 2" in gemma.reason
+    q_lora = dict(row="deepseek_v3", static="supported", dynamic="failed", platform="gpu",
+                  details="v1(n_group,q_lora_rank): refused by the bridge: UnsupportedFeatureError: "
+                          "q_lora_rank=None (no query LoRA): megatron-core 0.19.2 builds MLA's linear_q_proj ...")
+    assert "mla_plain_q_proj" in explain(version="0.19.2", **q_lora).reason
+    assert explain(version="0.18.2", **q_lora) is None  # before 0.19 the variant must pass
+    assert explain(version="0.19.2", **{**q_lora, "details": "v0(base): max_abs_diff 3e-2"}) is None
     assert explain(row="gqa", version="0.17.0", static="supported", dynamic="error", platform="cpu",
                    details="import failed: SyntaxError: x", outside_python_range=False) is None

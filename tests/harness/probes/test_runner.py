@@ -13,6 +13,7 @@ from harness.probes.envs import PreparedRevision
 from harness.probes.runner import (
     STATUSES,
     ProbeResult,
+    _child_env,
     _exit_reason,
     _read_result,
     _summary,
@@ -86,3 +87,14 @@ def test_an_interpreter_that_cannot_start_is_an_error(tmp_path):
                                 pythonpath=(), env={}, method="venv", prepare_s=0.0, identity="tree:x")
     result = run_probe(prepared, "import", workdir=tmp_path / "work")
     assert result.status == "error" and result.details.startswith("could not start")
+
+
+def test_probes_report_the_release_not_the_working_tree_commit(monkeypatch):
+    # megatron.core.package_info appends `git rev-parse HEAD` of the working directory to its version
+    # unless NO_VCS_VERSION=1: probes run from our checkout would report "0.19.2+<our commit>"
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    prepared = PreparedRevision(spec="pypi:0.9.0", version="0.9.0", commit=None, python="python",
+                                pythonpath=("/rev",), env={"PYTHONPATH": "/rev:/project"}, method="pythonpath",
+                                prepare_s=0.1)
+    env = _child_env(prepared)
+    assert env["NO_VCS_VERSION"] == "1" and env["PYTHONPATH"] == "/rev:/project"
