@@ -74,7 +74,7 @@ def test_fold_compares_each_cell_with_its_static_verdict():
     assert llama["dynamic"]["cpu"]["warnings"] == [DEPRECATED]
 
     window = m.cell("mistral", "pypi:0.13.0")
-    assert window["agreement"] == "explained" and "sliding window on purpose" in window["explanation"]
+    assert window["agreement"] == "explained" and "sliding-window attention" in window["explanation"]
     assert m.cell("mistral", "pypi:0.16.1")["agreement"] == "disagree"  # no entry covers 0.16.1
     assert m.cell("mtp", "pypi:0.13.0")["agreement"] == "disagree"  # static missing, yet it works
     assert m.cell("gqa", "pypi:0.13.0")["dynamic"]["cpu"]["status"] == "skipped"
@@ -158,6 +158,8 @@ def test_explanations_cover_only_their_cells():
     assert explain(version=None, **mistral) is None  # an unknown version is outside a bounded range
     assert explain(version="0.12.3", **{**mistral, "details": "logits differ"}) is None
     assert explain(version="0.12.3", **{**mistral, "dynamic": "passed"}) is None
+    assert explain(version="0.14.0", **{**mistral, "row": "qwen3_moe"}) is EXPLANATIONS[0]
+    assert explain(version="0.14.0", **{**mistral, "row": "qwen2"}) is None
     gemma = explain(row="gemma", version="0.16.1", static="supported", dynamic="failed", platform="gpu",
                     details="Gemma2ForCausalLM: soft-capping is not supported")
     assert gemma is not None and "Gemma 2" in gemma.reason
