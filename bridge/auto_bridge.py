@@ -183,15 +183,19 @@ class AutoBridge:
             return None
         source = HFCheckpointReader(self.hf_path) if self.hf_path else None
         target_dtype = {}
+        expected = None
         if source is not None:
             target_dtype = {n: source.dtype(n) for n in source.keys()}
-        kwargs: dict[str, Any] = {"overwrite": overwrite, "source_dir": self.hf_path, "durable": durable}
+            # The source's tensors are what the stream will yield: the writer can write each as it arrives.
+            expected = {n: (source.dtype(n), source.shape(n)) for n in source.keys()}
+        kwargs: dict[str, Any] = {"overwrite": overwrite, "source_dir": self.hf_path, "durable": durable,
+                                  "expected": expected}
         if max_shard_size is not None:
             kwargs["max_shard_size"] = max_shard_size
         with HFCheckpointWriter(out_dir, config=self.bridge.export_config(self.hf_config), **kwargs) as writer:
             for name, tensor in stream:
                 dtype = target_dtype.get(name, tensor.dtype)
-                # The stream's CPU tensors stay unchanged until the writer closes: no second copy needed.
+                # The stream's CPU tensors stay unchanged until they are written: no second copy needed.
                 writer.add(name, tensor.to(dtype), copy=False)
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.barrier()

@@ -7,13 +7,23 @@ of its own at once. Shards are written as soon as they are full, under temporary
 only known at the end), then renamed ``model-0000k-of-0000N.safetensors`` (or ``model.safetensors`` when
 there is one) next to an index identical in form to ``transformers``'. Everything happens in a staging
 directory renamed into place by :class:`~bridge.checkpoint.atomic.AtomicDirectory`.
+
+When every tensor's name, dtype and shape is known in advance (``expected``, e.g. from the source
+checkpoint of an export) and they fit one shard, the layout does not depend on the order of arrival: the
+file is planned up front and each tensor is written at its final offset by a background thread
+(:class:`~bridge.streaming.hf_out.PlannedHFWriter`) while the caller produces the next one. Should the
+tensors turn out to differ from ``expected``, the writer reads back what it wrote and goes on as above,
+so the bytes are the same either way.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -72,7 +82,11 @@ class HFCheckpointWriter:
         source_dir: copy config, generation config, tokenizer and custom code files from here.
         config: a ``config.json`` dict to write (instead of the one in ``source_dir``).
         durable: ``fsync`` files and directories before the final rename.
+        expected: ``{name: (dtype, shape)}`` of every tensor to come, if known; lets the writer stream (above).
     """
+
+    #: Tensors handed to the background writer and not yet written (bounds memory in streaming mode).
+    IN_FLIGHT = 2
 
     def __init__(
         self,
@@ -83,6 +97,7 @@ class HFCheckpointWriter:
         source_dir: str | os.PathLike[str] | None = None,
         config: Mapping[str, Any] | None = None,
         durable: bool = True,
+        expected: Mapping[str, tuple[torch.dtype, tuple[int, ...]]] | None = None,
     ) -> None:
         self.max_shard_size = parse_size(max_shard_size)
         self._source = CheckpointDir.resolve(source_dir) if source_dir is not None else None
@@ -97,6 +112,35 @@ class HFCheckpointWriter:
         self._total_parameters = 0
         self.peak_buffered_bytes = 0
         self.weight_map: dict[str, str] = {}
+        self._planned: Any = None  # a PlannedHFWriter while streaming
+        self._order: list[str] = []
+        self._futures: deque[tuple[Future[None], int]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        if expected:
+            self._start_planned(expected)
+
+    def _start_planned(self, expected: Mapping[str, tuple[torch.dtype, tuple[int, ...]]]) -> None:
+        from bridge.streaming.hf_out import PlannedHFWriter
+        from bridge.streaming.plan import HFTensorPlan
+
+        plans = [HFTensorPlan(n, d, tuple(s), source=n) for n, (d, s) in expected.items()]
+        if sum(p.nbytes for p in plans) > self.max_shard_size:
+            return  # several shards: their layout depends on the order of arrival
+        self._planned = PlannedHFWriter(self._stage.staging, plans, max_shard_size=self.max_shard_size,
+                                        durable=self._durable)
+        self._expected = {p.name: (p.dtype, p.shape) for p in plans}
+        order = storage_order({p.name: p.dtype for p in plans})  # where PlannedHFWriter puts each tensor
+        offset = len(encode_header([(n, *self._expected[n]) for n in order], _FORMAT_METADATA))
+        self._offsets: dict[str, int] = {}
+        for name in order:
+            self._offsets[name] = offset
+            offset += math.prod(self._expected[name][1]) * self._expected[name][0].itemsize
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-ckpt-writer")
+
+    @property
+    def streaming(self) -> bool:
+        """Whether tensors are being written as they arrive (see the module's docstring)."""
+        return self._planned is not None
 
     @property
     def path(self) -> Path:
@@ -155,21 +199,73 @@ class HFCheckpointWriter:
             raise CheckpointError(f"tensor {name!r} was already added to {self.path}; each name must be unique")
         snapshot = self._snapshot(name, tensor, copy=copy)
         try:
-            self._names.add(name)
-            self._total_size += snapshot.nbytes
-            self._total_parameters += snapshot.numel()
-            if snapshot.nbytes > self.max_shard_size:
-                self._note_peak(snapshot.nbytes)
-                self._write_shard({name: snapshot})
-                return
-            if self._pending_bytes + snapshot.nbytes > self.max_shard_size:
-                self._flush()
-            self._pending[name] = snapshot
-            self._pending_bytes += snapshot.nbytes
-            self._note_peak(0)
+            if self._planned is not None:
+                if self._expected.get(name) == (snapshot.dtype, tuple(snapshot.shape)):
+                    self._submit(name, snapshot)
+                    return
+                self._stop_planned()
+            self._add_buffered(name, snapshot)
         except BaseException:
             self.abort()
             raise
+
+    def _submit(self, name: str, snapshot: torch.Tensor) -> None:
+        assert self._pool is not None and self._planned is not None
+        self._names.add(name)
+        self._order.append(name)
+        self._total_size += snapshot.nbytes
+        self._total_parameters += snapshot.numel()
+        while len(self._futures) >= self.IN_FLIGHT:
+            self._wait_oldest()
+        self._futures.append((self._pool.submit(self._planned.write, name, snapshot), snapshot.nbytes))
+        self._pending_bytes += snapshot.nbytes
+        self._note_peak(0)
+
+    def _wait_oldest(self) -> None:
+        future, nbytes = self._futures.popleft()
+        self._pending_bytes -= nbytes
+        future.result()
+
+    def _drain(self) -> None:
+        while self._futures:
+            self._wait_oldest()
+
+    def _stop_planned(self) -> None:
+        """Leave streaming mode: read back what was written, and re-add it in order, buffered."""
+        self._drain()
+        planned, self._planned = self._planned, None
+        planned.abort()
+        path = self._stage.staging / planned.files[0]
+        tensors: list[tuple[str, torch.Tensor]] = []
+        with open(path, "ab+") as handle:  # "ab+": the file exists only once a tensor was written
+            for name in self._order:
+                dtype, shape = self._expected[name]
+                handle.seek(self._offsets[name])
+                data = bytearray(math.prod(shape) * dtype.itemsize)
+                handle.readinto(data)
+                flat = torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+                tensors.append((name, flat.view(dtype).reshape(shape)))
+        os.remove(path)
+        log.debug("%s: tensors differ from the expected ones; buffering %d written tensors", self.path, len(tensors))
+        self._names.clear()
+        self._order.clear()
+        self._total_size = self._total_parameters = 0
+        for name, tensor in tensors:
+            self._add_buffered(name, tensor)
+
+    def _add_buffered(self, name: str, snapshot: torch.Tensor) -> None:
+        self._names.add(name)
+        self._total_size += snapshot.nbytes
+        self._total_parameters += snapshot.numel()
+        if snapshot.nbytes > self.max_shard_size:
+            self._note_peak(snapshot.nbytes)
+            self._write_shard({name: snapshot})
+            return
+        if self._pending_bytes + snapshot.nbytes > self.max_shard_size:
+            self._flush()
+        self._pending[name] = snapshot
+        self._pending_bytes += snapshot.nbytes
+        self._note_peak(0)
 
     def _note_peak(self, extra: int) -> None:
         self.peak_buffered_bytes = max(self.peak_buffered_bytes, self._pending_bytes + extra)
@@ -208,6 +304,15 @@ class HFCheckpointWriter:
         try:
             if not self._names:
                 raise CheckpointError(f"{self.path}: no tensors were added; nothing to export")
+            if self._planned is not None:
+                self._drain()
+                if set(self._order) == set(self._expected):
+                    self._planned.finish()
+                    self._shards.append((self._stage.staging / self._planned.files[0], sorted(self._order)))
+                    self._planned = None
+                else:
+                    self._stop_planned()
+            self._shutdown()
             self._flush()
             self._finalize_files()
             return self._stage.commit()
@@ -240,7 +345,19 @@ class HFCheckpointWriter:
 
     def abort(self) -> None:
         """Discard everything written; an existing ``out_dir`` is left as it was."""
+        for future, _ in self._futures:
+            future.cancel()
+        self._futures.clear()
+        self._shutdown()
+        if self._planned is not None:
+            self._planned.abort()
+            self._planned = None
         self._pending.clear()
         self._pending_bytes = 0
         if not self._stage.done:
             self._stage.abort()
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
