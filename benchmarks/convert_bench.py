@@ -230,6 +230,21 @@ def summarise(runs: dict[str, list[dict[str, float]]], size: int, reps_dropped: 
     return out
 
 
+def markdown(report: dict) -> str:
+    """The results table of ``benchmarks/RESULTS.md``."""
+    size, phases = report["checkpoint_bytes"], report["phases"]
+    floor = phases.get("floor")
+    lines = ["| phase | wall s, median [min-max] | CPU s, median | GB/s | peak RSS above baseline | vs floor (wall, CPU) |",
+             "|---|---|---|---|---|---|"]
+    for name, s in phases.items():
+        ratio = (f"{s['seconds_median'] / floor['seconds_median']:.2f}x, {s['cpu_median'] / floor['cpu_median']:.2f}x"
+                 if floor else "")
+        lines.append(f"| `{name}` | {s['seconds_median']:.2f} [{s['seconds_min']:.2f}-{s['seconds_max']:.2f}] | "
+                     f"{s['cpu_median']:.2f} | {s['gb_per_s']:.2f} | {s['peak_extra_gb']:.2f} GB "
+                     f"({100 * s['peak_extra_gb'] * 1e9 / size:.0f}%) | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/convert-bench"))
@@ -265,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
               "load_before": load_before, "load_after": os.getloadavg(), "machine": _machine(), "phases": summary}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
     floor = summary.get("floor", {})
     for phase, s in summary.items():
         ratio = (f"{s['seconds_median'] / floor['seconds_median']:5.2f}x floor wall, "

@@ -23,7 +23,7 @@ from bridge.errors import WeightMismatchError
 from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
 from bridge.parallel import kinds as tp_ops
 from bridge.streaming.files import SliceReader
-from bridge.streaming.shards import copy_rows, rows_shape, shard_rows, tp_meta
+from bridge.streaming.shards import shard_pieces, tp_meta
 
 __all__ = ["ConversionTask", "build_tasks", "load_weights", "iter_export", "tp_meta"]
 
@@ -131,17 +131,16 @@ def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, 
     # Each task reads only this rank's rows/columns of its HF tensors (memory-mapped, budgeted).
     with SliceReader(reader) as source:
         for task in tasks:
-            rows = shard_rows(task.mapping, ctx, source, tp=tp, rank=rank)
-            shape = rows_shape(rows)
-            if shape != tuple(task.param.shape):
+            pieces = shard_pieces(task.mapping, ctx, source, tp=tp, rank=rank)
+            if pieces.shape != tuple(task.param.shape):
                 wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
-                             f"found {shape} from {task.hf_names}")
+                             f"found {pieces.shape} from {task.hf_names}")
                 continue
-            with torch.no_grad():  # copy_ casts and moves in one step: no temporary on the device
-                copy_rows(task.param, rows)
+            with torch.no_grad():  # read straight into a CPU parameter; copy_ casts and moves otherwise
+                pieces.read_into(task.param)
             log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
-                      task.mapping.sharding, rank, tp, shape)
-            del rows
+                      task.mapping.sharding, rank, tp, pieces.shape)
+            del pieces
     if wrong:
         raise WeightMismatchError(f"{len(wrong)} shape mismatch(es): " + "; ".join(sorted(wrong)))
 

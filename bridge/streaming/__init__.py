@@ -1,7 +1,9 @@
 """Streaming, bounded-memory conversion between HF checkpoints and saved Megatron layouts.
 
-* :mod:`~bridge.streaming.files`: memory-mapped reads with a budget, by rows or columns, counted.
-* :mod:`~bridge.streaming.shards`: one TP rank's shard read straight from the HF tensors it needs.
+* :mod:`~bridge.streaming.pieces`: a tensor as spans of files and tensors, copied file to file.
+* :mod:`~bridge.streaming.files`: spans and (budgeted, memory-mapped) strided reads, counted.
+* :mod:`~bridge.streaming.shards`: one TP rank's shard as pieces of the HF tensors it needs.
+* :mod:`~bridge.streaming.merges`: HF tensors as pieces of the TP shards they come from.
 * :mod:`~bridge.streaming.plan`: what a conversion reads and writes, from headers and config only.
 * :mod:`~bridge.streaming.hf_out`: HF shards written tensor by tensor at their final offsets.
 * :mod:`~bridge.streaming.convert`, :mod:`~bridge.streaming.export`: the offline conversions
@@ -13,15 +15,19 @@ from __future__ import annotations
 from bridge.streaming.convert import ConversionResult, convert_checkpoint
 from bridge.streaming.export import ExportResult, export_checkpoint
 from bridge.streaming.files import MappedFiles, ReadStats, SliceReader
-from bridge.streaming.shards import read_shard
+from bridge.streaming.pieces import FileSpan, Pieces
+from bridge.streaming.shards import read_shard, shard_pieces
 
 __all__ = [
     "ConversionResult",
     "ExportResult",
+    "FileSpan",
     "MappedFiles",
+    "Pieces",
     "ReadStats",
     "SliceReader",
     "convert_checkpoint",
     "export_checkpoint",
     "read_shard",
+    "shard_pieces",
 ]

@@ -2,9 +2,9 @@
 
 :func:`convert_checkpoint` plans from headers and ``config.json`` alone
 (:func:`~bridge.streaming.plan.plan_import`), validates the whole TP x PP layout (every shard
-shape) before reading any tensor, then writes one rank file at a time: for each of its parameters
-it reads only that rank's rows or columns of the HF tensors (:func:`~bridge.streaming.shards.read_shard`)
-and appends them to the file (header first, so nothing waits in memory). Peak memory is about one
+shape) before reading any tensor, then writes one rank file at a time: each of its parameters is
+that rank's rows or columns of the HF tensors (:func:`~bridge.streaming.shards.shard_pieces`), copied
+file to file into place (header first, so nothing waits in memory). Peak memory is about one
 fused group of one rank plus the mapped-page budget; the output appears atomically
 (layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config, tokenizer and custom code files).
 """
@@ -30,7 +30,7 @@ from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.streaming.files import DEFAULT_MAP_BUDGET, Progress, ReadStats, SliceReader
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
-from bridge.streaming.shards import as_tensor, shard_rows
+from bridge.streaming.shards import shard_pieces
 
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
 
@@ -99,14 +99,12 @@ def _write_rank(rank: Rank, directory: Path, layout: ParallelLayout, order: list
     meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
     with StreamingWriter(path, entries, meta) as writer:
         for local, name in order:
-            rows = shard_rows(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
-            dtype = layout.params[name].dtype
-            rows = [r if r.dtype == dtype else as_tensor(r).to(dtype) for r in rows]
-            writer.write_rows(local, rows)
-            nbytes = sum(r.nbytes for r in rows)
-            written += nbytes
-            bar.advance(nbytes)
-            del rows
+            pieces = shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
+            pieces = pieces.to(layout.params[name].dtype)
+            writer.write_parts(local, pieces)
+            written += pieces.nbytes
+            bar.advance(pieces.nbytes)
+            del pieces
     if durable:
         _fsync(path)
     log.debug("wrote %s: %d tensors, %d bytes", path.name, len(order), written)

@@ -4,9 +4,9 @@
 :func:`~bridge.streaming.convert.convert_checkpoint`, or given with ``config_dir``), plans every
 output tensor on meta tensors (:func:`~bridge.streaming.plan.plan_export`), then takes one
 parameter at a time from its owner stage's TP rank files and writes each of its HF tensors at its
-final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`), as row blocks
-cut straight out of the shards (:func:`~bridge.streaming.merges.hf_rows`): memory holds about one
-parameter's mapped shards, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
+final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`), as byte spans
+cut straight out of the shards (:func:`~bridge.streaming.merges.hf_pieces`) and copied file to file:
+memory holds at most one parameter, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
 safetensors with ``{"format": "pt"}`` metadata and ``model.safetensors.index.json`` when there is
 more than one shard), dtypes as saved, with the config, tokenizer and custom code files; it
 appears atomically. Tied copies on other stages are not read (``mcore-compat reshard`` checks them).
@@ -31,7 +31,7 @@ from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for
 from bridge.streaming.files import DEFAULT_MAP_BUDGET, MappedFiles, Progress
 from bridge.streaming.hf_out import PlannedHFWriter
-from bridge.streaming.merges import hf_rows
+from bridge.streaming.merges import hf_pieces
 from bridge.streaming.plan import plan_export
 
 __all__ = ["ExportResult", "export_checkpoint"]
@@ -113,9 +113,9 @@ def export_checkpoint(
             for name, mapping, outs in planned:
                 owner, local = places[name][0]
                 shards = [files.whole((r, owner), local) for r in range(layout.tp)]
-                for hf_name, rows in hf_rows(mapping, ctx, shards, layout.params[name], name=name).items():
-                    writer.write_rows(hf_name, rows)
-                    bar.advance(sum(r.nbytes for r in rows))
+                for hf_name, pieces in hf_pieces(mapping, ctx, shards, layout.params[name], name=name).items():
+                    writer.write_pieces(hf_name, pieces)
+                    bar.advance(pieces.nbytes)
                 del shards
         writer.finish()
         copy_companions(CheckpointDir.resolve(config_dir), stage.staging, durable=durable)

@@ -1,9 +1,9 @@
 """Reads of safetensors files by byte span, row range or column range, budgeted and counted.
 
 Row ranges and whole tensors lie contiguously in their file, so they are handed out as
-:class:`~bridge.parallel._safetensors.FileSpan` (path, offset, dtype, shape) instead of data: the
-writers copy spans file to file inside the kernel, and only code that needs a tensor reads one.
-Column ranges (a row-parallel weight's TP shard) are strided, so they are read through
+:class:`~bridge.streaming.pieces.FileSpan` (path, offset, dtype, shape) instead of data: the writers
+copy spans file to file inside the kernel, and only code that needs a tensor reads one. A column
+range (a row-parallel weight's TP shard) is one span per row, or, for narrow rows, read through
 ``safetensors.safe_open``'s map (``get_slice``) into a new tensor; a touched page of a map counts in
 the process' RSS while the map lives, so :class:`MappedFiles` closes (unmaps) every handle once
 ``budget`` bytes were touched through them.
@@ -33,7 +33,7 @@ from bridge._logging import get_logger
 from bridge.checkpoint.format import Header, read_header
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.errors import CheckpointError
-from bridge.parallel._safetensors import FileSpan
+from bridge.streaming.pieces import FileSpan
 
 __all__ = ["DEFAULT_MAP_BUDGET", "FileSpan", "MappedFiles", "Progress", "ReadStats", "SliceReader"]
 
@@ -104,6 +104,13 @@ class MappedFiles:
         self._slices += 1
         self._bytes += span.nbytes
         return span
+
+    def columns(self, key: Hashable, name: str, start: int, stop: int) -> list[FileSpan]:
+        """Columns ``start:stop`` (dim 1) of ``name``, as one span per row (nothing is read)."""
+        spans = self._span(key, name).columns(start, stop)
+        self._slices += 1
+        self._bytes += sum(s.nbytes for s in spans)
+        return spans
 
     def _handle(self, key: Hashable) -> Any:
         handle = self._handles.get(key)
@@ -194,6 +201,10 @@ class SliceReader:
     def rows(self, name: str, start: int, stop: int) -> FileSpan:
         """Rows ``start:stop`` of ``name``, as a span (nothing is read)."""
         return self._files.rows(self.reader.file_of(name), name, start, stop)
+
+    def columns(self, name: str, start: int, stop: int) -> list[FileSpan]:
+        """Columns ``start:stop`` of ``name``, as one span per row (nothing is read)."""
+        return self._files.columns(self.reader.file_of(name), name, start, stop)
 
     def cols(self, name: str, start: int, stop: int) -> torch.Tensor:
         """Columns ``start:stop`` of 2-D ``name`` (a new contiguous tensor)."""

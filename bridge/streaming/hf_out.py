@@ -5,14 +5,14 @@ whole shard in memory before writing it. An export from a saved Megatron layout 
 name, dtype and shape before reading any data (:func:`~bridge.streaming.plan.plan_export`). So
 :class:`PlannedHFWriter` assigns shards with the same rule as ``HFCheckpointWriter`` (and
 ``save_pretrained``), writes each file's header first, and puts each tensor's bytes at its final
-offset (``pwrite``) as soon as the tensor exists: memory holds one tensor, whatever the shard size.
+offset as soon as its pieces are known (spans copied file to file, tensors written from memory):
+memory holds one tensor at most, whatever the shard size.
 The files are byte-identical to ``HFCheckpointWriter``'s for the same tensors in the same order.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from bridge._logging import get_logger
 from bridge.checkpoint.format import encode_header, storage_order
 from bridge.checkpoint.index import INDEX_NAME, encode_index, shard_name
 from bridge.errors import CheckpointError
-from bridge.parallel._safetensors import FileSpan, check_rows, copy_span, row_bytes
+from bridge.streaming.pieces import Pieces
 from bridge.streaming.plan import HFTensorPlan
 
 __all__ = ["PlannedHFWriter", "assign_shards"]
@@ -119,35 +119,28 @@ class PlannedHFWriter:
                 "committed (free disk space or choose another location, then export again)"
             ) from exc
 
-    def _copy(self, span: FileSpan, fd: int, offset: int, shard: int) -> None:
-        try:
-            copy_span(span, fd, offset)
-        except OSError as exc:
-            raise CheckpointError(
-                f"writing {self.files[shard]} in {self.directory} failed: {exc.strerror or exc}; nothing was "
-                "committed (free disk space or choose another location, then export again)"
-            ) from exc
-
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Write tensor ``name`` (dtype and shape as planned) at its place; a shard closes when complete."""
-        self.write_rows(name, [tensor])
+        self.write_pieces(name, Pieces.of(tensor))
 
-    def write_rows(self, name: str, rows: Sequence[torch.Tensor | FileSpan]) -> None:
-        """Write tensor ``name`` given as row blocks (tensors, or file spans copied file to file)."""
+    def write_pieces(self, name: str, pieces: Pieces) -> None:
+        """Write tensor ``name`` from its pieces (spans copied file to file, tensors from memory)."""
         slot = self._slots.get(name)
         if slot is None or name in self._written:
             raise CheckpointError(f"tensor {name!r} was not planned for {self.directory} or was already written")
-        check_rows(self.directory, name, rows, slot.plan.dtype, slot.plan.shape)
+        plan = slot.plan
+        if pieces.dtype != plan.dtype or pieces.shape != plan.shape:
+            raise CheckpointError(
+                f"tensor {name!r}: planned {plan.dtype} {plan.shape}, found {pieces.dtype} {pieces.shape}"
+            )
         fd = self._fd(slot.shard)
-        offset = slot.offset
-        for block in rows:
-            if not block.numel():
-                continue
-            if isinstance(block, FileSpan):
-                self._copy(block, fd, offset, slot.shard)
-            else:
-                self._pwrite(fd, row_bytes(block), offset, slot.shard)
-            offset += block.nbytes
+        try:
+            pieces.write_at(fd, slot.offset)
+        except OSError as exc:
+            raise CheckpointError(
+                f"writing {self.files[slot.shard]} in {self.directory} failed: {exc.strerror or exc}; nothing was "
+                "committed (free disk space or choose another location, then export again)"
+            ) from exc
         self._written.add(name)
         self._remaining[slot.shard] -= 1
         if not self._remaining[slot.shard]:

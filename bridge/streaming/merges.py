@@ -1,9 +1,9 @@
 """The HF tensors of one Megatron parameter, as row blocks taken from its TP shards (inverse of ``shards``).
 
 The reference is ``mapping.megatron_to_hf(merge(kind, shards))``: merge the rank shards into the
-full Megatron tensor, then split it into HF tensors. :func:`hf_rows` gives every HF tensor as row
-blocks (their concatenation along dim 0) cut straight out of the shards (spans of the rank files,
-where the shards are spans), so neither the merged tensor nor the split copies exist:
+full Megatron tensor, then split it into HF tensors. :func:`hf_pieces` gives every HF tensor as
+:class:`~bridge.streaming.pieces.Pieces` cut straight out of the shards (byte spans of the rank
+files, when the shards are spans), so neither the merged tensor nor the split copies exist:
 
 =====================  =============  ===============================================================
 mapping                kind           blocks of the HF tensor
@@ -12,7 +12,7 @@ direct                 ``column``,    every shard, in rank order
                        ``qkv``
 direct                 ``vocab``      every shard, in rank order, cut at the vocabulary size
 direct                 ``gated``      the first half of every shard, then the second halves
-direct                 ``row``        the shards joined along dim 1 (a copy; one shard: itself)
+direct                 ``row``        row ``i`` of every shard, for every ``i`` (in memory: joined on dim 1)
 direct                 ``replicated`` one copy, after checking every rank holds the same bits
 ``QKVMapping``         ``qkv``        q: each group's q rows, rank by rank; k and v likewise
 ``ConcatenatedQKV``    ``qkv``        the q blocks, then the k blocks, then the v blocks
@@ -40,43 +40,60 @@ from bridge.mappings import (
     QKVMapping,
 )
 from bridge.parallel import kinds
-from bridge.parallel._safetensors import FileSpan
 from bridge.parallel.spec import ParamSpec
 from bridge.parallel.state import merge_param
 from bridge.parallel.tp import merge_replicated
-from bridge.streaming.shards import Block, Rows, as_tensor
+from bridge.streaming.pieces import FileSpan, Part, Pieces
+from bridge.streaming.shards import MIN_SPAN_BYTES
 
-__all__ = ["hf_rows", "joins_without_merging"]
+__all__ = ["hf_pieces", "joins_without_merging"]
 
-Shards = list[Block]
-
-
-def _cut(block: Block, start: int, stop: int) -> Block:
-    return block.rows(start, stop) if isinstance(block, FileSpan) else block[start:stop]
+Shards = list[Part]
 
 
-def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> Rows:
+def _cut(part: Part, start: int, stop: int) -> Part:
+    return part.rows(start, stop) if isinstance(part, FileSpan) else part[start:stop]
+
+
+def _data(part: Part) -> torch.Tensor:
+    return part.read() if isinstance(part, FileSpan) else part
+
+
+def _row_parallel(shards: Shards) -> Pieces:
+    """``cat(shards, dim=1)``: row ``i`` of every shard in turn (spans), or joined in memory."""
+    first = shards[0]
+    shape = (first.shape[0], first.shape[1] * len(shards), *first.shape[2:])
+    piece = first.nbytes // max(1, first.shape[0])
+    if all(isinstance(s, FileSpan) for s in shards) and piece >= MIN_SPAN_BYTES:
+        parts = [s.rows(i, i + 1) for i in range(first.shape[0]) for s in shards]  # type: ignore[union-attr]
+        return Pieces(first.dtype, shape, tuple(parts))
+    return Pieces.of(torch.cat([_data(s) for s in shards], dim=1))
+
+
+def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Pieces]:
     kind, name = spec.kind, m.megatron_param
-    if kind in ("column", "qkv"):
-        return list(shards)
-    if kind == "gated":
+    if len(shards) == 1 and kind != "vocab":
+        out = Pieces.rows(shards)
+    elif kind in ("column", "qkv"):
+        out = Pieces.rows(shards)
+    elif kind == "gated":
         half = shards[0].shape[0] // 2
-        return [_cut(s, 0, half) for s in shards] + [_cut(s, half, 2 * half) for s in shards]
-    if kind == "vocab":
-        left, out = int(spec.meta["vocab_size"]), []
+        out = Pieces.rows([_cut(s, 0, half) for s in shards] + [_cut(s, half, 2 * half) for s in shards])
+    elif kind == "vocab":
+        left, parts = int(spec.meta["vocab_size"]), []
         for shard in shards:
             if left > 0:
-                out.append(_cut(shard, 0, left))
-                left -= out[-1].shape[0]
-        return out
-    if kind == "row" and shards[0].dim() > 1:
-        return [shards[0] if len(shards) == 1 else torch.cat([as_tensor(s) for s in shards], dim=1)]
-    if len(shards) == 1:
-        return [shards[0]]
-    return [merge_replicated([as_tensor(s) for s in shards], name=name)]  # replicated, or a row-parallel 1-D bias
+                parts.append(_cut(shard, 0, left))
+                left -= parts[-1].shape[0]
+        out = Pieces.rows(parts)
+    elif kind == "row" and len(shards[0].shape) > 1:
+        out = _row_parallel(shards)
+    else:  # replicated, or a row-parallel 1-D bias: every rank holds the same bits
+        out = Pieces.of(merge_replicated([_data(s) for s in shards], name=name))
+    return {m.hf_names()[0]: out}
 
 
-def _qkv_blocks(ctx: MappingContext, spec: ParamSpec, shards: Shards) -> tuple[Rows, Rows, Rows]:
+def _qkv_blocks(ctx: MappingContext, spec: ParamSpec, shards: Shards) -> tuple[Pieces, Pieces, Pieces]:
     if spec.meta.get("num_query_groups") != ctx.num_query_groups:
         raise ParallelLayoutError(
             f"layout.json records num_query_groups={spec.meta.get('num_query_groups')} for a fused QKV tensor, but "
@@ -85,41 +102,42 @@ def _qkv_blocks(ctx: MappingContext, spec: ParamSpec, shards: Shards) -> tuple[R
     hd = ctx.head_dim
     q_rows = ctx.num_attention_heads // ctx.num_query_groups * hd
     group = q_rows + 2 * hd
-    q: Rows = []
-    k: Rows = []
-    v: Rows = []
+    q: list[Part] = []
+    k: list[Part] = []
+    v: list[Part] = []
     for shard in shards:
         for at in range(0, shard.shape[0], group):
             q.append(_cut(shard, at, at + q_rows))
             k.append(_cut(shard, at + q_rows, at + q_rows + hd))
             v.append(_cut(shard, at + q_rows + hd, at + group))
-    return q, k, v
+    return Pieces.rows(q), Pieces.rows(k), Pieces.rows(v)
 
 
-def _qkv(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Rows]:
+def _qkv(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Pieces]:
     names = m.hf_param
     assert isinstance(names, dict)
     q, k, v = _qkv_blocks(ctx, spec, shards)
     return {names["q"]: q, names["k"]: k, names["v"]: v}
 
 
-def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Rows]:
+def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Pieces]:
     q, k, v = _qkv_blocks(ctx, spec, shards)
-    return {m.hf_names()[0]: q + k + v}
+    return {m.hf_names()[0]: Pieces.rows([*q.parts, *k.parts, *v.parts])}
 
 
-def _gated(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Rows]:
+def _gated(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Pieces]:
     names = m.hf_param
     assert isinstance(names, dict)
     half = shards[0].shape[0] // 2
-    return {names["gate"]: [_cut(s, 0, half) for s in shards], names["up"]: [_cut(s, half, 2 * half) for s in shards]}
+    return {names["gate"]: Pieces.rows([_cut(s, 0, half) for s in shards]),
+            names["up"]: Pieces.rows([_cut(s, half, 2 * half) for s in shards])}
 
 
-Joiner = Callable[[MegatronParamMapping, MappingContext, Shards, ParamSpec], dict[str, Rows]]
+Joiner = Callable[[MegatronParamMapping, MappingContext, Shards, ParamSpec], dict[str, Pieces]]
 
 #: ``(megatron_to_hf implementation, sharding kind)`` -> joiner. Data: a row per new fused mapping.
 _JOINERS: dict[tuple[Any, str], Joiner] = {
-    **{(AutoMapping.megatron_to_hf, kind): (lambda m, c, s, p: {m.hf_names()[0]: _direct(m, c, s, p)})
+    **{(AutoMapping.megatron_to_hf, kind): _direct
        for kind in ("column", "row", "replicated", "qkv", "gated", "vocab")},
     (QKVMapping.megatron_to_hf, "qkv"): _qkv,
     (ConcatenatedQKVMapping.megatron_to_hf, "qkv"): _qkv_concat,
@@ -128,7 +146,7 @@ _JOINERS: dict[tuple[Any, str], Joiner] = {
 
 
 def joins_without_merging(mapping: MegatronParamMapping, kind: str) -> bool:
-    """Whether :func:`hf_rows` cuts ``mapping``'s HF tensors out of the shards (not the reference path)."""
+    """Whether :func:`hf_pieces` cuts ``mapping``'s HF tensors out of the shards (not the reference path)."""
     return mapping.sharding == kind and (type(mapping).megatron_to_hf, kind) in _JOINERS
 
 
@@ -144,9 +162,9 @@ def _check_shards(name: str, shards: Shards, spec: ParamSpec) -> None:
         )
 
 
-def hf_rows(mapping: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec, *,
-            name: str) -> dict[str, Rows]:
-    """``{hf_name: row blocks}`` for parameter ``name`` from its rank-ordered TP ``shards``.
+def hf_pieces(mapping: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec, *,
+              name: str) -> dict[str, Pieces]:
+    """``{hf_name: pieces}`` for parameter ``name`` from its rank-ordered TP ``shards`` (spans or tensors).
 
     Raises:
         ParallelLayoutError: a shard does not match the layout, or replicated copies differ.
@@ -154,5 +172,5 @@ def hf_rows(mapping: MegatronParamMapping, ctx: MappingContext, shards: Shards, 
     _check_shards(name, shards, spec)
     if joins_without_merging(mapping, spec.kind):
         return _JOINERS[(type(mapping).megatron_to_hf, spec.kind)](mapping, ctx, shards, spec)
-    full = merge_param(name, [as_tensor(s) for s in shards], spec)
-    return {hf: [t] for hf, t in mapping.megatron_to_hf(full, ctx).items()}
+    full = merge_param(name, [_data(s) for s in shards], spec)
+    return {hf: Pieces.of(t) for hf, t in mapping.megatron_to_hf(full, ctx).items()}

@@ -1,16 +1,17 @@
 """One TP rank's shard of a Megatron parameter, read straight from the HF tensors it comes from.
 
 The reference is ``split(kind, mapping.hf_to_megatron(full HF tensors), tp)[rank]``: read every
-HF tensor whole, build the full Megatron tensor, keep one piece. :func:`shard_rows` gives the same
-bits as row blocks (their concatenation along dim 0) while reading only the rows (or columns) of
-each HF tensor that end up in the piece; fused layouts are never assembled in memory:
+HF tensor whole, build the full Megatron tensor, keep one piece. :func:`shard_pieces` gives the same
+bits as :class:`~bridge.streaming.pieces.Pieces` made of the byte ranges of the HF files that end up
+in the piece (nothing is read until a writer copies them, or a caller asks for the data), so fused
+layouts are never assembled in memory:
 
 =====================  =============  ===============================================================
 mapping                kind           what rank ``r`` of ``tp`` reads
 =====================  =============  ===============================================================
 direct (Auto, Column,  ``column``,    rows ``r*n/tp : (r+1)*n/tp``
 Row, Replicated)       ``qkv``
-direct                 ``row``        columns ``r*m/tp : (r+1)*m/tp`` (a 1-D bias: all of it)
+direct                 ``row``        columns ``r*m/tp : (r+1)*m/tp``: a span per row (a 1-D bias: all)
 direct                 ``vocab``      its rows of the padded vocabulary that exist (padding: zeros)
 direct                 ``gated``      rows ``r`` of each half (``[gate; up]`` stored fused)
 direct                 ``replicated`` everything
@@ -20,12 +21,13 @@ direct                 ``replicated`` everything
 =====================  =============  ===============================================================
 
 A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
-reference, reading whole tensors. Row blocks are spans of the checkpoint's files, not data
-(:class:`~bridge.parallel._safetensors.FileSpan`); :func:`as_tensor` reads one.
+reference, reading whole tensors into memory. Row-parallel columns narrower than
+:data:`MIN_SPAN_BYTES` per row are read through a memory map instead of as one span per row.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -42,23 +44,22 @@ from bridge.mappings import (
 )
 from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
-from bridge.parallel._safetensors import FileSpan
+from bridge.streaming.pieces import FileSpan, Part, Pieces
 
-__all__ = ["Block", "Rows", "TensorSource", "as_tensor", "copy_rows", "full_shape", "read_shard", "reads_slices",
-           "rows_shape", "shard_rows", "tp_meta"]
+__all__ = ["MIN_SPAN_BYTES", "TensorSource", "full_shape", "read_shard", "reads_slices", "shard_pieces", "tp_meta"]
 
-#: A tensor given as row blocks (tensors, or spans of a file): concatenated along dim 0 they are the tensor.
-Block = torch.Tensor | FileSpan
-Rows = list[Block]
+#: Row pieces of a row-parallel shard at least this long are copied as spans (one syscall per row).
+MIN_SPAN_BYTES = 4096
 
 
 class TensorSource(Protocol):
-    """What :func:`shard_rows` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
+    """What :func:`shard_pieces` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
 
     def shape(self, name: str) -> tuple[int, ...]: ...
     def dtype(self, name: str) -> torch.dtype: ...
     def whole(self, name: str) -> FileSpan: ...
     def rows(self, name: str, start: int, stop: int) -> FileSpan: ...
+    def columns(self, name: str, start: int, stop: int) -> list[FileSpan]: ...
     def cols(self, name: str, start: int, stop: int) -> torch.Tensor: ...
     def get(self, name: str) -> torch.Tensor: ...
 
@@ -95,7 +96,7 @@ def _chunk(n: int, tp: int, rank: int) -> tuple[int, int]:
 # -- direct mappings: the Megatron tensor is the HF tensor -----------------------------------------
 
 
-def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
+def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> list[Part]:
     name = m.hf_names()[0]
     shape = src.shape(name)
     kind = m.sharding
@@ -104,7 +105,10 @@ def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp:
     if kind in ("column", "qkv"):
         return [src.rows(name, *_chunk(shape[0], tp, rank))]
     if kind == "row":
-        return [src.cols(name, *_chunk(shape[1], tp, rank))]
+        start, stop = _chunk(shape[1], tp, rank)
+        if (stop - start) * math.prod(shape[2:]) * src.dtype(name).itemsize >= MIN_SPAN_BYTES:
+            return list(src.columns(name, start, stop))
+        return [src.cols(name, start, stop)]
     if kind == "gated":
         half = shape[0] // 2
         start, stop = _chunk(half, tp, rank)
@@ -113,7 +117,7 @@ def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp:
     rows = kinds.shard_shape("vocab", shape, tp=tp, name=m.megatron_param, **tp_meta(m, ctx))[0]
     start = rank * rows
     have = max(0, min(start + rows, shape[0]) - start)
-    out = [src.rows(name, start, start + have)] if have else []
+    out: list[Part] = [src.rows(name, start, start + have)] if have else []
     if have < rows:  # padding rows past the vocabulary: zeros, as split_vocab writes them
         out.append(torch.zeros((rows - have, *shape[1:]), dtype=src.dtype(name)))
     return out
@@ -131,7 +135,7 @@ def _groups(ctx: MappingContext, tp: int, rank: int) -> list[tuple[int, int, int
             for g in range(rank * per_rank, (rank + 1) * per_rank)]
 
 
-def _qkv(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
+def _qkv(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> list[Part]:
     """Megatron's fused layout per group: its q rows, then its k rows, then its v rows."""
     names = m.hf_param
     assert isinstance(names, dict)
@@ -139,7 +143,7 @@ def _qkv(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: in
             for part, a, b in (("q", q0, q1), ("k", k0, k1), ("v", k0, k1))]
 
 
-def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
+def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> list[Part]:
     name = m.hf_names()[0]
     k_at = ctx.num_attention_heads * ctx.head_dim
     v_at = k_at + ctx.num_query_groups * ctx.head_dim
@@ -147,14 +151,14 @@ def _qkv_concat(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource,
             for a, b in ((q0, q1), (k_at + k0, k_at + k1), (v_at + k0, v_at + k1))]
 
 
-def _gated(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> Rows:
+def _gated(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int, rank: int) -> list[Part]:
     names = m.hf_param
     assert isinstance(names, dict)
     start, stop = _chunk(src.shape(names["gate"])[0], tp, rank)
     return [src.rows(names["gate"], start, stop), src.rows(names["up"], start, stop)]
 
 
-Slicer = Callable[[MegatronParamMapping, MappingContext, TensorSource, int, int], Rows]
+Slicer = Callable[[MegatronParamMapping, MappingContext, TensorSource, int, int], list[Part]]
 
 #: ``(hf_to_megatron implementation, sharding kind)`` -> sliced reader. Data: add a row per new fused mapping.
 _SLICERS: dict[tuple[Any, str], Slicer] = {
@@ -167,61 +171,30 @@ _SLICERS: dict[tuple[Any, str], Slicer] = {
 
 
 def reads_slices(mapping: MegatronParamMapping) -> bool:
-    """Whether :func:`shard_rows` reads only the rank's part for ``mapping`` (not the fallback)."""
+    """Whether :func:`shard_pieces` reads only the rank's part for ``mapping`` (not the fallback)."""
     return (type(mapping).hf_to_megatron, mapping.sharding) in _SLICERS
 
 
-def shard_rows(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
-               rank: int) -> Rows:
-    """Rank ``rank``'s shard as row blocks: ``torch.cat(blocks)`` is bit-identical to the reference split.
-
-    Blocks whose rows are contiguous in the file are :class:`FileSpan` (nothing is read); a writer
-    copies them one after the other, file to file, so the fused tensor never exists in memory.
+def shard_pieces(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
+                 rank: int) -> Pieces:
+    """Rank ``rank``'s shard, bit-identical to the reference split, as pieces of the HF files.
 
     Raises:
         ParallelLayoutError: ``tp`` does not divide what the kind splits (checked before reading).
         WeightMismatchError: the HF tensors do not fit the mapping and ``ctx``.
     """
     meta = tp_meta(mapping, ctx)
-    _, shape = full_shape(mapping, ctx, source)
-    kinds.shard_shape(mapping.sharding, shape, tp=tp, name=mapping.megatron_param, **meta)  # raises if tp misfits
+    dtype, shape = full_shape(mapping, ctx, source)
+    want = kinds.shard_shape(mapping.sharding, shape, tp=tp, name=mapping.megatron_param, **meta)  # raises early
     check_rank(rank, kinds.shard_count(mapping.sharding, tp=tp, **meta), f"{mapping.sharding} shard")
     slicer = _SLICERS.get((type(mapping).hf_to_megatron, mapping.sharding))
     if slicer is not None:
-        return slicer(mapping, ctx, source, tp, rank)
+        return Pieces(dtype, want, tuple(slicer(mapping, ctx, source, tp, rank)))
     full = mapping.hf_to_megatron({n: source.get(n) for n in mapping.hf_names()}, ctx)
-    return [kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta)]  # type: ignore[list-item]
-
-
-def as_tensor(block: Block) -> torch.Tensor:
-    """A block's data as a tensor (a span is read from its file)."""
-    return block.read() if isinstance(block, FileSpan) else block
+    return Pieces.of(kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta))  # type: ignore[arg-type]
 
 
 def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,
                rank: int) -> torch.Tensor:
-    """Rank ``rank``'s shard as one tensor (see :func:`shard_rows`)."""
-    rows = [as_tensor(b) for b in shard_rows(mapping, ctx, source, tp=tp, rank=rank)]
-    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
-
-
-def rows_shape(rows: Rows) -> tuple[int, ...]:
-    """The shape of the concatenated blocks, without building it."""
-    first = tuple(rows[0].shape)
-    return first if len(rows) == 1 else (sum(r.shape[0] for r in rows), *first[1:])
-
-
-def copy_rows(target: torch.Tensor, rows: Rows) -> None:
-    """Copy the row blocks into ``target`` (casting and moving as ``copy_`` does), one block at a time.
-
-    A span is read straight into ``target``'s memory when ``target`` is a contiguous CPU tensor of its dtype.
-    """
-    direct = target.device.type == "cpu" and target.is_contiguous()
-    at = 0
-    for block in rows:
-        part = target if len(rows) == 1 else target[at:at + block.shape[0]]
-        if isinstance(block, FileSpan) and direct and part.dtype == block.dtype:
-            block.read_into(part)
-        else:
-            part.copy_(as_tensor(block))
-        at += block.shape[0]
+    """Rank ``rank``'s shard as one tensor in memory (see :func:`shard_pieces`)."""
+    return shard_pieces(mapping, ctx, source, tp=tp, rank=rank).tensor()

@@ -1,4 +1,4 @@
-"""hf_rows cuts every HF tensor out of the TP shards exactly as megatron_to_hf(merge(shards)) builds it."""
+"""hf_pieces cuts every HF tensor out of the TP shards exactly as megatron_to_hf(merge(shards)) builds it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bridge.mappings import AutoMapping
 from bridge.parallel import kinds
 from bridge.parallel._common import bitwise_equal, divisors
 from bridge.parallel.spec import ParamSpec
-from bridge.streaming.merges import hf_rows, joins_without_merging
+from bridge.streaming.merges import hf_pieces, joins_without_merging
 from bridge.streaming.shards import tp_meta
 from tests.bridge.streaming.test_shards import ARCH, context, hf_tensors, mappings
 from tests.strategies import architectures
@@ -38,11 +38,11 @@ def test_blocks_concatenate_to_the_reference_export(arch, dtype, pick) -> None:
     for mapping in mappings():
         assert joins_without_merging(mapping, mapping.sharding), mapping
         full, shards, spec = _shards_and_spec(mapping, ctx, tensors, tp)
-        got = hf_rows(mapping, ctx, shards, spec, name=mapping.megatron_param)
+        got = hf_pieces(mapping, ctx, shards, spec, name=mapping.megatron_param)
         want = mapping.megatron_to_hf(full, ctx)
         assert list(got) == list(want), mapping
-        for name, rows in got.items():
-            joined = torch.cat(rows) if len(rows) > 1 else rows[0]
+        for name, pieces in got.items():
+            joined = pieces.tensor()
             assert joined.dtype == want[name].dtype and bitwise_equal(joined, want[name]), (mapping, tp, name)
 
 
@@ -51,11 +51,11 @@ def test_drifted_replicated_copies_and_foreign_shards_are_refused() -> None:
     norm = next(m for m in mappings() if m.sharding == "replicated")
     _, shards, spec = _shards_and_spec(norm, ctx, tensors, 2)
     with pytest.raises(ParallelLayoutError, match="differs between TP rank 0 and TP rank 1"):
-        hf_rows(norm, ctx, [shards[0], shards[1] + 1], spec, name=norm.megatron_param)
+        hf_pieces(norm, ctx, [shards[0], shards[1] + 1], spec, name=norm.megatron_param)
     fc2 = next(m for m in mappings() if m.megatron_param.endswith("linear_fc2.weight"))
     _, shards, spec = _shards_and_spec(fc2, ctx, tensors, 2)
     with pytest.raises(ParallelLayoutError, match="do not belong to this layout"):
-        hf_rows(fc2, ctx, [shards[0], shards[1][:, :-1]], spec, name=fc2.megatron_param)
+        hf_pieces(fc2, ctx, [shards[0], shards[1][:, :-1]], spec, name=fc2.megatron_param)
 
 
 def test_a_mapping_with_its_own_inverse_takes_the_reference_path() -> None:
@@ -67,4 +67,29 @@ def test_a_mapping_with_its_own_inverse_takes_the_reference_path() -> None:
     tensors, ctx = hf_tensors(ARCH), context(ARCH)
     full, shards, spec = _shards_and_spec(mapping, ctx, tensors, 2)
     assert not joins_without_merging(mapping, spec.kind)
-    assert torch.equal(hf_rows(mapping, ctx, shards, spec, name="x")["m.down.weight"][0], -full)
+    assert torch.equal(hf_pieces(mapping, ctx, shards, spec, name="x")["m.down.weight"].tensor(), -full)
+
+
+@pytest.mark.parametrize("width", [8, 4096])
+def test_shards_given_as_file_spans_give_the_same_tensors(tmp_path, width: int) -> None:
+    """Export reads shards as spans of the rank files: narrow row-parallel rows are joined in memory, wide
+    ones stay spans (one per row and rank); every other kind stays spans."""
+    from safetensors.torch import save_file
+
+    from bridge.streaming.files import MappedFiles
+    from bridge.streaming.pieces import FileSpan
+
+    arch = ARCH if width == 8 else type(ARCH)(**{**ARCH.__dict__, "ffn_hidden_size": 2 * width})
+    tensors, ctx = hf_tensors(arch), context(arch)
+    for mapping in mappings():
+        full, shards, spec = _shards_and_spec(mapping, ctx, tensors, 2)
+        for rank, shard in enumerate(shards):
+            save_file({"t": shard.contiguous()}, str(tmp_path / f"r{rank}.safetensors"))
+        with MappedFiles(lambda r: tmp_path / f"r{r}.safetensors") as files:
+            spans = [files.whole(r, "t") for r in range(2)]
+            got = hf_pieces(mapping, ctx, spans, spec, name=mapping.megatron_param)
+            for name, want in mapping.megatron_to_hf(full, ctx).items():
+                assert bitwise_equal(got[name].tensor(), want), (mapping, name)
+        wide_fc2 = width > 8 and mapping.megatron_param.endswith("linear_fc2.weight")
+        if wide_fc2 or mapping.sharding not in ("row", "replicated"):
+            assert all(isinstance(p, FileSpan) for pieces in got.values() for p in pieces.parts), mapping

@@ -175,3 +175,17 @@ def test_a_small_map_budget_reopens_files_and_returned_views_stay_valid(tmp_path
         assert src.stats.reopens > 0
     for mapping, shard in zip(mappings(), got, strict=True):
         assert bitwise_equal(shard, reference(mapping, ctx, tensors, tp=2, rank=1)), mapping
+
+
+def test_wide_row_parallel_shards_are_one_file_span_per_row(tmp_path: Path) -> None:
+    """Rows of at least MIN_SPAN_BYTES are copied file to file; the values are still the reference split."""
+    from bridge.streaming.pieces import FileSpan
+    from bridge.streaming.shards import MIN_SPAN_BYTES, shard_pieces
+
+    tensors = {"m.down.weight": random_bits((3, 2 * MIN_SPAN_BYTES // 4), torch.float32, 7)}
+    mapping = AutoMapping(f"{L}.mlp.linear_fc2.weight", "m.down.weight")
+    with source(tmp_path / "ckpt", tensors) as src:
+        for rank in range(2):
+            pieces = shard_pieces(mapping, context(ARCH), src, tp=2, rank=rank)
+            assert len(pieces.parts) == 3 and all(isinstance(p, FileSpan) for p in pieces.parts)
+            assert bitwise_equal(pieces.tensor(), reference(mapping, context(ARCH), tensors, tp=2, rank=rank))
