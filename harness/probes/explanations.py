@@ -89,6 +89,12 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                "static row checks only that the MLA fields and classes exist",
     ),
     Explanation(
+        rows=("te_extensions",), before="0.13.0", details=r"No module named 'transformer_engine'",
+        reason="megatron.core.extensions.transformer_engine exists (hence the static 'supported') but imports "
+               "transformer_engine without a guard before megatron-core 0.13, and neither this CPU machine "
+               "nor the lent GPUs have Transformer Engine; from 0.13 the module imports without it",
+    ),
+    Explanation(
         rows=("*",), dynamic=("failed", "error"), outside_python_range=True,
         details=r"SyntaxError|requires python|python 3\.1[2-9]|invalid syntax",
         reason="the release declares a Python range that excludes the probe's interpreter; it was installed "

@@ -169,5 +169,10 @@ def test_explanations_cover_only_their_cells():
     assert "mla_plain_q_proj" in explain(version="0.19.2", **q_lora).reason
     assert explain(version="0.18.2", **q_lora) is None  # before 0.19 the variant must pass
     assert explain(version="0.19.2", **{**q_lora, "details": "v0(base): max_abs_diff 3e-2"}) is None
+    te = dict(row="te_extensions", static="supported", dynamic="failed", platform="cpu",
+              details="module:megatron.core.extensions.transformer_engine: ModuleNotFoundError: "
+                      "No module named 'transformer_engine' (at megatron/core/extensions/transformer_engine.py:11)")
+    assert "Transformer Engine" in explain(version="0.12.3", **te).reason
+    assert explain(version="0.13.0", **te) is None  # guarded from 0.13: a failure there is news
     assert explain(row="gqa", version="0.17.0", static="supported", dynamic="error", platform="cpu",
                    details="import failed: SyntaxError: x", outside_python_range=False) is None
