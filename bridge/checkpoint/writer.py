@@ -3,7 +3,9 @@
 Sharding follows ``huggingface_hub.split_torch_state_dict_into_shards`` (used by ``transformers``'
 ``save_pretrained``), tensor by tensor in the order they are added: a tensor that would push the current
 shard over ``max_shard_size`` starts a new shard, and a tensor bigger than ``max_shard_size`` gets a shard
-of its own at once. Shards are written as soon as they are full, under temporary names (the shard count is
+of its own at once. One known divergence: the hub files every empty (0-byte) tensor into the shard of the
+first empty one (they share storage id 0), even across shard boundaries; this writer files each where it
+arrives. Shards are written as soon as they are full, under temporary names (the shard count is
 only known at the end), then renamed ``model-0000k-of-0000N.safetensors`` (or ``model.safetensors`` when
 there is one) next to an index identical in form to ``transformers``'. Everything happens in a staging
 directory renamed into place by :class:`~bridge.checkpoint.atomic.AtomicDirectory`.

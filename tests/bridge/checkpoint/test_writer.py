@@ -62,7 +62,10 @@ def test_round_trip_is_bit_exact_for_every_dtype_and_sharded(tmp_path: Path) -> 
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sizes=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=12),
+# Empty tensors are left out: huggingface_hub gives every empty tensor the same storage id (data_ptr 0)
+# and files them all into the first empty tensor's shard, even one already closed; our writer streams
+# shards and files each one where it arrives (a known divergence, listed in the writer's docstring).
+@given(sizes=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=12),
        limit=st.integers(min_value=1, max_value=60))  # fmt: skip
 def test_sharding_matches_huggingface_hub(tmp_path_factory: pytest.TempPathFactory, sizes: list[int],
                                           limit: int) -> None:  # fmt: skip

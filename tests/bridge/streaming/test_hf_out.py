@@ -63,7 +63,7 @@ def test_shards_follow_the_save_pretrained_rule() -> None:
 def test_unplanned_wrong_or_missing_tensors_are_refused(tmp_path: Path) -> None:
     plans = [HFTensorPlan("a", torch.float32, (2, 3), "x"), HFTensorPlan("b", torch.bfloat16, (4,), "y")]
     writer = PlannedHFWriter(tmp_path, plans, max_shard_size=10**9, durable=False)
-    with pytest.raises(CheckpointError, match="planned torch.float32 \(2, 3\), found torch.float32 \(3, 2\)"):
+    with pytest.raises(CheckpointError, match=r"planned torch.float32 \(2, 3\), found torch.float32 \(3, 2\)"):
         writer.write("a", torch.zeros(3, 2))
     with pytest.raises(CheckpointError, match="not planned"):
         writer.write("c", torch.zeros(1))
