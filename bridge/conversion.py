@@ -128,19 +128,19 @@ def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, 
         )
     _, tp, rank = _tp_group()
     wrong: list[str] = []
-    # Each task reads only this rank's rows/columns of its HF tensors (memory-mapped, budgeted).
-    with SliceReader(reader) as source:
-        for task in tasks:
-            pieces = shard_pieces(task.mapping, ctx, source, tp=tp, rank=rank)
-            if pieces.shape != tuple(task.param.shape):
-                wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
-                             f"found {pieces.shape} from {task.hf_names}")
-                continue
-            with torch.no_grad():  # read straight into a CPU parameter; copy_ casts and moves otherwise
-                pieces.read_into(task.param)
-            log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
-                      task.mapping.sharding, rank, tp, pieces.shape)
-            del pieces
+    # Each task reads only this rank's rows/columns of its HF tensors, straight into the parameter.
+    source = SliceReader(reader)
+    for task in tasks:
+        pieces = shard_pieces(task.mapping, ctx, source, tp=tp, rank=rank)
+        if pieces.shape != tuple(task.param.shape):
+            wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
+                         f"found {pieces.shape} from {task.hf_names}")
+            continue
+        with torch.no_grad():  # read straight into a CPU parameter; copy_ casts and moves otherwise
+            pieces.read_into(task.param)
+        log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
+                  task.mapping.sharding, rank, tp, pieces.shape)
+        del pieces
     if wrong:
         raise WeightMismatchError(f"{len(wrong)} shape mismatch(es): " + "; ".join(sorted(wrong)))
 

@@ -1,7 +1,7 @@
 """Streaming, bounded-memory conversion between HF checkpoints and saved Megatron layouts.
 
 * :mod:`~bridge.streaming.pieces`: a tensor as spans of files and tensors, copied file to file.
-* :mod:`~bridge.streaming.files`: spans and (budgeted, memory-mapped) strided reads, counted.
+* :mod:`~bridge.streaming.files`: tensors of safetensors files as byte spans, counted; progress bars.
 * :mod:`~bridge.streaming.shards`: one TP rank's shard as pieces of the HF tensors it needs.
 * :mod:`~bridge.streaming.merges`: HF tensors as pieces of the TP shards they come from.
 * :mod:`~bridge.streaming.plan`: what a conversion reads and writes, from headers and config only.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bridge.streaming.convert import ConversionResult, convert_checkpoint
 from bridge.streaming.export import ExportResult, export_checkpoint
-from bridge.streaming.files import MappedFiles, ReadStats, SliceReader
+from bridge.streaming.files import ReadStats, SliceReader, SpanFiles
 from bridge.streaming.pieces import FileSpan, Pieces
 from bridge.streaming.shards import read_shard, shard_pieces
 
@@ -22,10 +22,10 @@ __all__ = [
     "ConversionResult",
     "ExportResult",
     "FileSpan",
-    "MappedFiles",
     "Pieces",
     "ReadStats",
     "SliceReader",
+    "SpanFiles",
     "convert_checkpoint",
     "export_checkpoint",
     "read_shard",

@@ -2,10 +2,11 @@
 
 :func:`convert_checkpoint` plans from headers and ``config.json`` alone
 (:func:`~bridge.streaming.plan.plan_import`), validates the whole TP x PP layout (every shard
-shape) before reading any tensor, then writes one rank file at a time: each of its parameters is
-that rank's rows or columns of the HF tensors (:func:`~bridge.streaming.shards.shard_pieces`), copied
-file to file into place (header first, so nothing waits in memory). Peak memory is about one
-fused group of one rank plus the mapped-page budget; the output appears atomically
+shape) before reading any tensor, then writes the rank files of one pipeline stage at a time,
+parameter by parameter: each TP rank's shard is its rows or columns of the HF tensors
+(:func:`~bridge.streaming.shards.all_shard_pieces`), copied file to file into place (headers first,
+so nothing waits in memory). Memory holds at most one row-parallel weight (read once for all TP
+ranks); fused groups are never assembled. The output appears atomically
 (layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config, tokenizer and custom code files).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +30,9 @@ from bridge.parallel._safetensors import StreamingWriter
 from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layout_json
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
-from bridge.streaming.files import DEFAULT_MAP_BUDGET, Progress, ReadStats, SliceReader
+from bridge.streaming.files import Progress, ReadStats, SliceReader
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
-from bridge.streaming.shards import shard_pieces
+from bridge.streaming.shards import all_shard_pieces
 
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
 
@@ -90,25 +92,28 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_rank(rank: Rank, directory: Path, layout: ParallelLayout, order: list[tuple[str, str]],
-                plans: dict[str, ParamPlan], ctx: MappingContext, source: SliceReader,
-                entries: list, bar: Progress, durable: bool) -> tuple[int, int]:
-    tp_rank, pp_rank = rank
-    path = directory / rank_file_name(tp_rank, pp_rank)
+def _write_stage(stage: int, directory: Path, layout: ParallelLayout, order: list[tuple[str, str]],
+                 plans: dict[str, ParamPlan], ctx: MappingContext, source: SliceReader,
+                 entries: dict[Rank, list], bar: Progress, durable: bool) -> tuple[int, int]:
+    """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn)."""
+    paths = [directory / rank_file_name(r, stage) for r in range(layout.tp)]
     written = 0
-    meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
-    with StreamingWriter(path, entries, meta) as writer:
+    with ExitStack() as stack:
+        writers = [stack.enter_context(StreamingWriter(path, entries[(r, stage)], {
+            "format": "pt", "tp_rank": str(r), "pp_rank": str(stage)})) for r, path in enumerate(paths)]
         for local, name in order:
-            pieces = shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, rank=tp_rank)
-            pieces = pieces.to(layout.params[name].dtype)
-            writer.write_parts(local, pieces)
-            written += pieces.nbytes
-            bar.advance(pieces.nbytes)
-            del pieces
+            shards = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp)
+            for writer, pieces in zip(writers, shards, strict=True):
+                pieces = pieces.to(layout.params[name].dtype)
+                writer.write_parts(local, pieces)
+                written += pieces.nbytes
+                bar.advance(pieces.nbytes)
+            del shards
     if durable:
-        _fsync(path)
-    log.debug("wrote %s: %d tensors, %d bytes", path.name, len(order), written)
-    return len(order), written
+        for path in paths:
+            _fsync(path)
+    log.debug("wrote stage %d: %d rank files, %d bytes", stage, len(paths), written)
+    return len(order) * layout.tp, written
 
 
 def convert_checkpoint(
@@ -124,7 +129,6 @@ def convert_checkpoint(
     trust_remote_code: bool | None = None,
     progress: bool | None = None,
     durable: bool = True,
-    map_budget: int = DEFAULT_MAP_BUDGET,
 ) -> ConversionResult:
     """Convert the HF checkpoint in ``hf_dir`` to a saved Megatron layout (TP x PP) in ``out_dir``.
 
@@ -138,7 +142,6 @@ def convert_checkpoint(
         trust_remote_code: as in :meth:`AutoBridge.from_hf_pretrained` (custom-code checkpoints).
         progress: show a progress bar (``None``: only on a terminal).
         durable: ``fsync`` every file before the directory is renamed into place.
-        map_budget: bytes touched through memory maps before they are closed (see ``files.MappedFiles``).
 
     Raises:
         ParallelLayoutError: ``tp``/``pp`` do not fit the model (e.g. ``tp`` does not divide the query
@@ -152,33 +155,32 @@ def convert_checkpoint(
     if Path(out_dir).expanduser().resolve() == Path(hf_dir).expanduser().resolve():
         raise CheckpointError(f"cannot convert {hf_dir} into itself; choose another output directory")
     family, provider, registry, ctx = family_for(hf_dir, trust_remote_code)
-    with SliceReader(hf_dir, budget=map_budget) as source:
-        plans = plan_import(source, registry, ctx, names=source.keys(),
-                            ignored_hf_patterns=family.ignored_hf_patterns)
-        layout = import_layout(plans, ctx, tp=tp, pp=pp, num_layers=provider.num_layers,
-                               first_stage_layers=first_stage_layers, last_stage_layers=last_stage_layers,
-                               share_embeddings_and_output_weights=provider.share_embeddings_and_output_weights,
-                               dtype=target)
-        entries = shard_entries(layout)  # every shard shape: raises before anything is read or written
-        order = _stage_order(layout)
-        by_name = {p.name: p for p in plans}
-        total = sum(torch.Size(shape).numel() * dt.itemsize for e in entries.values() for _, dt, shape in e)
-        count = sum(len(e) for e in entries.values())
-        stage = AtomicDirectory(out_dir, overwrite=overwrite, durable=durable)
-        tensors = nbytes = 0
-        try:
-            with Progress(total_bytes=total, total_tensors=count, desc="convert", enabled=progress) as bar:
-                for rank in layout.ranks():
-                    n, b = _write_rank(rank, stage.staging, layout, order[rank[1]], by_name, ctx, source,
-                                       entries[rank], bar, durable)
-                    tensors, nbytes = tensors + n, nbytes + b
-            write_layout_json(stage.staging, layout)
-            copy_companions(CheckpointDir.resolve(hf_dir), stage.staging, durable=durable)
-            path = stage.commit()
-        except BaseException:
-            stage.abort()
-            raise
-        reads = source.stats
+    source = SliceReader(hf_dir)
+    plans = plan_import(source, registry, ctx, names=source.keys(), ignored_hf_patterns=family.ignored_hf_patterns)
+    layout = import_layout(plans, ctx, tp=tp, pp=pp, num_layers=provider.num_layers,
+                           first_stage_layers=first_stage_layers, last_stage_layers=last_stage_layers,
+                           share_embeddings_and_output_weights=provider.share_embeddings_and_output_weights,
+                           dtype=target)
+    entries = shard_entries(layout)  # every shard shape: raises before anything is read or written
+    order = _stage_order(layout)
+    by_name = {p.name: p for p in plans}
+    total = sum(torch.Size(shape).numel() * dt.itemsize for e in entries.values() for _, dt, shape in e)
+    count = sum(len(e) for e in entries.values())
+    staging = AtomicDirectory(out_dir, overwrite=overwrite, durable=durable)
+    tensors = nbytes = 0
+    try:
+        with Progress(total_bytes=total, total_tensors=count, desc="convert", enabled=progress) as bar:
+            for stage in range(layout.pp):
+                n, b = _write_stage(stage, staging.staging, layout, order[stage], by_name, ctx, source, entries,
+                                    bar, durable)
+                tensors, nbytes = tensors + n, nbytes + b
+        write_layout_json(staging.staging, layout)
+        copy_companions(CheckpointDir.resolve(hf_dir), staging.staging, durable=durable)
+        path = staging.commit()
+    except BaseException:
+        staging.abort()
+        raise
+    reads = source.stats
     seconds = time.perf_counter() - started
     log.info("converted %s -> %s (TP=%d, PP=%d): %d tensors, %.2f GB in %.2f s", hf_dir, path, tp, pp, tensors,
              nbytes / 1e9, seconds)

@@ -29,7 +29,7 @@ from bridge.errors import CheckpointError, ConfigError
 from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
 from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for
-from bridge.streaming.files import DEFAULT_MAP_BUDGET, MappedFiles, Progress
+from bridge.streaming.files import Progress, SpanFiles
 from bridge.streaming.hf_out import PlannedHFWriter
 from bridge.streaming.merges import hf_pieces
 from bridge.streaming.plan import plan_export
@@ -60,7 +60,6 @@ def export_checkpoint(
     trust_remote_code: bool | None = None,
     progress: bool | None = None,
     durable: bool = True,
-    map_budget: int = DEFAULT_MAP_BUDGET,
 ) -> ExportResult:
     """Write the saved Megatron layout in ``megatron_dir`` as an HF checkpoint in ``hf_dir``.
 
@@ -74,7 +73,6 @@ def export_checkpoint(
         trust_remote_code: as in :meth:`AutoBridge.from_hf_pretrained`.
         progress: show a progress bar (``None``: only on a terminal).
         durable: ``fsync`` every file before the directory is renamed into place.
-        map_budget: bytes touched through memory maps before they are closed.
 
     Raises:
         CheckpointError: ``megatron_dir`` is not a complete saved layout, has no config, or ``hf_dir``
@@ -107,9 +105,9 @@ def export_checkpoint(
     stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
     writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
     try:
-        with MappedFiles(lambda rank: source / rank_file_name(*rank), budget=map_budget) as files, \
-                Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
-                         enabled=progress) as bar:
+        files = SpanFiles(lambda rank: source / rank_file_name(*rank))
+        with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
+                      enabled=progress) as bar:
             for name, mapping, outs in planned:
                 owner, local = places[name][0]
                 shards = [files.whole((r, owner), local) for r in range(layout.tp)]

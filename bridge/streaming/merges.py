@@ -12,7 +12,7 @@ direct                 ``column``,    every shard, in rank order
                        ``qkv``
 direct                 ``vocab``      every shard, in rank order, cut at the vocabulary size
 direct                 ``gated``      the first half of every shard, then the second halves
-direct                 ``row``        row ``i`` of every shard, for every ``i`` (in memory: joined on dim 1)
+direct                 ``row``        row ``i`` of every shard, for every ``i`` (shards read into memory)
 direct                 ``replicated`` one copy, after checking every rank holds the same bits
 ``QKVMapping``         ``qkv``        q: each group's q rows, rank by rank; k and v likewise
 ``ConcatenatedQKV``    ``qkv``        the q blocks, then the k blocks, then the v blocks
@@ -43,8 +43,7 @@ from bridge.parallel import kinds
 from bridge.parallel.spec import ParamSpec
 from bridge.parallel.state import merge_param
 from bridge.parallel.tp import merge_replicated
-from bridge.streaming.pieces import FileSpan, Part, Pieces
-from bridge.streaming.shards import MIN_SPAN_BYTES
+from bridge.streaming.pieces import ColumnJoin, FileSpan, Part, Pieces
 
 __all__ = ["hf_pieces", "joins_without_merging"]
 
@@ -60,14 +59,9 @@ def _data(part: Part) -> torch.Tensor:
 
 
 def _row_parallel(shards: Shards) -> Pieces:
-    """``cat(shards, dim=1)``: row ``i`` of every shard in turn (spans), or joined in memory."""
-    first = shards[0]
-    shape = (first.shape[0], first.shape[1] * len(shards), *first.shape[2:])
-    piece = first.nbytes // max(1, first.shape[0])
-    if all(isinstance(s, FileSpan) for s in shards) and piece >= MIN_SPAN_BYTES:
-        parts = [s.rows(i, i + 1) for i in range(first.shape[0]) for s in shards]  # type: ignore[union-attr]
-        return Pieces(first.dtype, shape, tuple(parts))
-    return Pieces.of(torch.cat([_data(s) for s in shards], dim=1))
+    """``cat(shards, dim=1)``: each shard read into memory once, then written row by row (no join copy)."""
+    join = ColumnJoin(tuple(_data(s) for s in shards))
+    return Pieces(join.dtype, join.shape, (join,))
 
 
 def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Pieces]:

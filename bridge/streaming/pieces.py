@@ -3,10 +3,11 @@
 Converting between HF and Megatron layouts mostly moves contiguous byte ranges: a TP shard of a
 column-parallel weight is a row range of the HF tensor, a fused QKV shard is a sequence of q, k and v
 row ranges, a row-parallel shard is one piece of every row. :class:`Pieces` records such a tensor as
-its parts (a :class:`FileSpan` of a file, or a tensor) whose row-major bytes, one after the other, are
-the tensor's row-major bytes. Writers call :meth:`Pieces.write_at`: spans are copied file to file
-inside the kernel (``copy_file_range``: no user-space copy, no mapped pages, nothing in RSS), tensors
-are written from memory. Code that needs the data calls :meth:`Pieces.tensor` or
+its parts (a :class:`FileSpan` of a file, a tensor, or a :class:`ColumnJoin` of tensors) whose
+row-major bytes, one after the other, are the tensor's row-major bytes. Writers call
+:meth:`Pieces.write_at`: spans are copied file to file inside the kernel (``copy_file_range``: no
+user-space copy, no mapped pages, nothing in RSS), tensors are written from memory with ``pwritev``
+(a column slice or a join row by row, so neither is copied first). Code that needs the data calls :meth:`Pieces.tensor` or
 :meth:`Pieces.read_into`.
 """
 
@@ -23,7 +24,7 @@ import torch
 
 from bridge.errors import CheckpointError
 
-__all__ = ["FileSpan", "Part", "Pieces", "SourceFiles"]
+__all__ = ["ColumnJoin", "FileSpan", "Part", "Pieces", "SourceFiles"]
 
 _FALLBACK_CHUNK = 64 * 2**20
 
@@ -64,12 +65,66 @@ class FileSpan:
         return Pieces(self.dtype, self.shape, (self,)).tensor()
 
 
+@dataclass(frozen=True)
+class ColumnJoin:
+    """``torch.cat(tensors, dim=1)`` without the copy: row ``i`` of every tensor in turn, for every ``i``."""
+
+    tensors: tuple[torch.Tensor, ...]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensors[0].dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        first = self.tensors[0].shape
+        return (first[0], sum(t.shape[1] for t in self.tensors), *first[2:])
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel() * self.dtype.itemsize
+
+    def row_views(self) -> list[memoryview]:
+        """The byte views to write, in order (one per row and tensor)."""
+        rows = [_rows(t) for t in self.tensors]
+        return [r[i] for i in range(self.shape[0]) for r in rows]
+
+    def tensor(self) -> torch.Tensor:
+        return torch.cat(list(self.tensors), dim=1)
+
+
 #: One part of :class:`Pieces`.
-Part = torch.Tensor | FileSpan
+Part = torch.Tensor | FileSpan | ColumnJoin
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
-def _flat_bytes(tensor: torch.Tensor) -> memoryview:
-    return memoryview(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+def _rows(tensor: torch.Tensor) -> list[memoryview]:
+    """One byte view per index of dim 0 of a CPU tensor whose rows are each contiguous (no copy)."""
+    rows = tensor.shape[0]
+    if not rows:
+        return []
+    size = tensor.dtype.itemsize
+    row = math.prod(tensor.shape[1:]) * size
+    step = tensor.stride(0) * size
+    span = torch.as_strided(tensor.detach(), ((rows - 1) * tensor.stride(0) + row // size,), (1,))
+    base = memoryview(span.view(_INT_OF_SIZE[size]).numpy()).cast("B")
+    return [base[i * step:i * step + row] for i in range(rows)]
+
+
+def _views(tensor: torch.Tensor) -> list[memoryview]:
+    """Byte views of a tensor in row-major order: itself if contiguous, else its rows if those are (a
+    column slice), else a contiguous copy."""
+    tensor = tensor.detach().to("cpu")
+    if tensor.is_contiguous():
+        return [memoryview(tensor.reshape(-1).view(torch.uint8).numpy())]
+    if tensor.dim() >= 2 and tensor[0].is_contiguous():
+        return _rows(tensor)
+    return [memoryview(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())]
 
 
 class SourceFiles:
@@ -119,10 +174,21 @@ class SourceFiles:
         self.close()
 
 
-def _pwrite(fd: int, data: memoryview, offset: int) -> None:
-    while len(data):
-        count = os.pwrite(fd, data, offset)
-        data, offset = data[count:], offset + count
+def _pwritev(fd: int, views: Sequence[memoryview], offset: int) -> None:
+    """Write the views back to back from ``offset`` (``pwritev`` in batches; short writes resumed)."""
+    pending = list(views)
+    at = 0
+    while at < len(pending):
+        batch = pending[at:at + _IOV_MAX]
+        count = os.pwritev(fd, batch, offset)
+        offset += count
+        if count == sum(map(len, batch)):
+            at += len(batch)
+            continue
+        while count >= len(pending[at]):  # a short write: skip what was written, resume mid-view
+            count -= len(pending[at])
+            at += 1
+        pending[at] = pending[at][count:]
 
 
 @dataclass(frozen=True)
@@ -189,13 +255,15 @@ class Pieces:
                 if isinstance(part, FileSpan):
                     files.read_into(part, view[at:at + size])
                 else:
-                    flat[at // self.dtype.itemsize:(at + size) // self.dtype.itemsize].copy_(part.reshape(-1))
+                    data = part.tensor() if isinstance(part, ColumnJoin) else part
+                    flat[at // self.dtype.itemsize:(at + size) // self.dtype.itemsize].copy_(data.reshape(-1))
                 at += size
 
     def tensor(self) -> torch.Tensor:
         """The data as one tensor (a single in-memory part of the right shape is returned as it is)."""
-        if len(self.parts) == 1 and isinstance(self.parts[0], torch.Tensor):
-            return self.parts[0].reshape(self.shape)
+        if len(self.parts) == 1 and isinstance(self.parts[0], (torch.Tensor, ColumnJoin)):
+            part = self.parts[0]
+            return (part.tensor() if isinstance(part, ColumnJoin) else part).reshape(self.shape)
         out = torch.empty(self.shape, dtype=self.dtype)
         self.read_into(out)
         return out
@@ -205,13 +273,16 @@ class Pieces:
         return self if dtype == self.dtype else Pieces.of(self.tensor().to(dtype))
 
     def write_at(self, fd: int, offset: int) -> None:
-        """Write the bytes to ``fd`` from ``offset`` on: spans copied file to file, tensors from memory."""
+        """Write the bytes to ``fd`` from ``offset`` on: spans copied file to file, tensors from memory
+        (a column slice or a :class:`ColumnJoin` row by row with ``pwritev``, never copied first)."""
         with SourceFiles() as files:
             for part in self.parts:
                 if not part.numel():
                     continue
                 if isinstance(part, FileSpan):
                     files.copy(part, fd, offset)
+                elif isinstance(part, ColumnJoin):
+                    _pwritev(fd, part.row_views(), offset)
                 else:
-                    _pwrite(fd, _flat_bytes(part), offset)
+                    _pwritev(fd, _views(part), offset)
                 offset += part.nbytes

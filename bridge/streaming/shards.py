@@ -21,13 +21,12 @@ direct                 ``replicated`` everything
 =====================  =============  ===============================================================
 
 A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
-reference, reading whole tensors into memory. Row-parallel columns narrower than
-:data:`MIN_SPAN_BYTES` per row are read through a memory map instead of as one span per row.
+reference, reading whole tensors into memory. :func:`all_shard_pieces` gives every rank's shard at
+once, reading a row-parallel tensor once into memory instead of copying it one row piece at a time.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -46,11 +45,8 @@ from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
 from bridge.streaming.pieces import FileSpan, Part, Pieces
 
-__all__ = ["MIN_SPAN_BYTES", "TensorSource", "full_shape", "read_shard", "reads_slices", "shard_pieces", "tp_meta"]
-
-#: Row pieces of a row-parallel shard at least this long are copied as spans (one syscall per row).
-MIN_SPAN_BYTES = 4096
-
+__all__ = ["TensorSource", "all_shard_pieces", "full_shape", "read_shard", "reads_slices", "shard_pieces",
+           "tp_meta"]
 
 class TensorSource(Protocol):
     """What :func:`shard_pieces` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
@@ -60,7 +56,6 @@ class TensorSource(Protocol):
     def whole(self, name: str) -> FileSpan: ...
     def rows(self, name: str, start: int, stop: int) -> FileSpan: ...
     def columns(self, name: str, start: int, stop: int) -> list[FileSpan]: ...
-    def cols(self, name: str, start: int, stop: int) -> torch.Tensor: ...
     def get(self, name: str) -> torch.Tensor: ...
 
 
@@ -105,10 +100,7 @@ def _direct(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp:
     if kind in ("column", "qkv"):
         return [src.rows(name, *_chunk(shape[0], tp, rank))]
     if kind == "row":
-        start, stop = _chunk(shape[1], tp, rank)
-        if (stop - start) * math.prod(shape[2:]) * src.dtype(name).itemsize >= MIN_SPAN_BYTES:
-            return list(src.columns(name, start, stop))
-        return [src.cols(name, start, stop)]
+        return list(src.columns(name, *_chunk(shape[1], tp, rank)))
     if kind == "gated":
         half = shape[0] // 2
         start, stop = _chunk(half, tp, rank)
@@ -192,6 +184,21 @@ def shard_pieces(mapping: MegatronParamMapping, ctx: MappingContext, source: Ten
         return Pieces(dtype, want, tuple(slicer(mapping, ctx, source, tp, rank)))
     full = mapping.hf_to_megatron({n: source.get(n) for n in mapping.hf_names()}, ctx)
     return Pieces.of(kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **meta))  # type: ignore[arg-type]
+
+
+def all_shard_pieces(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *,
+                     tp: int) -> list[Pieces]:
+    """Every rank's shard (see :func:`shard_pieces`). A row-parallel tensor is read into memory once and
+    each rank gets a column slice of it (written row by row, never copied), which beats one file copy
+    per row and rank."""
+    name = mapping.hf_names()[0]
+    direct = (type(mapping).hf_to_megatron, mapping.sharding) == (AutoMapping.hf_to_megatron, "row")
+    if tp == 1 or not direct or len(source.shape(name)) < 2:
+        return [shard_pieces(mapping, ctx, source, tp=tp, rank=r) for r in range(tp)]
+    dtype, shape = full_shape(mapping, ctx, source)
+    kinds.shard_shape("row", shape, tp=tp, name=mapping.megatron_param)  # raises if tp misfits
+    full = source.get(name)
+    return [Pieces.of(full[:, slice(*_chunk(shape[1], tp, r))]) for r in range(tp)]
 
 
 def read_shard(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *, tp: int,

@@ -44,8 +44,8 @@ def reference_full(path: Path, dtype: torch.dtype | None = None) -> dict[str, to
     """Full Megatron state built the plain way: every HF tensor read whole, mapped, cast."""
     family, _, registry, ctx = family_for(path, None)
     hf = load_file(path / "model.safetensors")
-    with SliceReader(path) as src:
-        plans = plan_import(src, registry, ctx, names=src.keys(), ignored_hf_patterns=family.ignored_hf_patterns)
+    src = SliceReader(path)
+    plans = plan_import(src, registry, ctx, names=src.keys(), ignored_hf_patterns=family.ignored_hf_patterns)
     full = {p.name: p.mapping.hf_to_megatron({n: hf[n] for n in p.hf_names}, ctx) for p in plans}
     return {n: t.to(dtype) if dtype else t for n, t in full.items()}
 

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from bridge.errors import CheckpointError
+from bridge.parallel._common import bitwise_equal
 from bridge.parallel._safetensors import StreamingWriter
-from bridge.streaming.pieces import FileSpan, Pieces, SourceFiles
+from bridge.streaming.pieces import ColumnJoin, FileSpan, Pieces, SourceFiles
 from tests.strategies import random_bits
 
 
@@ -27,11 +28,11 @@ def blob(tmp_path: Path) -> tuple[FileSpan, torch.Tensor]:
 def test_spans_read_and_slice_like_tensors(blob) -> None:
     span, data = blob
     assert span.nbytes == data.nbytes and span.numel() == 30
-    assert torch.equal(span.read(), data)
-    assert torch.equal(span.rows(2, 4).read(), data[2:4]) and span.rows(4, 99).shape == (2, 5)
+    assert bitwise_equal(span.read(), data)
+    assert bitwise_equal(span.rows(2, 4).read(), data[2:4]) and span.rows(4, 99).shape == (2, 5)
     columns = span.columns(1, 3)
     assert len(columns) == 6 and all(c.shape == (1, 2) for c in columns)
-    assert torch.equal(Pieces(torch.bfloat16, (6, 2), tuple(columns)).tensor(), data[:, 1:3])
+    assert bitwise_equal(Pieces(torch.bfloat16, (6, 2), tuple(columns)).tensor(), data[:, 1:3])
     with pytest.raises(CheckpointError, match="truncated"):
         FileSpan(span.path, 13, torch.bfloat16, (7, 5)).read()
 
@@ -41,13 +42,13 @@ def test_pieces_must_add_up_and_fill_any_target(blob) -> None:
     extra = random_bits((2, 5), torch.bfloat16, 1)
     pieces = Pieces.rows([span.rows(0, 3), extra, span.rows(3, 6)])
     want = torch.cat([data[:3], extra, data[3:]])
-    assert pieces.shape == (8, 5) and pieces.spans == 2 and torch.equal(pieces.tensor(), want)
+    assert pieces.shape == (8, 5) and pieces.spans == 2 and bitwise_equal(pieces.tensor(), want)
     into = torch.empty(8, 5, dtype=torch.bfloat16)
     pieces.read_into(into)  # spans read straight into the target's memory
-    assert torch.equal(into, want)
+    assert bitwise_equal(into, want)
     as_float = torch.empty(8, 5)
     pieces.read_into(as_float)  # another dtype: read, then copy_ casts
-    assert torch.equal(as_float, want.float()) and torch.equal(pieces.to(torch.float32).tensor(), want.float())
+    assert bitwise_equal(as_float, want.float()) and bitwise_equal(pieces.to(torch.float32).tensor(), want.float())
     with pytest.raises(CheckpointError, match="do not add up"):
         Pieces(torch.bfloat16, (9, 5), pieces.parts)
     with pytest.raises(CheckpointError, match="do not add up"):
@@ -86,4 +87,46 @@ def test_streaming_writer_takes_pieces(blob, tmp_path) -> None:
             writer.write_parts("b", Pieces.of(torch.zeros(3, dtype=torch.bfloat16)))
         writer.write("b", torch.ones(2, dtype=torch.bfloat16))
     back = load_file(tmp_path / "f.safetensors")
-    assert torch.equal(back["a"], data) and back["b"].tolist() == [1.0, 1.0]
+    assert bitwise_equal(back["a"], data) and back["b"].tolist() == [1.0, 1.0]
+
+
+def test_column_slices_and_joins_are_written_row_by_row_without_a_copy(tmp_path) -> None:
+    a, b = torch.randn(700, 6), torch.randn(700, 2)
+    join = ColumnJoin((a, b))
+    assert join.shape == (700, 8) and bitwise_equal(join.tensor(), torch.cat([a, b], dim=1))
+    pieces = Pieces.of(a[:, 1:3])  # a column slice: rows of 8 bytes, 24 apart
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT)
+    try:
+        Pieces(torch.float32, (700, 8), (join,)).write_at(fd, 0)  # 1400 row views: more than one pwritev batch
+        pieces.write_at(fd, join.nbytes)
+    finally:
+        os.close(fd)
+    written = torch.frombuffer(bytearray(out.read_bytes()), dtype=torch.float32)
+    assert bitwise_equal(written[:5600].reshape(700, 8), torch.cat([a, b], dim=1))
+    assert bitwise_equal(written[5600:].reshape(700, 2), a[:, 1:3])
+
+
+def test_short_writes_are_resumed(tmp_path, monkeypatch) -> None:
+    """pwritev may write less than asked (signals, quotas); the rest follows, mid-view included."""
+    real = os.pwritev
+
+    def short(fd, buffers, offset):
+        budget, taken = 37, []
+        for b in buffers:
+            if budget <= 0:
+                break
+            taken.append(b[:budget])
+            budget -= len(taken[-1])
+        return real(fd, taken, offset)
+
+    monkeypatch.setattr(os, "pwritev", short)
+    a, b = torch.randn(50, 3), torch.randn(50, 5)
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT)
+    try:
+        Pieces(torch.float32, (50, 8), (ColumnJoin((a, b)),)).write_at(fd, 0)
+    finally:
+        os.close(fd)
+    written = torch.frombuffer(bytearray(out.read_bytes()), dtype=torch.float32).reshape(50, 8)
+    assert torch.equal(written, torch.cat([a, b], dim=1))

@@ -24,7 +24,8 @@ from bridge.mappings import (
 from bridge.parallel import kinds
 from bridge.parallel._common import bitwise_equal, divisors
 from bridge.streaming.files import SliceReader
-from bridge.streaming.shards import read_shard, reads_slices, tp_meta
+from bridge.streaming.pieces import FileSpan
+from bridge.streaming.shards import all_shard_pieces, read_shard, reads_slices, shard_pieces, tp_meta
 from tests.strategies import Architecture, architectures, random_bits
 
 L = "decoder.layers.0"
@@ -73,10 +74,10 @@ def reference(mapping, ctx: MappingContext, tensors: dict[str, torch.Tensor], *,
     return kinds.split(mapping.sharding, full, tp=tp, rank=rank, name=mapping.megatron_param, **tp_meta(mapping, ctx))
 
 
-def source(directory: Path, tensors: dict[str, torch.Tensor], **kwargs) -> SliceReader:
+def source(directory: Path, tensors: dict[str, torch.Tensor]) -> SliceReader:
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    return SliceReader(directory, **kwargs)
+    return SliceReader(directory)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -87,14 +88,16 @@ def test_every_rank_equals_the_reference_split_bit_for_bit(arch, dtype, pick, tm
     tp = tps[pick % len(tps)]
     tensors = hf_tensors(arch, dtype=dtype)
     ctx = context(arch)
-    with source(tmp_path_factory.mktemp("ckpt"), tensors) as src:
-        for mapping in mappings():
-            assert reads_slices(mapping), mapping
-            for rank in range(tp):
-                got = read_shard(mapping, ctx, src, tp=tp, rank=rank)
-                want = reference(mapping, ctx, tensors, tp=tp, rank=rank)
-                assert got.dtype == want.dtype and got.shape == want.shape, (mapping, tp, rank)
-                assert bitwise_equal(got, want), (mapping, tp, rank)
+    src = source(tmp_path_factory.mktemp("ckpt"), tensors)
+    for mapping in mappings():
+        assert reads_slices(mapping), mapping
+        together = all_shard_pieces(mapping, ctx, src, tp=tp)
+        for rank in range(tp):
+            got = read_shard(mapping, ctx, src, tp=tp, rank=rank)
+            want = reference(mapping, ctx, tensors, tp=tp, rank=rank)
+            assert got.dtype == want.dtype and got.shape == want.shape, (mapping, tp, rank)
+            assert bitwise_equal(got, want), (mapping, tp, rank)
+            assert bitwise_equal(together[rank].tensor(), want), (mapping, tp, rank)
 
 
 ARCH = Architecture(num_layers=1, hidden_size=16, num_attention_heads=8, num_query_groups=4, head_dim=4,
@@ -105,8 +108,7 @@ ARCH = Architecture(num_layers=1, hidden_size=16, num_attention_heads=8, num_que
 @pytest.fixture
 def arch_source(tmp_path: Path):
     tensors = hf_tensors(ARCH)
-    with source(tmp_path / "ckpt", tensors) as src:
-        yield tensors, src
+    return tensors, source(tmp_path / "ckpt", tensors)
 
 
 def _by_target(name: str):
@@ -167,25 +169,13 @@ def test_tp_that_does_not_divide_the_groups_fails_before_reading(arch_source) ->
     assert src.stats.bytes_read == 0
 
 
-def test_a_small_map_budget_reopens_files_and_returned_views_stay_valid(tmp_path: Path) -> None:
-    tensors = hf_tensors(ARCH)
-    ctx = context(ARCH)
-    with source(tmp_path / "ckpt", tensors, budget=256) as src:
-        got = [read_shard(m, ctx, src, tp=2, rank=1) for m in mappings()]
-        assert src.stats.reopens > 0
-    for mapping, shard in zip(mappings(), got, strict=True):
-        assert bitwise_equal(shard, reference(mapping, ctx, tensors, tp=2, rank=1)), mapping
-
-
-def test_wide_row_parallel_shards_are_one_file_span_per_row(tmp_path: Path) -> None:
-    """Rows of at least MIN_SPAN_BYTES are copied file to file; the values are still the reference split."""
-    from bridge.streaming.pieces import FileSpan
-    from bridge.streaming.shards import MIN_SPAN_BYTES, shard_pieces
-
-    tensors = {"m.down.weight": random_bits((3, 2 * MIN_SPAN_BYTES // 4), torch.float32, 7)}
-    mapping = AutoMapping(f"{L}.mlp.linear_fc2.weight", "m.down.weight")
-    with source(tmp_path / "ckpt", tensors) as src:
-        for rank in range(2):
-            pieces = shard_pieces(mapping, context(ARCH), src, tp=2, rank=rank)
-            assert len(pieces.parts) == 3 and all(isinstance(p, FileSpan) for p in pieces.parts)
-            assert bitwise_equal(pieces.tensor(), reference(mapping, context(ARCH), tensors, tp=2, rank=rank))
+def test_row_parallel_shards_are_one_span_per_row_and_all_ranks_read_the_tensor_once(arch_source) -> None:
+    tensors, src = arch_source
+    fc2 = _by_target(f"{L}.mlp.linear_fc2.weight")
+    pieces = shard_pieces(fc2, context(ARCH), src, tp=2, rank=1)
+    assert len(pieces.parts) == ARCH.hidden_size and all(isinstance(p, FileSpan) for p in pieces.parts)
+    assert torch.equal(pieces.tensor(), tensors["m.down.weight"][:, 12:])
+    before = src.stats
+    both = all_shard_pieces(fc2, context(ARCH), src, tp=2)
+    assert src.stats.full_reads == before.full_reads + 1 and src.stats.slice_reads == before.slice_reads
+    assert [torch.equal(p.tensor(), t) for p, t in zip(both, tensors["m.down.weight"].chunk(2, dim=1))] == [True] * 2
