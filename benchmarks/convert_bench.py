@@ -12,10 +12,12 @@ Generates a Llama-shaped bf16 checkpoint locally (random weights: ``LlamaForCaus
   interleave, gate/up concatenation) + ``save_file`` (the TP=1 result ``convert_tp1`` writes);
 * ``hf_export``: ``load_file`` of that TP=1 state + converted back by hand + ``save_pretrained``.
 
-Each phase reports the time of its work (after imports; the process' wall time is reported too),
-GB/s over the checkpoint's bytes, and its peak RSS above the RSS before the work (``VmHWM`` reset
-through ``/proc/self/clear_refs``). Outputs are deleted and ``sync`` runs between phases; the input
-stays in the page cache (warm numbers: the first repetition warms it).
+Each phase reports the time of its work (after imports; the process' wall time is reported too), its
+CPU time, GB/s over the checkpoint's bytes, and its peak RSS above the RSS before the work (``VmHWM``
+reset through ``/proc/self/clear_refs``). Before each phase its inputs are read once (so they come
+from the page cache: warm numbers), outputs of the previous phase are deleted, ``sync`` runs, and the
+1-minute load average must drop below ``--max-load`` (or ``--patience`` runs out). The phase order
+rotates between repetitions; the first repetition is dropped from the summary.
 
     nice -n 10 .venv/bin/python benchmarks/convert_bench.py --work /tmp/convert-bench --reps 3
 """
@@ -176,10 +178,27 @@ def _wait_for_quiet(max_load: float, patience: float) -> float:
     return os.getloadavg()[0]
 
 
+def _inputs(phase: str, work: Path) -> list[Path]:
+    if phase.startswith("export"):
+        folder = work / ("m_tp2pp2" if "tp2pp2" in phase else "m_tp1")
+    else:
+        folder = work / ("m_tp1" if phase == "hf_export" else "hf")
+    return sorted(folder.glob("*.safetensors"))
+
+
+def _warm(paths: list[Path]) -> None:
+    """Read the phase's inputs once, so that it reads from the page cache (warm numbers)."""
+    for path in paths:
+        with open(path, "rb", buffering=0) as handle:
+            while handle.read(64 * 2**20):
+                pass
+
+
 def _spawn(phase: str, work: Path, max_load: float, patience: float) -> dict[str, float]:
     out = work / f"out-{phase}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
+    _warm(_inputs(phase, work))
     os.sync()
     load = _wait_for_quiet(max_load, patience)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -31,6 +31,7 @@ from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layou
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.streaming.files import Progress, ReadStats, SliceReader
+from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
 from bridge.streaming.shards import all_shard_pieces
 
@@ -97,12 +98,12 @@ def _write_stage(stage: int, directory: Path, layout: ParallelLayout, order: lis
                  entries: dict[Rank, list], bar: Progress, durable: bool) -> tuple[int, int]:
     """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn)."""
     paths = [directory / rank_file_name(r, stage) for r in range(layout.tp)]
-    written = 0
+    written, scratch = 0, Scratch()
     with ExitStack() as stack:
         writers = [stack.enter_context(StreamingWriter(path, entries[(r, stage)], {
             "format": "pt", "tp_rank": str(r), "pp_rank": str(stage)})) for r, path in enumerate(paths)]
         for local, name in order:
-            shards = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp)
+            shards = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, scratch=scratch)
             for writer, pieces in zip(writers, shards, strict=True):
                 pieces = pieces.to(layout.params[name].dtype)
                 writer.write_parts(local, pieces)

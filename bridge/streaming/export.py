@@ -32,6 +32,7 @@ from bridge.streaming.convert import family_for
 from bridge.streaming.files import Progress, SpanFiles
 from bridge.streaming.hf_out import PlannedHFWriter
 from bridge.streaming.merges import hf_pieces
+from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import plan_export
 
 __all__ = ["ExportResult", "export_checkpoint"]
@@ -105,13 +106,14 @@ def export_checkpoint(
     stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
     writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
     try:
-        files = SpanFiles(lambda rank: source / rank_file_name(*rank))
+        files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch()
         with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
                       enabled=progress) as bar:
             for name, mapping, outs in planned:
                 owner, local = places[name][0]
                 shards = [files.whole((r, owner), local) for r in range(layout.tp)]
-                for hf_name, pieces in hf_pieces(mapping, ctx, shards, layout.params[name], name=name).items():
+                for hf_name, pieces in hf_pieces(mapping, ctx, shards, layout.params[name], name=name,
+                                                 scratch=scratch).items():
                     writer.write_pieces(hf_name, pieces)
                     bar.advance(pieces.nbytes)
                 del shards

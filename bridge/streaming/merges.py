@@ -43,7 +43,7 @@ from bridge.parallel import kinds
 from bridge.parallel.spec import ParamSpec
 from bridge.parallel.state import merge_param
 from bridge.parallel.tp import merge_replicated
-from bridge.streaming.pieces import ColumnJoin, FileSpan, Part, Pieces
+from bridge.streaming.pieces import ColumnJoin, FileSpan, Part, Pieces, Scratch
 
 __all__ = ["hf_pieces", "joins_without_merging"]
 
@@ -58,13 +58,16 @@ def _data(part: Part) -> torch.Tensor:
     return part.read() if isinstance(part, FileSpan) else part
 
 
-def _row_parallel(shards: Shards) -> Pieces:
+def _row_parallel(shards: Shards, scratch: Scratch | None) -> Pieces:
     """``cat(shards, dim=1)``: each shard read into memory once, then written row by row (no join copy)."""
-    join = ColumnJoin(tuple(_data(s) for s in shards))
+    spans = [s for s in shards if isinstance(s, FileSpan)]
+    data = scratch.read(spans) if scratch is not None and len(spans) == len(shards) else [_data(s) for s in shards]
+    join = ColumnJoin(tuple(data))
     return Pieces(join.dtype, join.shape, (join,))
 
 
-def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec) -> dict[str, Pieces]:
+def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec,
+            scratch: Scratch | None = None) -> dict[str, Pieces]:
     kind, name = spec.kind, m.megatron_param
     if len(shards) == 1 and kind != "vocab":
         out = Pieces.rows(shards)
@@ -81,7 +84,7 @@ def _direct(m: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: 
                 left -= parts[-1].shape[0]
         out = Pieces.rows(parts)
     elif kind == "row" and len(shards[0].shape) > 1:
-        out = _row_parallel(shards)
+        out = _row_parallel(shards, scratch)
     else:  # replicated, or a row-parallel 1-D bias: every rank holds the same bits
         out = Pieces.of(merge_replicated([_data(s) for s in shards], name=name))
     return {m.hf_names()[0]: out}
@@ -157,14 +160,18 @@ def _check_shards(name: str, shards: Shards, spec: ParamSpec) -> None:
 
 
 def hf_pieces(mapping: MegatronParamMapping, ctx: MappingContext, shards: Shards, spec: ParamSpec, *,
-              name: str) -> dict[str, Pieces]:
+              name: str, scratch: Scratch | None = None) -> dict[str, Pieces]:
     """``{hf_name: pieces}`` for parameter ``name`` from its rank-ordered TP ``shards`` (spans or tensors).
+
+    Row-parallel shards are read into ``scratch`` when given: write the result before the next call.
 
     Raises:
         ParallelLayoutError: a shard does not match the layout, or replicated copies differ.
     """
     _check_shards(name, shards, spec)
     if joins_without_merging(mapping, spec.kind):
+        if (type(mapping).megatron_to_hf, spec.kind) == (AutoMapping.megatron_to_hf, "row"):
+            return _direct(mapping, ctx, shards, spec, scratch)
         return _JOINERS[(type(mapping).megatron_to_hf, spec.kind)](mapping, ctx, shards, spec)
     full = merge_param(name, [_data(s) for s in shards], spec)
     return {hf: Pieces.of(t) for hf, t in mapping.megatron_to_hf(full, ctx).items()}

@@ -24,7 +24,7 @@ import torch
 
 from bridge.errors import CheckpointError
 
-__all__ = ["ColumnJoin", "FileSpan", "Part", "Pieces", "SourceFiles"]
+__all__ = ["ColumnJoin", "FileSpan", "Part", "Pieces", "Scratch", "SourceFiles"]
 
 _FALLBACK_CHUNK = 64 * 2**20
 
@@ -172,6 +172,34 @@ class SourceFiles:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class Scratch:
+    """One buffer reused for reads whose results are only needed until the next read.
+
+    A fresh buffer per read costs the kernel a page fault and a zero fill for every 4 KiB page; a
+    row-parallel weight read once per conversion step is exactly that pattern.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = torch.empty(0, dtype=torch.uint8)
+
+    def read(self, spans: Sequence[FileSpan]) -> list[torch.Tensor]:
+        """The spans' data, side by side in the buffer: valid until the next call."""
+        starts, total = [], 0
+        for span in spans:
+            total += -total % 8  # every dtype's alignment
+            starts.append(total)
+            total += span.nbytes
+        if self._buffer.numel() < total:
+            self._buffer = torch.empty(total, dtype=torch.uint8)
+        out = []
+        with SourceFiles() as files:
+            for span, start in zip(spans, starts, strict=True):
+                raw = self._buffer[start:start + span.nbytes]
+                files.read_into(span, memoryview(raw.numpy()))
+                out.append(raw.view(span.dtype).reshape(span.shape))
+        return out
 
 
 def _pwritev(fd: int, views: Sequence[memoryview], offset: int) -> None:

@@ -43,7 +43,7 @@ from bridge.mappings import (
 )
 from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
-from bridge.streaming.pieces import FileSpan, Part, Pieces
+from bridge.streaming.pieces import FileSpan, Part, Pieces, Scratch
 
 __all__ = ["TensorSource", "all_shard_pieces", "full_shape", "read_shard", "reads_slices", "shard_pieces",
            "tp_meta"]
@@ -187,17 +187,17 @@ def shard_pieces(mapping: MegatronParamMapping, ctx: MappingContext, source: Ten
 
 
 def all_shard_pieces(mapping: MegatronParamMapping, ctx: MappingContext, source: TensorSource, *,
-                     tp: int) -> list[Pieces]:
+                     tp: int, scratch: Scratch | None = None) -> list[Pieces]:
     """Every rank's shard (see :func:`shard_pieces`). A row-parallel tensor is read into memory once and
     each rank gets a column slice of it (written row by row, never copied), which beats one file copy
-    per row and rank."""
+    per row and rank. With ``scratch``, it is read into that buffer: use the result before the next call."""
     name = mapping.hf_names()[0]
     direct = (type(mapping).hf_to_megatron, mapping.sharding) == (AutoMapping.hf_to_megatron, "row")
     if tp == 1 or not direct or len(source.shape(name)) < 2:
         return [shard_pieces(mapping, ctx, source, tp=tp, rank=r) for r in range(tp)]
     dtype, shape = full_shape(mapping, ctx, source)
     kinds.shard_shape("row", shape, tp=tp, name=mapping.megatron_param)  # raises if tp misfits
-    full = source.get(name)
+    full = scratch.read([source.whole(name)])[0] if scratch is not None else source.get(name)
     return [Pieces.of(full[:, slice(*_chunk(shape[1], tp, r))]) for r in range(tp)]
 
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from bridge.errors import CheckpointError
 from bridge.parallel._common import bitwise_equal
 from bridge.parallel._safetensors import StreamingWriter
-from bridge.streaming.pieces import ColumnJoin, FileSpan, Pieces, SourceFiles
+from bridge.streaming.pieces import ColumnJoin, FileSpan, Pieces, Scratch, SourceFiles
 from tests.strategies import random_bits
 
 
@@ -130,3 +130,15 @@ def test_short_writes_are_resumed(tmp_path, monkeypatch) -> None:
         os.close(fd)
     written = torch.frombuffer(bytearray(out.read_bytes()), dtype=torch.float32).reshape(50, 8)
     assert torch.equal(written, torch.cat([a, b], dim=1))
+
+
+def test_scratch_reads_spans_side_by_side_and_reuses_its_buffer(blob, tmp_path) -> None:
+    span, data = blob
+    other = torch.randn(3, 3, dtype=torch.float64)
+    path = tmp_path / "f64"
+    path.write_bytes(other.numpy().tobytes())
+    scratch = Scratch()
+    odd, wide = scratch.read([span.rows(0, 1), FileSpan(path, 0, torch.float64, (3, 3))])  # 10 bytes, then 8-aligned
+    assert bitwise_equal(odd, data[:1]) and torch.equal(wide, other)
+    again = scratch.read([FileSpan(path, 0, torch.float64, (3, 3))])[0]
+    assert torch.equal(again, other) and again.untyped_storage().data_ptr() == wide.untyped_storage().data_ptr()
