@@ -1,12 +1,17 @@
 """The compatibility matrix: rows (families, features) x revisions; JSON is the source of truth.
 
-Schema (``schema_version`` 1)::
+Schema (``schema_version`` 2)::
 
-    {"schema_version": 1, "tool": "mcore-compat", "tool_version": "...", "generated_at": "ISO",
+    {"schema_version": 2, "tool": "mcore-compat", "tool_version": "...", "generated_at": "ISO",
      "revisions": [{"spec", "kind", "version", "commit", "error", "notes"}],
      "rows": [{"name", "kind", "description"}],
      "renames": [{"old", "new", "release", "source"}],
-     "cells": [{"row", "revision", "status", "missing", "renamed", "details", "provenance"}]}
+     "cells": [{"row", "revision", "status", "missing", "renamed", "details", "provenance"}],
+     "tables": {"warnings": [...], "provenance": [...]}}
+
+In the file, every ``provenance`` and every probe warning is an index into ``tables`` (each
+distinct value stored once; :mod:`harness.matrix_file`); in memory (:class:`Matrix`) they are the
+values themselves. Schema 1 files (values inline, no ``tables``) still load.
 
 Cells are keyed by ``(row, revision spec)``; merging several files lets the later file win
 per cell, and each cell keeps the ``provenance`` (file / run) it came from.
@@ -32,6 +37,8 @@ from typing import Any
 from harness.cache import atomic_write_text
 from harness.errors import HarnessError
 from harness.introspect import Introspection
+from harness.matrix_file import Tables, pack_entry, unpack_entry
+from harness.matrix_file import dumps as dumps_file
 from harness.renames import KNOWN_RENAMES, Rename, RenameTable
 from harness.requirements import Row
 from harness.verdicts import evaluate
@@ -39,6 +46,7 @@ from harness.versions import version_key
 
 __all__ = [
     "AGREEMENTS",
+    "READABLE_SCHEMAS",
     "SCHEMA_VERSION",
     "UNCHECKED",
     "Matrix",
@@ -49,7 +57,9 @@ __all__ = [
     "tool_version",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+"""Schema versions :meth:`Matrix.from_json` reads (1: values inline; 2: with ``tables``)."""
 
 UNCHECKED = "unchecked"
 """Static status of a cell that only the dynamic probes report."""
@@ -84,43 +94,58 @@ class Matrix:
         return self.cells.get((row, spec))
 
     def to_json(self) -> dict[str, Any]:
+        """The file's JSON (schema :data:`SCHEMA_VERSION`): provenances and warnings as indices into ``tables``."""
+        tables = Tables()
+        revisions = [pack_entry(r, tables) for r in self.revisions]
+        cells = [pack_entry({"row": r, "revision": s, **c}, tables) for (r, s), c in self.cells.items()]
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": "mcore-compat",
             "tool_version": self.tool_version,
             "generated_at": self.generated_at,
-            "revisions": self.revisions,
+            "revisions": revisions,
             "rows": self.rows,
             "renames": self.renames,
-            "cells": [{"row": r, "revision": s, **c} for (r, s), c in self.cells.items()],
+            "cells": cells,
+            "tables": tables.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, origin: str | None = None) -> Matrix:
-        """Raises HarnessError on a file of another schema."""
+        """Raises HarnessError on a file of another schema (or with indices its tables lack)."""
+        where = origin or "matrix"
         if not isinstance(data, dict) or data.get("tool") != "mcore-compat" or not isinstance(data.get("cells"), list):
             raise HarnessError(
-                f"{origin or 'matrix'}: expected a matrix JSON written by mcore-compat (with \"tool\" and "
+                f"{where}: expected a matrix JSON written by mcore-compat (with \"tool\" and "
                 f"\"cells\"), found {type(data).__name__} with keys {sorted(data)[:6] if isinstance(data, dict) else []}"
             )
-        if data.get("schema_version") != SCHEMA_VERSION:
+        version = data.get("schema_version")
+        if version not in READABLE_SCHEMAS:
             raise HarnessError(
-                f"{origin or 'matrix'}: expected matrix JSON with schema_version {SCHEMA_VERSION}, "
-                f"found {data.get('schema_version')!r}; regenerate it with `mcore-compat matrix`"
+                f"{where}: expected matrix JSON with schema_version in {READABLE_SCHEMAS}, found {version!r}; "
+                "regenerate it with `mcore-compat matrix` (static verdicts) and `mcore-compat sweep` (probes)"
             )
+        tables = Tables.from_json(data.get("tables"), where) if version >= 2 else None
+
+        def expand(entry: dict[str, Any], what: str) -> dict[str, Any]:
+            _check_dynamic(entry.get("dynamic"), what)
+            return unpack_entry(entry, tables, what) if tables is not None else entry
+
         cells = {}
         for c in data.get("cells", []):
             body = {k: v for k, v in c.items() if k not in ("row", "revision")}
-            _check_dynamic(body.get("dynamic"), f"{origin or 'matrix'}: cell {c.get('row')} @ {c.get('revision')}")
-            cells[(c["row"], c["revision"])] = body
-        for rev in data.get("revisions", []):
-            _check_dynamic(rev.get("dynamic"), f"{origin or 'matrix'}: revision {rev.get('spec')}")
-        return cls(revisions=list(data.get("revisions", [])), rows=list(data.get("rows", [])),
+            cells[(c["row"], c["revision"])] = expand(body, f"{where}: cell {c.get('row')} @ {c.get('revision')}")
+        revisions = [expand(rev, f"{where}: revision {rev.get('spec')}") for rev in data.get("revisions", [])]
+        return cls(revisions=revisions, rows=list(data.get("rows", [])),
                    cells=cells, renames=list(data.get("renames", [])),
                    generated_at=data.get("generated_at", ""), tool_version=data.get("tool_version", ""))
 
+    def dumps(self) -> str:
+        """The text of matrix.json (one revision, row, rename, cell or table entry per line)."""
+        return dumps_file(self.to_json())
+
     def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(self.to_json(), indent=1, sort_keys=False) + "\n")
+        atomic_write_text(path, self.dumps())
 
     def released(self) -> list[dict[str, Any]]:
         """Revisions with a plain release version and no error, by version (one per version)."""

@@ -8,9 +8,10 @@ with ``--json PATH``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from harness.commands._common import add_json, write_json
+from harness.commands._common import add_json
 from harness.matrix import load_matrix, merge_matrices
 from harness.render import write_reports
 
@@ -29,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and args.json is None:
         raise SystemExit("mcore-compat merge: error: give --out DIR or --json PATH")
     merged = merge_matrices([(str(p), load_matrix(p)) for p in args.inputs])
-    if args.json is not None:
-        write_json(args.json, merged.to_json())
+    if args.json is not None and str(args.json) == "-":
+        sys.stdout.write(merged.dumps())
+    elif args.json is not None:
+        merged.save(args.json)
     if args.out is not None:
         for p in write_reports(merged, args.out):
             print(f"wrote {p}")

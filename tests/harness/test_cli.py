@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from harness.matrix import load_matrix
 
 
 @pytest.fixture()
@@ -71,8 +72,8 @@ def test_matrix_merge_and_error_column(cache, tmp_path, synthetic_repo):
     assert broken and all(c["status"] == "error" for c in broken)
     assert json.loads((tmp_path / "fh.json").read_text())["releases"] == ["0.10.0", "0.11.0"]
     assert main(["merge", str(out / "matrix.json"), str(out / "matrix.json"), "--out", str(tmp_path / "merged")]) == 0
-    merged = json.loads((tmp_path / "merged" / "matrix.json").read_text())
-    assert merged["cells"][0]["provenance"]["merged_from"] == str(out / "matrix.json")
+    merged = load_matrix(tmp_path / "merged" / "matrix.json")  # provenances are indices into the file's tables
+    assert next(iter(merged.cells.values()))["provenance"]["merged_from"] == str(out / "matrix.json")
     assert main(["merge", str(tmp_path / "fh.json"), "--json", "-"]) == EXIT_FAILURE  # not a matrix
 
 
