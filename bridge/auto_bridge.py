@@ -156,12 +156,13 @@ class AutoBridge:
                                 ignored_hf_patterns=self.bridge.ignored_hf_patterns)
         log.info("loaded %d parameters from %s", len(tasks), path)
 
-    def export_hf_weights(self, model: Any) -> Iterable[tuple[str, torch.Tensor]]:
-        """Stream ``(hf_name, tensor)`` on rank 0 (every rank must iterate)."""
+    def export_hf_weights(self, model: Any, *, on_host: bool = True) -> Iterable[tuple[str, torch.Tensor]]:
+        """Stream ``(hf_name, tensor)`` on rank 0 (every rank must iterate); CPU tensors unless ``on_host=False``
+        (then they stay on the model's device)."""
         provider = self._current_provider()
         registry = self.bridge.mapping_registry(provider)
         tasks = conversion.build_tasks(registry, _chunks(model))
-        return conversion.iter_export(tasks, registry, self.bridge.mapping_context(provider))
+        return conversion.iter_export(tasks, registry, self.bridge.mapping_context(provider), on_host=on_host)
 
     def save_hf_pretrained(self, model: Any, out_dir: str | Path, *, overwrite: bool = False,
                            max_shard_size: int | str | None = None, durable: bool = True) -> Path | None:
@@ -175,7 +176,7 @@ class AutoBridge:
         from bridge.checkpoint.writer import HFCheckpointWriter
 
         rank = dist.get_rank() if dist.is_initialized() else 0
-        stream = self.export_hf_weights(model)
+        stream = self.export_hf_weights(model, on_host=False)  # the writer stages device tensors itself
         if rank != 0:
             for _ in stream:
                 pass
@@ -195,7 +196,8 @@ class AutoBridge:
         with HFCheckpointWriter(out_dir, config=self.bridge.export_config(self.hf_config), **kwargs) as writer:
             for name, tensor in stream:
                 dtype = target_dtype.get(name, tensor.dtype)
-                # The stream's CPU tensors stay unchanged until they are written: no second copy needed.
+                # The stream's tensors stay unchanged until they are written: no second copy needed (a
+                # device tensor goes to disk through the writer's reused host slots).
                 writer.add(name, tensor.to(dtype), copy=False)
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.barrier()

@@ -10,6 +10,7 @@ unexpected HF tensors are reported together, sorted.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronPar
 from bridge.parallel import kinds as tp_ops
 from bridge.streaming.files import SliceReader
 from bridge.streaming.shards import shard_pieces, tp_meta
+from bridge.streaming.staging import DeviceUploader
 
 __all__ = ["ConversionTask", "build_tasks", "load_weights", "iter_export", "tp_meta"]
 
@@ -128,19 +130,24 @@ def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, 
         )
     _, tp, rank = _tp_group()
     wrong: list[str] = []
-    # Each task reads only this rank's rows/columns of its HF tensors, straight into the parameter.
+    # Each task reads only this rank's rows/columns of its HF tensors: straight into a CPU parameter, or
+    # through reused (pinned) host slots into a device one, reads and transfers overlapping.
     source = SliceReader(reader)
-    for task in tasks:
-        pieces = shard_pieces(task.mapping, ctx, source, tp=tp, rank=rank)
-        if pieces.shape != tuple(task.param.shape):
-            wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
-                         f"found {pieces.shape} from {task.hf_names}")
-            continue
-        with torch.no_grad():  # read straight into a CPU parameter; copy_ casts and moves otherwise
-            pieces.read_into(task.param)
-        log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
-                  task.mapping.sharding, rank, tp, pieces.shape)
-        del pieces
+    on_device = any(t.param.device.type != "cpu" for t in tasks)
+    with torch.no_grad(), (DeviceUploader() if on_device else contextlib.nullcontext()) as uploader:
+        for task in tasks:
+            pieces = shard_pieces(task.mapping, ctx, source, tp=tp, rank=rank)
+            if pieces.shape != tuple(task.param.shape):
+                wrong.append(f"{task.megatron_name}: expected {tuple(task.param.shape)}, "
+                             f"found {pieces.shape} from {task.hf_names}")
+                continue
+            if uploader is not None and task.param.device.type != "cpu":
+                uploader.add(pieces, task.param)
+            else:
+                pieces.read_into(task.param)
+            log.debug("import %s <- %s [%s, TP %d/%d] %s", task.megatron_name, task.hf_names,
+                      task.mapping.sharding, rank, tp, pieces.shape)
+            del pieces
     if wrong:
         raise WeightMismatchError(f"{len(wrong)} shape mismatch(es): " + "; ".join(sorted(wrong)))
 
@@ -153,16 +160,18 @@ def _gather_full(task: ConversionTask, ctx: MappingContext) -> torch.Tensor:
     else:
         shards = [torch.empty_like(local) for _ in range(tp)]
         dist.all_gather(shards, local.contiguous(), group=group)
-    return tp_ops.merge(task.mapping.sharding, [s.cpu() for s in shards], name=task.megatron_name,
-                        **tp_meta(task.mapping, ctx))
+    # Merged where the parameter lives (on a GPU that is a fraction of the host's time).
+    return tp_ops.merge(task.mapping.sharding, shards, name=task.megatron_name, **tp_meta(task.mapping, ctx))
 
 
 def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
-                ctx: MappingContext) -> Iterator[tuple[str, torch.Tensor]]:
+                ctx: MappingContext, *, on_host: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(hf_name, tensor)`` on global rank 0, in a fixed order; other ranks send their part.
 
     Every rank must call this and exhaust the iterator (it drives collectives). Only one
-    parameter is in flight at a time, so memory stays bounded by the largest tensor.
+    parameter is in flight at a time, so memory stays bounded by the largest tensor. Gathers, merges
+    and the HF transforms run on the parameters' device; ``on_host=False`` yields the tensors there
+    too (for a writer that stages them to disk itself), else they are moved to CPU.
     """
     from megatron.core import parallel_state as ps
 
@@ -192,7 +201,7 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
                 dist.send(_dev(shape), dst=0)
                 dist.send(_dev(full.contiguous()), dst=0)
             if me == 0:
-                yield from _to_hf(task.mapping, name, full, ctx, source=0)
+                yield from _to_hf(task.mapping, name, full, ctx, source=0, on_host=on_host)
         elif me == 0:
             shape_t = _dev(torch.empty(8, dtype=torch.long))
             dist.recv(shape_t, src=owner)
@@ -200,14 +209,14 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
             dist.recv(buf, src=owner)
             mapping = registry.megatron_to_hf_lookup(name)
             assert mapping is not None, name
-            yield from _to_hf(mapping, name, buf.cpu(), ctx, source=owner)
+            yield from _to_hf(mapping, name, buf, ctx, source=owner, on_host=on_host)
 
 
 def _to_hf(mapping: MegatronParamMapping, name: str, full: torch.Tensor, ctx: MappingContext,
-           *, source: int) -> Iterator[tuple[str, torch.Tensor]]:
+           *, source: int, on_host: bool) -> Iterator[tuple[str, torch.Tensor]]:
     for hf_name, t in mapping.megatron_to_hf(full, ctx).items():
         log.debug("export %s -> %s %s (from rank %d)", name, hf_name, tuple(t.shape), source)
-        yield hf_name, t
+        yield hf_name, (t.cpu() if on_host else t)
 
 
 def _dev(t: torch.Tensor) -> torch.Tensor:

@@ -199,6 +199,13 @@ class HFCheckpointWriter:
             raise CheckpointError(f"tensor name {name!r}: expected a non-empty string other than '__metadata__'")
         if name in self._names:
             raise CheckpointError(f"tensor {name!r} was already added to {self.path}; each name must be unique")
+        if self._planned is not None and self._device_streamable(name, tensor):
+            try:
+                self._submit_device(name, tensor)
+            except BaseException:
+                self.abort()
+                raise
+            return
         snapshot = self._snapshot(name, tensor, copy=copy)
         try:
             if self._planned is not None:
@@ -222,6 +229,42 @@ class HFCheckpointWriter:
         self._futures.append((self._pool.submit(self._planned.write, name, snapshot), snapshot.nbytes))
         self._pending_bytes += snapshot.nbytes
         self._note_peak(0)
+
+    def _device_streamable(self, name: str, tensor: torch.Tensor) -> bool:
+        return (isinstance(tensor, torch.Tensor) and tensor.device.type not in ("cpu", "meta")
+                and tensor.layout == torch.strided and tensor.numel() > 0
+                and self._expected.get(name) == (tensor.dtype, tuple(tensor.shape)))
+
+    def _submit_device(self, name: str, tensor: torch.Tensor) -> None:
+        """A device tensor, planned: copied to host slot by slot, each slot written by the background thread
+        while the next is transferred (host memory: the slots, whatever the tensor's size)."""
+        from bridge.streaming.staging import download_chunks, shared_slots
+
+        assert self._pool is not None and self._planned is not None
+        self._names.add(name)
+        self._order.append(name)
+        self._total_size += tensor.nbytes
+        self._total_parameters += tensor.numel()
+        slots = shared_slots()
+        planned = self._planned
+
+        def write(start: int, slot: Any, n: int) -> None:
+            try:
+                planned.write_range(name, start, slot.view()[:n])
+            finally:
+                slots.release(slot)
+
+        for start, slot, n in download_chunks(tensor.detach(), slots):
+            try:
+                future = self._pool.submit(write, start, slot, n)
+            except BaseException:
+                slots.release(slot)
+                raise
+            # A chunk cancelled by abort() never runs: its slot is given back there.
+            future.add_done_callback(lambda f, slot=slot: slots.release(slot) if f.cancelled() else None)
+            self._futures.append((future, 0))
+            while self._futures and self._futures[0][0].done():
+                self._wait_oldest()
 
     def _wait_oldest(self) -> None:
         future, nbytes = self._futures.popleft()

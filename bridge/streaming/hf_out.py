@@ -94,6 +94,7 @@ class PlannedHFWriter:
         self._remaining = [len(s) for s in shards]
         self._fds: dict[int, int] = {}
         self._written: set[str] = set()
+        self._partial: dict[str, int] = {}  # bytes written so far of tensors written by ranges
         self.total_size = sum(t.nbytes for t in tensors)
         self.total_parameters = sum(t.nbytes // t.dtype.itemsize for t in tensors)
         self.weight_map = {n: self.files[s.shard] for n, s in self._slots.items()}
@@ -141,6 +142,23 @@ class PlannedHFWriter:
                 f"writing {self.files[slot.shard]} in {self.directory} failed: {exc.strerror or exc}; nothing was "
                 "committed (free disk space or choose another location, then export again)"
             ) from exc
+        self._done(name, slot)
+
+    def write_range(self, name: str, start: int, data: memoryview) -> None:
+        """Write bytes ``start:start + len(data)`` of tensor ``name``; it counts as written once all its bytes
+        are (ranges may come in any order, and must not overlap)."""
+        slot = self._slots.get(name)
+        nbytes = slot.plan.nbytes if slot is not None else 0
+        if slot is None or name in self._written or start < 0 or start + len(data) > nbytes:
+            raise CheckpointError(f"tensor {name!r}: bytes {start}:{start + len(data)} were not planned for "
+                                  f"{self.directory} (planned {nbytes} bytes), or the tensor was already written")
+        self._pwrite(self._fd(slot.shard), data, slot.offset + start, slot.shard)
+        self._partial[name] = self._partial.get(name, 0) + len(data)
+        if self._partial[name] == nbytes:
+            del self._partial[name]
+            self._done(name, slot)
+
+    def _done(self, name: str, slot: _Slot) -> None:
         self._written.add(name)
         self._remaining[slot.shard] -= 1
         if not self._remaining[slot.shard]:
