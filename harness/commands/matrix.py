@@ -3,6 +3,11 @@
 Writes ``matrix.json`` (source of truth), ``matrix.md``, ``matrix.html`` and ``features.md``
 into DIR, and ``bridge/data/field_history.json`` (with the default revisions, or when
 ``--field-history`` is given). Revisions that cannot be read become error columns.
+
+The verdicts are static (no probe runs), but the probe results (``dynamic`` cells, from
+``mcore-compat sweep``) of the matrix.json being replaced are kept for the revisions still in
+the matrix, their agreement recomputed against the new static verdicts: ``--dynamic-from PATH``
+takes them from another matrix.json, ``--static-only`` drops them. The summary says which.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from pathlib import Path
 
 from harness.commands._common import add_cache, add_repo, introspector
 from harness.field_history import FIELD_HISTORY_PATH, build_field_history, write_field_history
-from harness.matrix import build_matrix
+from harness.errors import HarnessError
+from harness.matrix import Matrix, build_matrix, load_matrix
 from harness.render import write_reports
 from harness.requirements import requirement_rows
 from harness.scanning import release_snapshots, scan_renames, scan_revisions
@@ -32,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--field-history", type=Path, metavar="PATH",
                         help=f"write the field history here (default with no REV: <project>/{FIELD_HISTORY_PATH})")
     parser.add_argument("--no-field-history", action="store_true", help="do not write the field history")
+    dynamic = parser.add_mutually_exclusive_group()
+    dynamic.add_argument("--dynamic-from", type=Path, metavar="PATH",
+                         help="keep the probe results of this matrix.json (default: DIR/matrix.json, when it exists)")
+    dynamic.add_argument("--static-only", action="store_true",
+                         help="drop the probe results of an existing DIR/matrix.json (static verdicts only)")
     parser.add_argument("--no-families", action="store_true",
                         help="feature rows only (skip deriving the bridge families' requirements)")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
@@ -40,8 +51,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache(parser)
 
 
+def _previous(args: argparse.Namespace) -> Matrix | None:
+    """The matrix whose probe results are kept (None: --static-only, or no DIR/matrix.json)."""
+    if args.static_only:
+        return None
+    path = args.dynamic_from if args.dynamic_from is not None else args.out / "matrix.json"
+    if args.dynamic_from is None and not path.exists():
+        return None
+    try:
+        return load_matrix(path)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc} (read for its probe results; pass --static-only to write the static matrix "
+                           "without them)") from exc
+
+
+def _keep_dynamic(matrix: Matrix, previous: Matrix | None, args: argparse.Namespace) -> tuple[Matrix, str]:
+    """``matrix`` with the probe results of ``previous``, and the summary's line about them."""
+    if previous is None:
+        why = "--static-only" if args.static_only else f"no {args.out / 'matrix.json'} to keep them from"
+        return matrix, f"dynamic (probe) cells: none, static verdicts only ({why})"
+    from harness.probes.fold import carry_dynamic
+
+    source = args.dynamic_from if args.dynamic_from is not None else args.out / "matrix.json"
+    kept, carried = carry_dynamic(matrix, previous)
+    if not carried.cells:
+        return kept, f"dynamic (probe) cells: none ({source} has no probe results for these revisions)"
+    return kept, (f"dynamic (probe) cells: included, kept from {source}: {carried.summary()} "
+                  "(--static-only drops them; `mcore-compat sweep` refreshes them)")
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    previous = _previous(args)
     specs = args.revisions or default_revisions()
     intros = scan_revisions(specs, repo=args.repo, introspector=introspector(args),
                             jobs=args.jobs, progress=not args.no_progress)
@@ -49,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     renames = scan_renames(intros)
     rows = requirement_rows([] if args.no_families else None)
     derived = time.perf_counter()
-    matrix = build_matrix(intros, rows, renames)
+    matrix, dynamic = _keep_dynamic(build_matrix(intros, rows, renames), previous, args)
     paths = write_reports(matrix, args.out)
     history_path = args.field_history
     if history_path is None and not args.revisions:
@@ -63,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - start:.1f}s (fetch + scan {scanned - start:.1f}s, family requirements "
           f"{derived - scanned:.1f}s, verdicts + reports {time.perf_counter() - derived:.1f}s); "
           f"{len(errors)} unreadable" + (f" ({', '.join(errors)})" if errors else ""))
+    print(f"  {dynamic}")
     for p in paths:
         print(f"  wrote {p}")
     return 0

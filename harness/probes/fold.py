@@ -25,13 +25,15 @@ import copy
 import datetime as _dt
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from harness.matrix import UNCHECKED, Matrix, settle_agreement
 from harness.probes.explanations import WORKS, explain
 from harness.probes.runner import ProbeResult
 
-__all__ = ["CELL_ORDER", "PLATFORMS", "cell_status", "fold_results", "reassess_cell", "rows_for_test"]
+__all__ = ["CELL_ORDER", "PLATFORMS", "Carried", "carry_dynamic", "cell_status", "fold_results", "reassess_cell",
+           "rows_for_test"]
 
 log = logging.getLogger("harness.probes.fold")
 
@@ -122,9 +124,14 @@ def _revision_entry(matrix: Matrix, spec: str, results: list[ProbeResult]) -> di
     return rev
 
 
-def _ensure_row(matrix: Matrix, row: str) -> None:
+def _ensure_row(matrix: Matrix, row: str, entry: dict[str, Any] | None = None) -> None:
     if not any(r["name"] == row for r in matrix.rows):
-        matrix.rows.append({"name": row, "kind": "probe", "description": "a row only the dynamic probes report"})
+        matrix.rows.append(dict(entry) if entry else
+                           {"name": row, "kind": "probe", "description": "a row only the dynamic probes report"})
+
+
+def _unchecked_cell() -> dict[str, Any]:
+    return {"status": UNCHECKED, "missing": [], "renamed": {}, "details": "no static verdict", "provenance": {}}
 
 
 def _first(results: list[ProbeResult], key: str) -> Any:
@@ -174,8 +181,7 @@ def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: st
                 evidence.setdefault(row, []).append((r.test, status, details, r))
         for row, items in evidence.items():
             _ensure_row(out, row)
-            cell = out.cells.setdefault((row, spec), {"status": UNCHECKED, "missing": [], "renamed": {},
-                                                      "details": "no static verdict", "provenance": {}})
+            cell = out.cells.setdefault((row, spec), _unchecked_cell())
             status = cell_status(s for _, s, _, _ in items)
             bad = [f"{t}: {d}" for t, s, d, _ in items if s == status and status != "passed"]
             dyn: dict[str, Any] = {
@@ -191,3 +197,59 @@ def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: st
             reassess_cell(row, rev, cell)
     log.info("folded %d revisions (%s) into the matrix", len(by_spec), platform)
     return out
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What :func:`carry_dynamic` kept: revisions per platform, cells, and the probed revisions it dropped."""
+
+    revisions: dict[str, int]
+    cells: int
+    dropped: tuple[str, ...]
+
+    def summary(self) -> str:
+        if not self.revisions and not self.cells:
+            return "no probe results"
+        per = ", ".join(f"{p} {n} revision(s)" for p, n in sorted(self.revisions.items()))
+        return f"probe results of {per} ({self.cells} cells)" + (
+            f"; dropped those of {len(self.dropped)} revision(s) not in this matrix: {', '.join(self.dropped)}"
+            if self.dropped else "")
+
+
+def carry_dynamic(matrix: Matrix, previous: Matrix) -> tuple[Matrix, Carried]:
+    """A copy of ``matrix`` (fresh static verdicts) with the probe results of ``previous`` for its revisions.
+
+    Every platform's ``dynamic`` entry of the revisions ``matrix`` has is copied over, cell by cell
+    (rows only the probes report are added, as ``unchecked`` cells) and each cell's agreement is
+    recomputed against the new static verdict. Probe results of revisions ``matrix`` lacks are
+    dropped and named in the returned :class:`Carried`.
+    """
+    out = copy.deepcopy(matrix)
+    revs = {r["spec"]: r for r in out.revisions}
+    probed: dict[str, int] = {}
+    dropped: dict[str, None] = {}
+    for rev in previous.revisions:
+        if not rev.get("dynamic"):
+            continue
+        if rev["spec"] not in revs:
+            dropped[rev["spec"]] = None
+            continue
+        revs[rev["spec"]]["dynamic"] = copy.deepcopy(rev["dynamic"])
+        for platform in rev["dynamic"]:
+            probed[platform] = probed.get(platform, 0) + 1
+    probe_rows = {r["name"]: r for r in previous.rows if r.get("kind") == "probe"}
+    cells = 0
+    for (row, spec), old in previous.cells.items():
+        if not old.get("dynamic"):
+            continue
+        if spec not in revs:
+            dropped[spec] = None
+            continue
+        _ensure_row(out, row, probe_rows.get(row))
+        cell = out.cells.setdefault((row, spec), _unchecked_cell())
+        cell["dynamic"] = copy.deepcopy(old["dynamic"])
+        reassess_cell(row, revs[spec], cell)
+        cells += 1
+    carried = Carried(revisions=probed, cells=cells, dropped=tuple(dropped))
+    log.info("kept %s", carried.summary())
+    return out, carried

@@ -12,6 +12,8 @@ import pytest
 
 from harness.cli import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from harness.matrix import load_matrix
+from harness.probes.fold import fold_results
+from harness.probes.runner import ProbeResult
 
 
 @pytest.fixture()
@@ -75,6 +77,36 @@ def test_matrix_merge_and_error_column(cache, tmp_path, synthetic_repo):
     merged = load_matrix(tmp_path / "merged" / "matrix.json")  # provenances are indices into the file's tables
     assert next(iter(merged.cells.values()))["provenance"]["merged_from"] == str(out / "matrix.json")
     assert main(["merge", str(tmp_path / "fh.json"), "--json", "-"]) == EXIT_FAILURE  # not a matrix
+
+
+def test_matrix_keeps_the_probe_results_of_the_matrix_it_replaces(cache, tmp_path, capsys):
+    out = tmp_path / "m"
+    static = ["matrix", "pypi:0.10.0", "pypi:0.11.0", "--out", str(out), "--no-progress", "--no-families",
+              "--no-field-history", *cache]
+    assert main(static) == EXIT_OK
+    assert "dynamic (probe) cells: none, static verdicts only (no " in capsys.readouterr().out
+    warning = {"category": "DeprecationWarning", "message": "x is deprecated", "filename": "a.py", "lineno": 1}
+    probes = [ProbeResult("pypi:0.11.0", "features", "passed", warnings=[warning, warning],
+                          rows={"moe": {"status": "passed", "details": ""}, "extra": {"status": "failed", "details": "no"}},
+                          meta={"device": "cpu", "python": "3.11.7", "mcore_version": "0.11.0"})]
+    fold_results(load_matrix(out / "matrix.json"), probes, platform="cpu").save(out / "matrix.json")  # a sweep's output
+
+    assert main(static) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert (f"dynamic (probe) cells: included, kept from {out / 'matrix.json'}: probe results of cpu 1 revision(s) "
+            "(2 cells)") in printed
+    kept = load_matrix(out / "matrix.json")
+    moe = kept.cell("moe", "pypi:0.11.0")
+    assert moe["dynamic"]["cpu"]["status"] == "passed" and moe["dynamic"]["cpu"]["warnings"] == [warning]
+    assert kept.cell("extra", "pypi:0.11.0")["dynamic"]["cpu"]["status"] == "failed"
+    assert "cpu" in (out / "matrix.md").read_text()
+
+    assert main([*static, "--static-only"]) == EXIT_OK
+    assert "dynamic (probe) cells: none, static verdicts only (--static-only)" in capsys.readouterr().out
+    assert not any(c.get("dynamic") for c in load_matrix(out / "matrix.json").cells.values())
+    (tmp_path / "bad.json").write_text("{}")
+    assert main([*static, "--dynamic-from", str(tmp_path / "bad.json")]) == EXIT_FAILURE
+    assert "pass --static-only to write the static matrix without them" in capsys.readouterr().err
 
 
 def test_history_bisect_diff(cache, tmp_path, synthetic_repo, capsys):

@@ -11,7 +11,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.matrix import Matrix, load_matrix, merge_matrices
 from harness.probes.explanations import EXPLANATIONS, explain
-from harness.probes.fold import cell_status, fold_results, rows_for_test
+from harness.probes.fold import carry_dynamic, cell_status, fold_results, rows_for_test
 from harness.probes.runner import ProbeResult
 
 VERSIONS = ("0.13.0", "0.16.1", "0.17.0")
@@ -176,3 +176,30 @@ def test_explanations_cover_only_their_cells():
     assert explain(version="0.13.0", **te) is None  # guarded from 0.13: a failure there is news
     assert explain(row="gqa", version="0.17.0", static="supported", dynamic="error", platform="cpu",
                    details="import failed: SyntaxError: x", outside_python_range=False) is None
+
+
+def test_carry_dynamic_keeps_probe_results_against_new_static_verdicts():
+    folded = merge_matrices([("cpu.json", fold_results(static_matrix(), CPU_RESULTS, platform="cpu")),
+                             ("gpu.json", fold_results(static_matrix(), [
+                                 result("0.19.2", "recipes", "passed", {"qwen3": ("passed", "")})], platform="gpu"))])
+    fresh = static_matrix()  # a new static scan: mtp is found at 0.13.0 now, and 0.17.0 is no longer scanned
+    fresh.cells[("mtp", "pypi:0.13.0")]["status"] = "supported"
+    fresh.revisions = [r for r in fresh.revisions if r["spec"] != "pypi:0.17.0"]
+    fresh.cells = {k: c for k, c in fresh.cells.items() if k[1] != "pypi:0.17.0"}
+    fresh.revisions.append({"spec": "pypi:0.19.2", "kind": "pypi", "version": "0.19.2", "commit": None,
+                            "error": None, "notes": []})
+
+    kept, carried = carry_dynamic(fresh, folded)
+    assert "dynamic" not in fresh.cell("llama", "pypi:0.16.1")  # the input is not modified
+    for key, cell in folded.cells.items():
+        if cell.get("dynamic") and key[1] != "pypi:0.17.0":
+            assert kept.cells[key]["dynamic"] == cell["dynamic"] or key == ("mtp", "pypi:0.13.0")
+    assert kept.cell("mtp", "pypi:0.13.0")["agreement"] == "agree"  # was a disagreement under the old verdict
+    assert kept.cell("mistral", "pypi:0.13.0")["agreement"] == "explained"
+    assert kept.cell("qwen3", "pypi:0.19.2")["status"] == "unchecked" and kept.rows[-1]["kind"] == "probe"
+    assert next(r for r in kept.revisions if r["spec"] == "pypi:0.16.1")["dynamic"]["cpu"]["warnings"] == [DEPRECATED]
+    assert ("llama", "pypi:0.17.0") not in kept.cells
+    assert carried.revisions == {"cpu": 2, "gpu": 1} and carried.dropped == ("pypi:0.17.0",)
+    assert carried.cells == sum(1 for k, c in folded.cells.items() if c.get("dynamic") and k[1] != "pypi:0.17.0")
+    assert "dropped those of 1 revision(s) not in this matrix: pypi:0.17.0" in carried.summary()
+    assert carry_dynamic(fresh, static_matrix())[1].summary() == "no probe results"
