@@ -36,7 +36,7 @@ from bridge._logging import get_logger
 from bridge.errors import CheckpointError
 from bridge.streaming.pieces import ColumnJoin, FileSpan, Pieces
 
-__all__ = ["DeviceUploader", "Slot", "StagingSlots", "download_chunks", "shared_slots"]
+__all__ = ["DeviceUploader", "Slot", "StagingSlots", "column_region", "download_chunks", "shared_slots"]
 
 log = get_logger("streaming.staging")
 
@@ -116,6 +116,35 @@ class _Job:
     reads: list[tuple[Path, int, int, int]] = field(default_factory=list)  # path, file offset, slot offset, n
     copies: list[tuple[torch.Tensor, int, int, int]] = field(default_factory=list)  # target u8, at, slot at, n
     used: int = 0
+    strided: _Strided | None = None  # a block of a column slice (then ``reads`` has its one region read)
+
+
+@dataclass(frozen=True)
+class _Strided:
+    """``rows`` pieces of ``piece`` bytes, ``stride`` bytes apart in the slot, go to ``flat[at:]`` back to back."""
+
+    flat: torch.Tensor
+    at: int
+    rows: int
+    piece: int
+    stride: int
+
+
+def column_region(pieces: Pieces) -> tuple[Path, int, int, int] | None:
+    """``(path, offset, stride, piece bytes)`` when ``pieces`` is a column slice of one stored tensor (one
+    span per row, equally far apart: a row-parallel shard), else ``None``."""
+    parts = pieces.parts
+    if len(parts) < 2 or not all(isinstance(p, FileSpan) for p in parts):
+        return None
+    first = parts[0]
+    assert isinstance(first, FileSpan)
+    piece, stride = first.nbytes, parts[1].offset - first.offset  # type: ignore[union-attr]
+    if stride <= piece:
+        return None
+    for i, part in enumerate(parts):
+        if part.path != first.path or part.offset != first.offset + i * stride or part.nbytes != piece:  # type: ignore[union-attr]
+            return None
+    return first.path, first.offset, stride, piece
 
 
 def _flat_bytes(tensor: torch.Tensor) -> torch.Tensor:
@@ -156,6 +185,10 @@ class DeviceUploader:
             target.copy_(pieces.tensor())  # a cast or a strided target: materialize on host first
             return
         flat = _flat_bytes(target)
+        region = column_region(pieces)
+        if region is not None and region[2] + region[3] <= self.slots.nbytes:
+            self._stage_columns(flat, *region, rows=len(pieces.parts))
+            return
         at = 0
         for part in pieces.parts:
             size = part.nbytes
@@ -170,12 +203,38 @@ class DeviceUploader:
         while size:
             room = self.slots.nbytes - self._job.used
             n = min(room, size)
-            self._job.reads.append((path, offset, self._job.used, n))
-            self._job.copies.append((flat, at, self._job.used, n))
-            self._job.used += n
+            job = self._job
+            # Rows of a column slice are contiguous in the slot and in the target: one transfer for all
+            # of them (and one read where the file is contiguous too).
+            last = job.reads[-1] if job.reads else None
+            if last is not None and last[0] == path and last[1] + last[3] == offset:
+                job.reads[-1] = (path, last[1], last[2], last[3] + n)
+            else:
+                job.reads.append((path, offset, job.used, n))
+            prev = job.copies[-1] if job.copies else None
+            if prev is not None and prev[0] is flat and prev[1] + prev[3] == at:
+                job.copies[-1] = (flat, prev[1], prev[2], prev[3] + n)
+            else:
+                job.copies.append((flat, at, job.used, n))
+            job.used += n
             offset, at, size = offset + n, at + n, size - n
             if self._job.used == self.slots.nbytes:
                 self._submit()
+
+    def _stage_columns(self, flat: torch.Tensor, path: Path, offset: int, stride: int, piece: int, *,
+                       rows: int) -> None:
+        """A column slice: blocks of whole rows read with one ``preadv`` each (the other ranks' columns
+        too), the columns picked out by a strided copy on the target's device. A few more bytes read,
+        instead of one read and one transfer per row."""
+        self._submit()
+        per_block = (self.slots.nbytes - piece) // stride + 1
+        for row in range(0, rows, per_block):
+            n = min(per_block, rows - row)
+            region = (n - 1) * stride + piece
+            self._job.reads.append((path, offset + row * stride, 0, region))
+            self._job.strided = _Strided(flat, row * piece, n, piece, stride)
+            self._job.used = region
+            self._submit()
 
     def _submit(self) -> None:
         if not self._job.used:
@@ -212,6 +271,13 @@ class DeviceUploader:
             for flat, at, slot_at, n in job.copies:
                 flat[at:at + n].copy_(slot.buffer[slot_at:slot_at + n], non_blocking=self.slots.pinned)
                 device_work = device_work or flat.device.type != "cpu"
+            if (cols := job.strided) is not None:
+                region = slot.buffer[:job.used]
+                if cols.flat.device.type != "cpu":  # whole rows over, then the columns picked out there
+                    region = region.to(cols.flat.device, non_blocking=self.slots.pinned)
+                    device_work = True
+                picked = region.as_strided((cols.rows, cols.piece), (cols.stride, 1))
+                cols.flat[cols.at:cols.at + cols.rows * cols.piece].view(cols.rows, cols.piece).copy_(picked)
         finally:
             self.slots.release(slot, after_device_work=device_work)
 

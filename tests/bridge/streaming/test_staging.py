@@ -21,7 +21,7 @@ from bridge.parallel._common import bitwise_equal
 from bridge.streaming.hf_out import PlannedHFWriter
 from bridge.streaming.pieces import FileSpan, Pieces
 from bridge.streaming.plan import HFTensorPlan
-from bridge.streaming.staging import DeviceUploader, StagingSlots, download_chunks
+from bridge.streaming.staging import DeviceUploader, StagingSlots, column_region, download_chunks
 from tests.strategies import random_bits
 
 
@@ -68,10 +68,30 @@ def test_uploads_fill_every_target_exactly(shapes, hows, slot_bytes, count, read
             wanted.append(want)
             targets.append(target)
     assert all(bitwise_equal(t, w) for t, w in zip(targets, wanted))
-    file_bytes = sum(p.nbytes for (s, d), h in zip(stored, hows) for p in _pieces_for(s, d, h)[0].parts
-                     if isinstance(p, FileSpan))
-    assert uploader.bytes_staged == file_bytes  # every file byte went through a slot exactly once
-    assert uploader.jobs == -(-file_bytes // slot_bytes) if file_bytes else uploader.jobs == 0
+    all_pieces = [_pieces_for(s, d, h)[0] for (s, d), h in zip(stored, hows)]
+    file_bytes = sum(p.nbytes for pieces in all_pieces for p in pieces.parts if isinstance(p, FileSpan))
+    regions = [r for r in map(column_region, all_pieces) if r is not None and r[2] + r[3] <= slot_bytes]
+    if not regions:  # every file byte went through a slot exactly once, packed into full slots
+        assert uploader.bytes_staged == file_bytes
+        assert uploader.jobs == -(-file_bytes // slot_bytes)
+    else:  # column slices read whole rows: the other columns too, never more than their full rows
+        full_rows = sum(r[2] * (p.shape[0] - 1) + r[3] for p in all_pieces if (r := column_region(p)))
+        assert file_bytes < uploader.bytes_staged <= file_bytes + full_rows
+
+
+def test_column_slices_are_recognised_only_when_evenly_strided(tmp_path: Path) -> None:
+    (span, data), = _stored(tmp_path, [(5, 8)], 2)
+    cols = Pieces(torch.bfloat16, (5, 3), tuple(span.columns(2, 5)))
+    assert column_region(cols) == (span.path, span.offset + 4, 16, 6)
+    assert column_region(Pieces.rows([span])) is None  # one span
+    assert column_region(Pieces(torch.bfloat16, (5, 8), tuple(span.columns(0, 8)))) is None  # whole rows: contiguous
+    uneven = list(span.columns(2, 5))
+    uneven[3] = span.columns(1, 4)[3]
+    assert column_region(Pieces(torch.bfloat16, (5, 3), tuple(uneven))) is None
+    target = torch.empty(5, 3, dtype=torch.bfloat16)
+    with DeviceUploader(StagingSlots(nbytes=40, count=2, pin=False)) as uploader:  # 3 rows (38 bytes) per block
+        uploader.add(cols, target)
+    assert bitwise_equal(target, data[:, 2:5]) and uploader.jobs == 2
 
 
 def test_upload_casts_and_reports_truncated_files(tmp_path: Path) -> None:
