@@ -2,20 +2,26 @@
 
 :func:`convert_checkpoint` plans from headers and ``config.json`` alone
 (:func:`~bridge.streaming.plan.plan_import`), validates the whole TP x PP layout (every shard
-shape) before reading any tensor, then writes the rank files of one pipeline stage at a time,
-parameter by parameter: each TP rank's shard is its rows or columns of the HF tensors
+shape) before reading any tensor, then writes the rank files of each pipeline stage, parameter by
+parameter: each TP rank's shard is its rows or columns of the HF tensors
 (:func:`~bridge.streaming.shards.all_shard_pieces`), copied file to file into place (headers first,
-so nothing waits in memory). Memory holds at most one row-parallel weight (read once for all TP
-ranks); fused groups are never assembled. The output appears atomically
-(layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config, tokenizer and custom code files).
+so nothing waits in memory). Stages write their own files, so they run side by side on a few
+threads (:func:`~bridge.streaming.workers.run_all`: the first failure stops them all); a stage
+written alone reads its next row-parallel weight while writing the current one
+(:func:`~bridge.streaming.workers.ahead`). Memory holds at most two row-parallel weights per
+stage being written (each read once for all TP ranks); fused groups are never assembled. The
+output appears atomically (layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config,
+tokenizer and custom code files) and is the same whatever the number of threads.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,9 +37,10 @@ from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layou
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.streaming.files import Progress, ReadStats, SliceReader
-from bridge.streaming.pieces import Scratch
+from bridge.streaming.pieces import Pieces, Scratch
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
 from bridge.streaming.shards import all_shard_pieces
+from bridge.streaming.workers import ahead, check, default_workers, run_all, spare_core
 
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
 
@@ -95,21 +102,28 @@ def _fsync(path: Path) -> None:
 
 def _write_stage(stage: int, directory: Path, layout: ParallelLayout, order: list[tuple[str, str]],
                  plans: dict[str, ParamPlan], ctx: MappingContext, source: SliceReader,
-                 entries: dict[Rank, list], bar: Progress, durable: bool) -> tuple[int, int]:
-    """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn)."""
+                 entries: dict[Rank, list], bar: Progress, durable: bool, stop: threading.Event,
+                 read_ahead: bool) -> tuple[int, int]:
+    """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn);
+    the next parameter's row-parallel weight is read while this one is written (``read_ahead``)."""
     paths = [directory / rank_file_name(r, stage) for r in range(layout.tp)]
-    written, scratch = 0, Scratch()
+
+    def shards(item: tuple[str, str], scratch: Scratch) -> list[Pieces]:
+        name = item[1]
+        found = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, scratch=scratch)
+        return [pieces.to(layout.params[name].dtype) for pieces in found]
+
+    written = 0
     with ExitStack() as stack:
         writers = [stack.enter_context(StreamingWriter(path, entries[(r, stage)], {
             "format": "pt", "tp_rank": str(r), "pp_rank": str(stage)})) for r, path in enumerate(paths)]
-        for local, name in order:
-            shards = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, scratch=scratch)
-            for writer, pieces in zip(writers, shards, strict=True):
-                pieces = pieces.to(layout.params[name].dtype)
+        for (local, _), pieces_of_ranks in ahead(order, shards, enabled=read_ahead):
+            check(stop)
+            for writer, pieces in zip(writers, pieces_of_ranks, strict=True):
                 writer.write_parts(local, pieces)
                 written += pieces.nbytes
                 bar.advance(pieces.nbytes)
-            del shards
+            del pieces_of_ranks
     if durable:
         for path in paths:
             _fsync(path)
@@ -130,6 +144,7 @@ def convert_checkpoint(
     trust_remote_code: bool | None = None,
     progress: bool | None = None,
     durable: bool = True,
+    workers: int | None = None,
 ) -> ConversionResult:
     """Convert the HF checkpoint in ``hf_dir`` to a saved Megatron layout (TP x PP) in ``out_dir``.
 
@@ -143,6 +158,8 @@ def convert_checkpoint(
         trust_remote_code: as in :meth:`AutoBridge.from_hf_pretrained` (custom-code checkpoints).
         progress: show a progress bar (``None``: only on a terminal).
         durable: ``fsync`` every file before the directory is renamed into place.
+        workers: threads writing pipeline stages side by side (``None``: one per stage, at most one per
+            CPU core; 1: one stage after the other). The files are the same either way.
 
     Raises:
         ParallelLayoutError: ``tp``/``pp`` do not fit the model (e.g. ``tp`` does not divide the query
@@ -168,13 +185,13 @@ def convert_checkpoint(
     total = sum(torch.Size(shape).numel() * dt.itemsize for e in entries.values() for _, dt, shape in e)
     count = sum(len(e) for e in entries.values())
     staging = AtomicDirectory(out_dir, overwrite=overwrite, durable=durable)
-    tensors = nbytes = 0
     try:
         with Progress(total_bytes=total, total_tensors=count, desc="convert", enabled=progress) as bar:
-            for stage in range(layout.pp):
-                n, b = _write_stage(stage, staging.staging, layout, order[stage], by_name, ctx, source, entries,
-                                    bar, durable)
-                tensors, nbytes = tensors + n, nbytes + b
+            threads = default_workers(layout.pp) if workers is None else workers
+            done = run_all([partial(_write_stage, stage, staging.staging, layout, order[stage], by_name, ctx, source,
+                                    entries, bar, durable, read_ahead=spare_core(min(threads, layout.pp)))
+                            for stage in range(layout.pp)], workers=threads)
+            tensors, nbytes = sum(n for n, _ in done), sum(b for _, b in done)
         write_layout_json(staging.staging, layout)
         copy_companions(CheckpointDir.resolve(hf_dir), staging.staging, durable=durable)
         path = staging.commit()

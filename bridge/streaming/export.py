@@ -26,6 +26,7 @@ from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
 from bridge.errors import CheckpointError, ConfigError
+from bridge.mappings import MegatronParamMapping
 from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
 from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for
@@ -33,7 +34,8 @@ from bridge.streaming.files import Progress, SpanFiles
 from bridge.streaming.hf_out import PlannedHFWriter
 from bridge.streaming.merges import hf_pieces
 from bridge.streaming.pieces import Scratch
-from bridge.streaming.plan import plan_export
+from bridge.streaming.plan import HFTensorPlan, plan_export
+from bridge.streaming.workers import ahead, spare_core
 
 __all__ = ["ExportResult", "export_checkpoint"]
 
@@ -106,17 +108,21 @@ def export_checkpoint(
     stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
     writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
     try:
-        files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch()
+        files = SpanFiles(lambda rank: source / rank_file_name(*rank))
+
+        def pieces_of(item: tuple[str, MegatronParamMapping, list[HFTensorPlan]], scratch: Scratch) -> dict:
+            name, mapping, _ = item
+            owner, local = places[name][0]
+            shards = [files.whole((r, owner), local) for r in range(layout.tp)]
+            return hf_pieces(mapping, ctx, shards, layout.params[name], name=name, scratch=scratch)
+
         with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
                       enabled=progress) as bar:
-            for name, mapping, outs in planned:
-                owner, local = places[name][0]
-                shards = [files.whole((r, owner), local) for r in range(layout.tp)]
-                for hf_name, pieces in hf_pieces(mapping, ctx, shards, layout.params[name], name=name,
-                                                 scratch=scratch).items():
+            for _, out in ahead(planned, pieces_of, enabled=spare_core(1)):  # reads the next row-parallel shards
+                for hf_name, pieces in out.items():
                     writer.write_pieces(hf_name, pieces)
                     bar.advance(pieces.nbytes)
-                del shards
+                del out
         writer.finish()
         copy_companions(CheckpointDir.resolve(config_dir), stage.staging, durable=durable)
         check = HFCheckpointReader(stage.staging)

@@ -17,6 +17,7 @@ counted (:class:`ReadStats`), so tests can prove that only a rank's rows or colu
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,25 +50,31 @@ class ReadStats:
 class SpanFiles:
     """Spans of the tensors of safetensors files, by ``(key, name)``; ``opener(key)`` gives a file's path.
 
-    Each header is read (and validated) once, when its file is first used.
+    Each header is read (and validated) once, when its file is first used. Safe to share between threads.
     """
 
     def __init__(self, opener: Callable[[Hashable], Path]) -> None:
         self._opener = opener
         self._headers: dict[Hashable, tuple[Path, Header]] = {}
         self._full = self._slices = self._bytes = 0
+        self._lock = threading.Lock()
+
+    def _count(self, full: int, slices: int, nbytes: int) -> None:
+        with self._lock:
+            self._full, self._slices, self._bytes = self._full + full, self._slices + slices, self._bytes + nbytes
 
     @property
     def stats(self) -> ReadStats:
         return ReadStats(self._full, self._slices, self._bytes)
 
     def _header(self, key: Hashable) -> tuple[Path, Header]:
-        found = self._headers.get(key)
-        if found is None:
-            path = self._opener(key)
-            with open(path, "rb") as handle:
-                found = self._headers[key] = (path, read_header(path, handle, os.fstat(handle.fileno()).st_size))
-        return found
+        with self._lock:
+            found = self._headers.get(key)
+            if found is None:
+                path = self._opener(key)
+                with open(path, "rb") as handle:
+                    found = self._headers[key] = (path, read_header(path, handle, os.fstat(handle.fileno()).st_size))
+            return found
 
     def _span(self, key: Hashable, name: str) -> FileSpan:
         path, header = self._header(key)
@@ -79,22 +86,19 @@ class SpanFiles:
     def whole(self, key: Hashable, name: str) -> FileSpan:
         """All of ``name`` in file ``key``."""
         span = self._span(key, name)
-        self._full += 1
-        self._bytes += span.nbytes
+        self._count(1, 0, span.nbytes)
         return span
 
     def rows(self, key: Hashable, name: str, start: int, stop: int) -> FileSpan:
         """Rows ``start:stop`` (dim 0) of ``name``."""
         span = self._span(key, name).rows(start, stop)
-        self._slices += 1
-        self._bytes += span.nbytes
+        self._count(0, 1, span.nbytes)
         return span
 
     def columns(self, key: Hashable, name: str, start: int, stop: int) -> list[FileSpan]:
         """Columns ``start:stop`` (dim 1) of ``name``: one span per row."""
         spans = self._span(key, name).columns(start, stop)
-        self._slices += 1
-        self._bytes += sum(s.nbytes for s in spans)
+        self._count(0, 1, len(spans) * spans[0].nbytes if spans else 0)  # every row's piece is the same size
         return spans
 
 
@@ -146,18 +150,20 @@ class SliceReader:
 class Progress:
     """A tqdm bar counting bytes, with ``done/total tensors`` after it.
 
-    ``enabled=None`` shows it only on a terminal (tqdm's own rule).
+    ``enabled=None`` shows it only on a terminal (tqdm's own rule). Safe to advance from several threads.
     """
 
     def __init__(self, *, total_bytes: int, total_tensors: int, desc: str, enabled: bool | None = None) -> None:
         self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                          disable=None if enabled is None else not enabled, leave=False)
         self._tensors, self._total = 0, total_tensors
+        self._lock = threading.Lock()
 
     def advance(self, nbytes: int, tensors: int = 1) -> None:
-        self._tensors += tensors
-        self._bar.update(nbytes)
-        self._bar.set_postfix_str(f"{self._tensors}/{self._total} tensors", refresh=False)
+        with self._lock:
+            self._tensors += tensors
+            self._bar.update(nbytes)
+            self._bar.set_postfix_str(f"{self._tensors}/{self._total} tensors", refresh=False)
 
     def close(self) -> None:
         self._bar.close()

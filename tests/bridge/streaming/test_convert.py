@@ -180,3 +180,44 @@ def test_rank_files_carry_their_rank(tiny_llama_checkpoint: Path, tmp_path: Path
     convert_checkpoint(tiny_llama_checkpoint, tmp_path / "m", tp=2, pp=2, progress=False)
     with safe_open(str(tmp_path / "m" / "tp01_pp00.safetensors"), framework="pt") as handle:
         assert handle.metadata() == {"format": "pt", "tp_rank": "1", "pp_rank": "0"}
+
+
+@pytest.mark.parametrize(("family", "tp", "pp"), [("tiny_llama_checkpoint", 2, 2), ("tiny_llama_checkpoint", 1, 2),
+                                                  ("moe_checkpoint", 2, 4), ("moe_checkpoint", 1, 3)])
+def test_stages_written_side_by_side_are_byte_identical_to_one_after_the_other(
+    family: str, tp: int, pp: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    path = request.getfixturevalue(family)
+    if family == "moe_checkpoint" and pp == 3:
+        kwargs = {"first_stage_layers": 2}
+    else:
+        kwargs = {}
+    serial = convert_checkpoint(path, tmp_path / "serial", tp=tp, pp=pp, progress=False, workers=1, **kwargs)
+    threaded = convert_checkpoint(path, tmp_path / "threads", tp=tp, pp=pp, progress=False, workers=pp, **kwargs)
+    names = sorted(p.name for p in serial.path.iterdir())
+    assert names == sorted(p.name for p in threaded.path.iterdir()) and len(names) > tp * pp
+    for name in names:
+        assert (serial.path / name).read_bytes() == (threaded.path / name).read_bytes(), name
+    assert (threaded.tensors, threaded.bytes, threaded.reads) == (serial.tensors, serial.bytes, serial.reads)
+
+
+def test_a_failing_stage_stops_the_conversion_and_leaves_no_output(
+    tiny_llama_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in the last stage (here: reading its final norm) aborts every stage; nothing is left behind."""
+    import bridge.streaming.convert as convert_module
+
+    real = convert_module.all_shard_pieces
+
+    def failing(mapping, *args, **kwargs):
+        if mapping.megatron_param == "decoder.final_layernorm.weight":
+            raise CheckpointError("model.safetensors ends before byte 123; was it truncated?")
+        return real(mapping, *args, **kwargs)
+
+    monkeypatch.setattr(convert_module, "all_shard_pieces", failing)
+    out = tmp_path / "out" / "m"
+    for workers in (1, 2):
+        with pytest.raises(CheckpointError, match="truncated"):
+            convert_checkpoint(tiny_llama_checkpoint, out, tp=2, pp=2, progress=False, workers=workers)
+        assert not out.exists() and not (tmp_path / "out").exists()
+    assert sorted(tmp_path.iterdir()) == []
