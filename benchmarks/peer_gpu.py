@@ -10,7 +10,8 @@ subprocess (launched with torchrun, one process per GPU):
 2. open: ``AutoBridge.from_hf_pretrained(path)``;
 3. build: provider -> ``provide_distributed_model`` (no random init: the weights are loaded next);
 4. load: ``bridge.load_hf_weights(model)`` (HF -> Megatron, this rank's TP shard);
-5. forward: the first forward and a second one; logits vs HF (max abs diff, cosine);
+5. forward: the first forward, a second one, then the median (and min) of 20 more; logits vs HF
+   (max abs diff, cosine);
 6. export: ``bridge.save_hf_pretrained(model, dir)``, after ``os.sync()`` so no earlier write is flushed
    meanwhile; bit-exact check against the source. Ours fsyncs by default (``durable=True``); it is
    timed a second time with ``durable=False``, like for like with the peer, which never fsyncs;
@@ -279,6 +280,27 @@ def _forward(model, ids):
         return chunk(ids, pos, mask)
 
 
+FORWARD_REPS = 20
+
+
+def _plain_config(chunk) -> dict:
+    """The chunk's TransformerConfig fields with plain values (to diff the two sides' models)."""
+    config = getattr(chunk, "config", None) or getattr(getattr(chunk, "module", None), "config", None)
+    return {k: v for k, v in sorted(vars(config).items()) if isinstance(v, (bool, int, float, str, type(None)))}
+
+
+def _timed_forward(model, ids, cuda: bool) -> float:
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    _forward(model, ids)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
 def _bit_exact(src: Path, dst: Path) -> dict:
     from safetensors import safe_open
 
@@ -335,6 +357,12 @@ def run_side(args) -> int:
     try:
         logits = phase("forward_first", lambda: _forward(model, ref["ids"]))
         phase("forward", lambda: _forward(model, ref["ids"]))
+        runs = []  # steady state: the median of FORWARD_REPS more forwards, each synchronised
+        for _ in range(FORWARD_REPS):
+            runs.append(phase("forward_rep", lambda: _timed_forward(model, ref["ids"], cuda)))
+        seconds["forward_median"] = round(statistics.median(runs), 5)
+        seconds["forward_min"] = round(min(runs), 5)
+        seconds.pop("forward_rep"); memory.pop("forward_rep", None)
         got = logits[..., : ref["vocab"]].float().cpu()
         parity = {"max_abs_diff": (got - ref["logits"]).abs().max().item(),
                   "cosine_similarity": torch.nn.functional.cosine_similarity(
@@ -358,6 +386,8 @@ def run_side(args) -> int:
             "param_dtype": str(params[0].dtype), "local_parameters": sum(p.numel() for p in params),
             "parity_vs_hf": parity, "export": _bit_exact(args.hf, args.out_dir),
             "workarounds": PEER_WORKAROUNDS if args.side == "peer" else [],
+            "model_wrapper": type(model[0]).__name__,
+            "transformer_config": _plain_config(model[0]),
         }
         args.report.write_text(json.dumps(report, indent=2))
     dist.barrier()
