@@ -105,7 +105,8 @@ def _write_stage(stage: int, directory: Path, layout: ParallelLayout, order: lis
                  entries: dict[Rank, list], bar: Progress, durable: bool, stop: threading.Event,
                  read_ahead: bool) -> tuple[int, int]:
     """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn);
-    the next parameter's row-parallel weight is read while this one is written (``read_ahead``)."""
+    the next parameter's row-parallel weight is read while this one is written (``read_ahead``: worth it
+    at TP > 1, where row-parallel weights are read into memory, and with a core to spare)."""
     paths = [directory / rank_file_name(r, stage) for r in range(layout.tp)]
 
     def shards(item: tuple[str, str], scratch: Scratch) -> list[Pieces]:
@@ -189,7 +190,7 @@ def convert_checkpoint(
         with Progress(total_bytes=total, total_tensors=count, desc="convert", enabled=progress) as bar:
             threads = default_workers(layout.pp) if workers is None else workers
             done = run_all([partial(_write_stage, stage, staging.staging, layout, order[stage], by_name, ctx, source,
-                                    entries, bar, durable, read_ahead=spare_core(min(threads, layout.pp)))
+                                    entries, bar, durable, read_ahead=layout.tp > 1 and spare_core(min(threads, layout.pp)))
                             for stage in range(layout.pp)], workers=threads)
             tensors, nbytes = sum(n for n, _ in done), sum(b for _, b in done)
         write_layout_json(staging.staging, layout)

@@ -5,8 +5,10 @@
 output tensor on meta tensors (:func:`~bridge.streaming.plan.plan_export`), then takes one
 parameter at a time from its owner stage's TP rank files and writes each of its HF tensors at its
 final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`), as byte spans
-cut straight out of the shards (:func:`~bridge.streaming.merges.hf_pieces`) and copied file to file:
-memory holds at most one parameter, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
+cut straight out of the shards (:func:`~bridge.streaming.merges.hf_pieces`) and copied file to file.
+At TP > 1 the next parameter's row-parallel shards are read on a helper thread while the current
+one is written (:func:`~bridge.streaming.workers.ahead`): memory holds at most two parameters' row-parallel
+shards, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
 safetensors with ``{"format": "pt"}`` metadata and ``model.safetensors.index.json`` when there is
 more than one shard), dtypes as saved, with the config, tokenizer and custom code files; it
 appears atomically. Tied copies on other stages are not read (``mcore-compat reshard`` checks them).
@@ -118,7 +120,9 @@ def export_checkpoint(
 
         with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
                       enabled=progress) as bar:
-            for _, out in ahead(planned, pieces_of, enabled=spare_core(1)):  # reads the next row-parallel shards
+            # at TP > 1 a helper thread reads the next row-parallel shards while this parameter is written
+            # (writes to one output file are serialised by the kernel, so they are not spread over threads)
+            for _, out in ahead(planned, pieces_of, enabled=layout.tp > 1 and spare_core(1)):
                 for hf_name, pieces in out.items():
                     writer.write_pieces(hf_name, pieces)
                     bar.advance(pieces.nbytes)
