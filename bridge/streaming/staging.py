@@ -24,7 +24,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +47,10 @@ SLOT_COUNT = 4
 
 @dataclass(eq=False)
 class Slot:
-    """One host buffer; ``event`` (CUDA only) completes when the last transfer out of it has."""
+    """One host buffer; its ``events`` (CUDA only) complete when the last transfers out of it have."""
 
     buffer: torch.Tensor  # uint8, 1-D
-    event: object | None = None
+    events: list[object] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:
@@ -79,16 +79,22 @@ class StagingSlots:
     def acquire(self) -> Slot:
         """A free slot whose earlier transfers have completed."""
         slot = self._free.get()
-        if slot.event is not None:
-            slot.event.synchronize()  # type: ignore[attr-defined]
-            slot.event = None
+        for event in slot.events:
+            event.synchronize()  # type: ignore[attr-defined]
+        slot.events.clear()
         return slot
 
-    def release(self, slot: Slot, *, after_device_work: bool = False) -> None:
-        """Give ``slot`` back; with ``after_device_work``, its reuse waits for the work queued so far."""
-        if after_device_work and self.pinned and torch.cuda.is_available():
-            slot.event = torch.cuda.Event()
-            slot.event.record()  # type: ignore[attr-defined]
+    def release(self, slot: Slot, *, devices: Iterable[torch.device] = ()) -> None:
+        """Give ``slot`` back; its reuse waits for the work queued so far on each of ``devices``' current stream.
+
+        The stream must be named by device: a worker thread's current CUDA device is its own (device 0 in
+        a new thread), not the one the transfers went to (a rank's GPU under torchrun).
+        """
+        for device in devices:
+            if device.type == "cuda":
+                event = torch.cuda.Event()
+                event.record(torch.cuda.current_stream(device))
+                slot.events.append(event)
         self._free.put(slot)
 
     def wait_all(self) -> None:
@@ -257,7 +263,7 @@ class DeviceUploader:
 
     def _run(self, job: _Job) -> None:
         slot = self.slots.acquire()
-        device_work = False
+        devices: set[torch.device] = set()
         try:
             view = slot.view()
             for path, offset, at, n in job.reads:
@@ -270,16 +276,16 @@ class DeviceUploader:
                     done += count
             for flat, at, slot_at, n in job.copies:
                 flat[at:at + n].copy_(slot.buffer[slot_at:slot_at + n], non_blocking=self.slots.pinned)
-                device_work = device_work or flat.device.type != "cpu"
+                devices.add(flat.device)
             if (cols := job.strided) is not None:
                 region = slot.buffer[:job.used]
                 if cols.flat.device.type != "cpu":  # whole rows over, then the columns picked out there
                     region = region.to(cols.flat.device, non_blocking=self.slots.pinned)
-                    device_work = True
+                    devices.add(cols.flat.device)
                 picked = region.as_strided((cols.rows, cols.piece), (cols.stride, 1))
                 cols.flat[cols.at:cols.at + cols.rows * cols.piece].view(cols.rows, cols.piece).copy_(picked)
         finally:
-            self.slots.release(slot, after_device_work=device_work)
+            self.slots.release(slot, devices=devices)
 
     def close(self, *, wait_only: bool = False) -> None:
         """Submit what is pending, wait for every transfer, close files; the first error is raised."""

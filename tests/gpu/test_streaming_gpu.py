@@ -49,6 +49,20 @@ def test_uploads_to_cuda_through_pinned_slots_are_exact(tmp_path: Path, slot_byt
         assert bitwise_equal(whole.cpu(), data) and bitwise_equal(cols.cpu(), data[:, lo:])
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_uploads_to_another_gpu_than_the_threads_current_one_are_exact(tmp_path: Path) -> None:
+    """A rank's GPU under torchrun is not device 0, which is the current device of every new thread: the
+    slots' reuse must wait for the transfers on the target's device (found as a corrupted TP=2 export)."""
+    stored = _blob(tmp_path, [(512, 1024)] * 48)  # 48 MiB through two 64 KiB slots: constant reuse
+    slots = StagingSlots(nbytes=2**16, count=2)
+    with torch.cuda.device(1):
+        targets = [torch.empty(d.shape, dtype=torch.bfloat16, device="cuda:1") for _, d in stored]
+        with DeviceUploader(slots, readers=1) as uploader:
+            for (span, _), target in zip(stored, targets):
+                uploader.add(Pieces.rows([span]), target)
+    assert all(bitwise_equal(t.cpu(), d) for t, (_, d) in zip(targets, stored))
+
+
 def test_writer_streams_cuda_tensors_through_the_slots(tmp_path: Path) -> None:
     tensors = {f"w{i}": random_bits((300 + i, 1000), torch.bfloat16, i) for i in range(6)}
     expected = {n: (t.dtype, tuple(t.shape)) for n, t in tensors.items()}
