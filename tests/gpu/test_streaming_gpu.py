@@ -57,6 +57,9 @@ def test_uploads_to_another_gpu_than_the_threads_current_one_are_exact(tmp_path:
     slots = StagingSlots(nbytes=2**16, count=2)
     with torch.cuda.device(1):
         targets = [torch.empty(d.shape, dtype=torch.bfloat16, device="cuda:1") for _, d in stored]
+        # Hold GPU 1's stream for a while: every transfer queues behind this, so a slot reused before its
+        # transfer ran (an event on the wrong device) is overwritten first, deterministically.
+        torch.cuda._sleep(2 * 10**9)
         with DeviceUploader(slots, readers=1) as uploader:
             for (span, _), target in zip(stored, targets):
                 uploader.add(Pieces.rows([span]), target)
