@@ -157,9 +157,13 @@ def _gather_full(task: ConversionTask, ctx: MappingContext) -> torch.Tensor:
     local = task.param.detach()
     if tp == 1:
         shards = [local]
-    else:
-        shards = [torch.empty_like(local) for _ in range(tp)]
-        dist.all_gather(shards, local.contiguous(), group=group)
+    else:  # gathered into one buffer: a dim-0 merge (column, vocab) is then a view, not another copy
+        gathered = torch.empty((tp * local.shape[0], *local.shape[1:]), dtype=local.dtype, device=local.device)
+        if gathered.is_cuda:
+            dist.all_gather_into_tensor(gathered, local.contiguous(), group=group)
+        else:
+            dist.all_gather(list(gathered.chunk(tp)), local.contiguous(), group=group)
+        shards = list(gathered.chunk(tp))
     # Merged where the parameter lives (on a GPU that is a fraction of the host's time).
     return tp_ops.merge(task.mapping.sharding, shards, name=task.megatron_name, **tp_meta(task.mapping, ctx))
 

@@ -87,9 +87,27 @@ def split_column(tensor: torch.Tensor, *, tp: int, name: str = _DEFAULT_NAME) ->
     return _split_dim(tensor, 0, tp)
 
 
+def _adjacent_rows(shards: Sequence[torch.Tensor]) -> bool:
+    """Whether the shards are consecutive row blocks of one contiguous buffer (so their dim-0
+    concatenation is already in memory)."""
+    first = shards[0]
+    if not all(s.is_contiguous() and s.device == first.device and s.dtype == first.dtype for s in shards):
+        return False
+    if any(s.untyped_storage().data_ptr() != first.untyped_storage().data_ptr() for s in shards):
+        return False
+    return all(s.data_ptr() == first.data_ptr() + i * first.nbytes for i, s in enumerate(shards))
+
+
 def _cat_shards(shards: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
-    """``torch.cat`` of the shards; one shard (TP = 1) is returned as it is, without a copy."""
-    return shards[0] if len(shards) == 1 else torch.cat(list(shards), dim=dim)
+    """``torch.cat`` of the shards, without a copy where the result is already in memory: one shard
+    (TP = 1), or dim-0 shards that are consecutive blocks of one buffer (gathered into it), viewed whole."""
+    if len(shards) == 1:
+        return shards[0]
+    if dim == 0 and shards[0].numel() and _adjacent_rows(shards):
+        first = shards[0]
+        shape = (first.shape[0] * len(shards), *first.shape[1:])
+        return first.as_strided(shape, torch.empty(shape, device="meta").stride(), first.storage_offset())
+    return torch.cat(list(shards), dim=dim)
 
 
 def merge_column(shards: Sequence[torch.Tensor], *, name: str = _DEFAULT_NAME) -> torch.Tensor:

@@ -244,3 +244,18 @@ def test_merging_a_single_shard_makes_no_copy() -> None:
     assert merged.data_ptr() == w.data_ptr() and merged.shape == (20, 8) and torch.equal(merged, w[:20])
     two = merge_column([w, w])  # more shards are still concatenated
     assert two.shape == (48, 8) and two.data_ptr() != w.data_ptr()
+
+
+@FAST
+@given(case=column_cases())
+def test_column_merge_of_one_buffers_blocks_is_a_view_and_anything_else_a_copy(case) -> None:
+    full, tp = case
+    buffer = full.clone()
+    merged = merge_column(list(buffer.chunk(tp)))  # gathered in place: already the concatenation
+    assert bitwise_equal(merged, full) and merged.data_ptr() == buffer.data_ptr()
+    shards = [s.clone() for s in buffer.chunk(tp)]  # separate tensors: concatenated by copying (TP > 1)
+    copied = merge_column(shards)
+    assert bitwise_equal(copied, full) and (tp == 1 or all(copied.data_ptr() != s.data_ptr() for s in shards))
+    if tp > 1:  # blocks of one buffer out of order are not its concatenation
+        rotated = list(buffer.chunk(tp))[1:] + list(buffer.chunk(tp))[:1]
+        assert bitwise_equal(merge_column(rotated), torch.cat(rotated)) and merge_column(rotated).data_ptr() != buffer.data_ptr()
