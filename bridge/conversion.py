@@ -157,6 +157,9 @@ def _gather_full(task: ConversionTask, ctx: MappingContext) -> torch.Tensor:
     local = task.param.detach()
     if tp == 1:
         shards = [local]
+    elif local.dim() == 0:
+        shards = [torch.empty_like(local) for _ in range(tp)]
+        dist.all_gather(shards, local.contiguous(), group=group)
     else:  # gathered into one buffer: a dim-0 merge (column, vocab) is then a view, not another copy
         gathered = torch.empty((tp * local.shape[0], *local.shape[1:]), dtype=local.dtype, device=local.device)
         if gathered.is_cuda:
