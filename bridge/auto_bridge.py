@@ -199,6 +199,7 @@ class AutoBridge:
                 # The stream's tensors stay unchanged until they are written: no second copy needed (a
                 # device tensor goes to disk through the writer's reused host slots).
                 writer.add(name, tensor.to(dtype), copy=False)
+                del tensor  # the stream gathers the next parameter on resuming: drop this one first
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.barrier()
         log.info("exported HF checkpoint to %s", out_dir)

@@ -209,6 +209,7 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
                 dist.send(_dev(full.contiguous()), dst=0)
             if me == 0:
                 yield from _to_hf(task.mapping, name, full, ctx, source=0, on_host=on_host)
+            del full  # before the next gather: one gathered parameter on the device at a time
         elif me == 0:
             shape_t = _dev(torch.empty(8, dtype=torch.long))
             dist.recv(shape_t, src=owner)
@@ -217,6 +218,7 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
             mapping = registry.megatron_to_hf_lookup(name)
             assert mapping is not None, name
             yield from _to_hf(mapping, name, buf, ctx, source=owner, on_host=on_host)
+            del buf
 
 
 def _to_hf(mapping: MegatronParamMapping, name: str, full: torch.Tensor, ctx: MappingContext,

@@ -5,10 +5,8 @@
 output tensor on meta tensors (:func:`~bridge.streaming.plan.plan_export`), then takes one
 parameter at a time from its owner stage's TP rank files and writes each of its HF tensors at its
 final place in the output shards (:class:`~bridge.streaming.hf_out.PlannedHFWriter`), as byte spans
-cut straight out of the shards (:func:`~bridge.streaming.merges.hf_pieces`) and copied file to file.
-At TP > 1 the next parameter's row-parallel shards are read on a helper thread while the current
-one is written (:func:`~bridge.streaming.workers.ahead`): memory holds at most two parameters' row-parallel
-shards, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
+cut straight out of the shards (:func:`~bridge.streaming.merges.hf_pieces`) and copied file to file:
+memory holds at most one parameter, whatever ``max_shard_size``. The output is the ``transformers`` layout (sharded
 safetensors with ``{"format": "pt"}`` metadata and ``model.safetensors.index.json`` when there is
 more than one shard), dtypes as saved, with the config, tokenizer and custom code files; it
 appears atomically. Tied copies on other stages are not read (``mcore-compat reshard`` checks them).
@@ -28,7 +26,6 @@ from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
 from bridge.errors import CheckpointError, ConfigError
-from bridge.mappings import MegatronParamMapping
 from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
 from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for
@@ -36,8 +33,7 @@ from bridge.streaming.files import Progress, SpanFiles
 from bridge.streaming.hf_out import PlannedHFWriter
 from bridge.streaming.merges import hf_pieces
 from bridge.streaming.pieces import Scratch
-from bridge.streaming.plan import HFTensorPlan, plan_export
-from bridge.streaming.workers import ahead, spare_core
+from bridge.streaming.plan import plan_export
 
 __all__ = ["ExportResult", "export_checkpoint"]
 
@@ -110,23 +106,17 @@ def export_checkpoint(
     stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
     writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
     try:
-        files = SpanFiles(lambda rank: source / rank_file_name(*rank))
-
-        def pieces_of(item: tuple[str, MegatronParamMapping, list[HFTensorPlan]], scratch: Scratch) -> dict:
-            name, mapping, _ = item
-            owner, local = places[name][0]
-            shards = [files.whole((r, owner), local) for r in range(layout.tp)]
-            return hf_pieces(mapping, ctx, shards, layout.params[name], name=name, scratch=scratch)
-
+        files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch()
         with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
                       enabled=progress) as bar:
-            # at TP > 1 a helper thread reads the next row-parallel shards while this parameter is written
-            # (writes to one output file are serialised by the kernel, so they are not spread over threads)
-            for _, out in ahead(planned, pieces_of, enabled=layout.tp > 1 and spare_core(1)):
-                for hf_name, pieces in out.items():
+            for name, mapping, outs in planned:
+                owner, local = places[name][0]
+                shards = [files.whole((r, owner), local) for r in range(layout.tp)]
+                for hf_name, pieces in hf_pieces(mapping, ctx, shards, layout.params[name], name=name,
+                                                 scratch=scratch).items():
                     writer.write_pieces(hf_name, pieces)
                     bar.advance(pieces.nbytes)
-                del out
+                del shards
         writer.finish()
         copy_companions(CheckpointDir.resolve(config_dir), stage.staging, durable=durable)
         check = HFCheckpointReader(stage.staging)
