@@ -6,12 +6,11 @@ shape) before reading any tensor, then writes the rank files of each pipeline st
 parameter: each TP rank's shard is its rows or columns of the HF tensors
 (:func:`~bridge.streaming.shards.all_shard_pieces`), copied file to file into place (headers first,
 so nothing waits in memory). Stages write their own files, so they run side by side on a few
-threads (:func:`~bridge.streaming.workers.run_all`: the first failure stops them all); a stage
-written alone reads its next row-parallel weight while writing the current one
-(:func:`~bridge.streaming.workers.ahead`). Memory holds at most two row-parallel weights per
-stage being written (each read once for all TP ranks); fused groups are never assembled. The
-output appears atomically (layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config,
-tokenizer and custom code files) and is the same whatever the number of threads.
+threads (``copy_file_range``, ``preadv`` and ``pwritev`` release the GIL); the first failure stops
+them all before the staging directory is removed. Memory holds at most one row-parallel weight per
+stage being written (read once for all TP ranks); fused groups are never assembled. The output
+appears atomically (layout.json, ``tp{r}_pp{s}.safetensors`` files, and the HF config, tokenizer
+and custom code files) and is the same whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -30,17 +31,16 @@ from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
-from bridge.errors import CheckpointError, ConfigError
+from bridge.errors import BridgeError, CheckpointError, ConfigError
 from bridge.mappings import MappingContext
 from bridge.parallel._safetensors import StreamingWriter
 from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layout_json
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.streaming.files import Progress, ReadStats, SliceReader
-from bridge.streaming.pieces import Pieces, Scratch
+from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
 from bridge.streaming.shards import all_shard_pieces
-from bridge.streaming.workers import ahead, check, default_workers, run_all, spare_core
 
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
 
@@ -100,31 +100,64 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+class _Stopped(BridgeError):
+    """A stage gave up because another stage failed (never the error reported)."""
+
+
+def _first_error(futures: Sequence[Future]) -> BaseException | None:
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    real = [e for e in errors if not isinstance(e, _Stopped)]
+    return (real or errors or [None])[0]
+
+
+def _run_stages(tasks: Sequence[Callable[[threading.Event], tuple[int, int]]], *,
+                workers: int) -> list[tuple[int, int]]:
+    """Run ``task(stop)`` for every stage on ``workers`` threads (inline, in order, when 1); their results.
+
+    When a task raises, ``stop`` is set, tasks not yet started are skipped, running ones stop at their
+    next parameter, and once all have returned the first error (not a :class:`_Stopped`) is raised, so
+    the caller's cleanup never races a writer. An interrupt of the calling thread stops them the same way.
+    """
+    stop = threading.Event()
+    if workers <= 1 or len(tasks) <= 1:
+        return [task(stop) for task in tasks]
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-convert")
+    futures = [pool.submit(task, stop) for task in tasks]
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if _first_error(list(done)) is not None:
+            stop.set()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    error = _first_error(futures)
+    if error is not None:
+        raise error
+    return [f.result() for f in futures]
+
+
 def _write_stage(stage: int, directory: Path, layout: ParallelLayout, order: list[tuple[str, str]],
                  plans: dict[str, ParamPlan], ctx: MappingContext, source: SliceReader,
-                 entries: dict[Rank, list], bar: Progress, durable: bool, stop: threading.Event,
-                 read_ahead: bool) -> tuple[int, int]:
+                 entries: dict[Rank, list], bar: Progress, durable: bool, stop: threading.Event) -> tuple[int, int]:
     """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn);
-    the next parameter's row-parallel weight is read while this one is written (``read_ahead``: worth it
-    at TP > 1, where row-parallel weights are read into memory, and with a core to spare)."""
+    give up (:class:`_Stopped`) at the next parameter once ``stop`` is set."""
     paths = [directory / rank_file_name(r, stage) for r in range(layout.tp)]
-
-    def shards(item: tuple[str, str], scratch: Scratch) -> list[Pieces]:
-        name = item[1]
-        found = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, scratch=scratch)
-        return [pieces.to(layout.params[name].dtype) for pieces in found]
-
-    written = 0
+    written, scratch = 0, Scratch()
     with ExitStack() as stack:
         writers = [stack.enter_context(StreamingWriter(path, entries[(r, stage)], {
             "format": "pt", "tp_rank": str(r), "pp_rank": str(stage)})) for r, path in enumerate(paths)]
-        for (local, _), pieces_of_ranks in ahead(order, shards, enabled=read_ahead):
-            check(stop)
-            for writer, pieces in zip(writers, pieces_of_ranks, strict=True):
+        for local, name in order:
+            if stop.is_set():
+                raise _Stopped(f"stage {stage} stopped because another stage failed")
+            shards = all_shard_pieces(plans[name].mapping, ctx, source, tp=layout.tp, scratch=scratch)
+            for writer, pieces in zip(writers, shards, strict=True):
+                pieces = pieces.to(layout.params[name].dtype)
                 writer.write_parts(local, pieces)
                 written += pieces.nbytes
                 bar.advance(pieces.nbytes)
-            del pieces_of_ranks
+            del shards
     if durable:
         for path in paths:
             _fsync(path)
@@ -188,10 +221,9 @@ def convert_checkpoint(
     staging = AtomicDirectory(out_dir, overwrite=overwrite, durable=durable)
     try:
         with Progress(total_bytes=total, total_tensors=count, desc="convert", enabled=progress) as bar:
-            threads = default_workers(layout.pp) if workers is None else workers
-            done = run_all([partial(_write_stage, stage, staging.staging, layout, order[stage], by_name, ctx, source,
-                                    entries, bar, durable, read_ahead=layout.tp > 1 and spare_core(min(threads, layout.pp)))
-                            for stage in range(layout.pp)], workers=threads)
+            threads = min(layout.pp, os.cpu_count() or 1) if workers is None else workers
+            done = _run_stages([partial(_write_stage, stage, staging.staging, layout, order[stage], by_name, ctx,
+                                        source, entries, bar, durable) for stage in range(layout.pp)], workers=threads)
             tensors, nbytes = sum(n for n, _ in done), sum(b for _, b in done)
         write_layout_json(staging.staging, layout)
         copy_companions(CheckpointDir.resolve(hf_dir), staging.staging, durable=durable)

@@ -3,6 +3,8 @@ are the ones MCore builds, export restores the HF files bit for bit, and bad arg
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from bridge.parallel._common import bitwise_equal
 from bridge.parallel.layout_io import load_layout, save_layout
 from bridge.parallel.state import split_state
 from bridge.streaming import convert_checkpoint, export_checkpoint
-from bridge.streaming.convert import family_for
+from bridge.streaming.convert import _run_stages, _Stopped, family_for
 from bridge.streaming.files import SliceReader
 from bridge.streaming.plan import plan_import
 from tests.bridge.models.family_checks import all_tensors, build, make_checkpoint
@@ -221,3 +223,47 @@ def test_a_failing_stage_stops_the_conversion_and_leaves_no_output(
             convert_checkpoint(tiny_llama_checkpoint, out, tp=2, pp=2, progress=False, workers=workers)
         assert not out.exists() and not (tmp_path / "out").exists()
     assert sorted(tmp_path.iterdir()) == []
+
+
+def _stage(steps: list[int], started: threading.Event):
+    def run(stop: threading.Event) -> tuple[int, int]:
+        started.set()
+        for step in range(500):  # 5 s unless stopped
+            if stop.is_set():
+                raise _Stopped("stopped")
+            steps.append(step)
+            time.sleep(0.01)
+        return 500, 0
+    return run
+
+
+def test_stage_runner_returns_results_in_stage_order_on_any_number_of_threads() -> None:
+    def stage(i: int):
+        def run(stop: threading.Event) -> tuple[int, int]:
+            time.sleep(0.01 * (3 - i))  # finish in reverse order
+            return i, i * i
+        return run
+
+    for workers in (1, 2, 4):
+        assert _run_stages([stage(i) for i in range(4)], workers=workers) == [(i, i * i) for i in range(4)]
+
+
+def test_the_first_failing_stage_stops_the_others_and_is_what_is_raised() -> None:
+    steps: list[int] = []
+    started = threading.Event()
+
+    def failing(stop: threading.Event) -> tuple[int, int]:
+        started.wait(5)
+        raise CheckpointError("disk full")
+
+    began = time.monotonic()
+    with pytest.raises(CheckpointError, match="disk full"):
+        _run_stages([_stage(steps, started), failing], workers=2)
+    assert time.monotonic() - began < 2.5 and len(steps) < 250  # stopped early, not run to the end
+    count = len(steps)
+    time.sleep(0.05)
+    assert len(steps) == count  # nothing runs after the runner returned
+    ran: list[int] = []
+    with pytest.raises(CheckpointError, match="disk full"):  # stages not yet started never start
+        _run_stages([failing, *[_stage(ran, started)] * 8], workers=2)
+    assert len(ran) < 8 * 500
