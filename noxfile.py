@@ -137,6 +137,13 @@ def matrix(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", requires=["base"])
+def gpu(session: nox.Session) -> None:
+    """GPU tests (marker ``gpu``: staging slots, device load and export); needs CUDA, never runs in CI.
+    Results are committed in matrices/gpu/ (pytest-gpu.txt)."""
+    _pytest(session, "-m", "gpu", "-rA", "tests/gpu")
+
+
+@nox.session(venv_backend="none", requires=["base"])
 def browser(session: nox.Session) -> None:
     """Open the HTML matrix in Debian's chromium and read a cell (marker ``browser``)."""
     session.run("apt-get", "install", "-y", "-q", "chromium", external=True)

@@ -14,7 +14,7 @@ from harness.cli import build_parser
 from harness.versions import DYNAMIC_RELEASES, version_key
 
 ROOT = Path(__file__).resolve().parent.parent
-NEEDS_PROJECT = ("tests", "slow", "compat", "matrix", "browser")
+NEEDS_PROJECT = ("tests", "slow", "compat", "matrix", "browser", "gpu")
 
 
 @pytest.fixture(scope="module")
