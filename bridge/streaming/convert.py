@@ -144,7 +144,7 @@ def _write_stage(stage: int, directory: Path, layout: ParallelLayout, order: lis
     """Write the rank files of one pipeline stage, parameter by parameter (every TP rank's shard in turn);
     give up (:class:`_Stopped`) at the next parameter once ``stop`` is set."""
     paths = [directory / rank_file_name(r, stage) for r in range(layout.tp)]
-    written, scratch = 0, Scratch()
+    written, scratch = 0, Scratch(mapped=True)  # row-parallel weights: copied from the page cache
     with ExitStack() as stack:
         writers = [stack.enter_context(StreamingWriter(path, entries[(r, stage)], {
             "format": "pt", "tp_rank": str(r), "pp_rank": str(stage)})) for r, path in enumerate(paths)]

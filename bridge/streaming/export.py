@@ -109,7 +109,7 @@ def export_checkpoint(
     stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
     writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
     try:
-        files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch()
+        files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch(mapped=True)
         with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
                       enabled=progress) as bar:
             for name, mapping, outs in planned:

@@ -142,3 +142,19 @@ def test_scratch_reads_spans_side_by_side_and_reuses_its_buffer(blob, tmp_path) 
     assert bitwise_equal(odd, data[:1]) and torch.equal(wide, other)
     again = scratch.read([FileSpan(path, 0, torch.float64, (3, 3))])[0]
     assert torch.equal(again, other) and again.untyped_storage().data_ptr() == wide.untyped_storage().data_ptr()
+
+
+def test_mapped_scratch_reads_what_the_buffer_reads_and_unmaps_with_its_tensors(blob) -> None:
+    import gc
+
+    def maps_of(path: Path) -> int:
+        return Path("/proc/self/maps").read_text().count(str(path))
+
+    span, data = blob
+    spans = [span.rows(1, 4), span.rows(0, 0), FileSpan(span.path, span.offset, torch.uint8, (3,))]
+    buffered, mapped = Scratch().read(spans), Scratch(mapped=True).read(spans)
+    assert all(bitwise_equal(a, b) for a, b in zip(buffered, mapped)) and bitwise_equal(mapped[0], data[1:4])
+    assert maps_of(span.path) == 2  # the two non-empty spans, each mapped while its tensor lives
+    del mapped
+    gc.collect()
+    assert maps_of(span.path) == 0
