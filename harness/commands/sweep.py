@@ -6,8 +6,9 @@ sweep goes on. Results are cached as they finish, so an interrupted sweep resume
 (``--refresh`` runs everything again).
 
 The results are folded, as platform ``--platform`` (default: ``gpu`` for ``--device cuda``, else
-``cpu``), into the static matrix ``--matrix`` (revisions it lacks are scanned and added; without
-``--matrix``, the static matrix of the given revisions is built first). Writes ``matrix.{json,md,html}``,
+``cpu``), into the matrix ``--matrix`` (revisions it lacks are scanned and added). Without ``--matrix``
+it is ``--out``'s existing ``matrix.json``, so other revisions' and platforms' results survive a sweep;
+with ``--fresh-matrix``, or when there is none, the static matrix of the given revisions is built first. Writes ``matrix.{json,md,html}``,
 ``features.md`` and ``sweep-<platform>.json`` (timing per revision and in total, every probe's
 status) into ``--out``. Exit code 0 when the sweep ran (whatever the probes found); 130 when it was
 interrupted (Ctrl-C, SIGTERM, SIGHUP: running probes are killed, finished ones stay cached).
@@ -50,7 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="probes run at the same time (default 1)")
     parser.add_argument("--timeout", type=float, metavar="S", help="seconds per probe (default: each test's own)")
     parser.add_argument("--matrix", type=Path, metavar="PATH",
-                        help="static matrix.json to fold into (default: build it for the given revisions)")
+                        help="matrix.json to fold into (default: DIR/matrix.json of --out when it exists, so its other "
+                             "revisions and platforms are kept; else one built for the given revisions)")
+    parser.add_argument("--fresh-matrix", action="store_true",
+                        help="ignore an existing DIR/matrix.json: build the matrix for the given revisions only")
     parser.add_argument("--out", type=Path, default=Path("matrices"), metavar="DIR",
                         help="output directory (default: matrices/)")
     parser.add_argument("--refresh", action="store_true", help="ignore cached probe results (run everything)")
@@ -104,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
     canonical = [resolve_revision(s, repo=args.repo, cache_dir=args.cache_dir).spec for s in specs]
     tests = [t.strip() for t in args.tests.split(",") if t.strip()] if args.tests else None
     platform = args.platform or ("gpu" if args.device == "cuda" else "cpu")
+    existing = args.out / "matrix.json"
+    if args.matrix is None and not args.fresh_matrix and existing.exists():
+        args.matrix = existing  # rewriting it without its other revisions and platforms would lose them
+        print(f"mcore-compat sweep: folding into {existing} (its other results are kept; --fresh-matrix builds "
+              "one for the given revisions only)", file=sys.stderr)
     matrix = _static(args, specs, canonical)
     try:
         with _terminate_as_interrupt():

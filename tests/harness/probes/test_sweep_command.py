@@ -50,3 +50,20 @@ def test_sweep_folds_a_timeout_into_the_given_matrix(broken_revisions, tmp_path,
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not pid_alive(pid)
+
+
+def test_a_sweep_into_a_directory_keeps_its_matrix_results(broken_revisions, tmp_path, capsys):
+    static = tmp_path / "static.json"
+    rev = f"path:{broken_revisions['importerr']}"
+    intro = Introspector(tmp_path / "cache").introspect(rev)
+    build_matrix([intro], requirement_rows([], [feature_by_name("gqa")])).save(static)
+    out, cache = tmp_path / "out", str(tmp_path / "cache")
+    common = ["--tests", "import", "--out", str(out), "--no-progress", "--cache-dir", cache]
+    assert main(["sweep", rev, "--matrix", str(static), *common]) == 0
+    assert main(["sweep", rev, "--platform", "gpu", *common]) == 0  # no --matrix: out/matrix.json is folded into
+    assert "folding into" in capsys.readouterr().err
+    both = load_matrix(out / "matrix.json")
+    assert set(both.revisions[0]["dynamic"]) == {"cpu", "gpu"}
+    assert [r["name"] for r in both.rows][0] == "gqa"  # the given static matrix's rows are still there
+    assert main(["sweep", rev, "--platform", "gpu", "--fresh-matrix", *common]) == 0
+    assert set(load_matrix(out / "matrix.json").revisions[0]["dynamic"]) == {"gpu"}
