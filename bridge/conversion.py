@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from bridge._logging import get_logger
-from bridge.errors import WeightMismatchError
+from bridge.errors import WeightMismatchError, tensors_mismatch
 from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
 from bridge.parallel import kinds as tp_ops
 from bridge.streaming.files import SliceReader
@@ -121,13 +121,9 @@ def load_weights(tasks: list[ConversionTask], reader: Any, ctx: MappingContext, 
     used = _all_ranks_union(needed)
     unexpected = sorted(n for n in available - used if not _ignored(n, ignored_hf_patterns))
     if missing or unexpected:
-        raise WeightMismatchError(
-            "the HF checkpoint does not match the model: "
-            + (f"missing {len(missing)} tensor(s): {missing}" if missing else "")
-            + ("; " if missing and unexpected else "")
-            + (f"unexpected {len(unexpected)} tensor(s): {unexpected}" if unexpected else "")
-            + ". Check that config.json describes these weights (layers, tie_word_embeddings, biases)."
-        )
+        raise tensors_mismatch("the HF checkpoint does not match the model", missing, unexpected,
+                               fix="Check that config.json describes these weights (layers, tie_word_embeddings, "
+                                   "biases).")
     _, tp, rank = _tp_group()
     wrong: list[str] = []
     # Each task reads only this rank's rows/columns of its HF tensors: straight into a CPU parameter, or

@@ -17,6 +17,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedModelError",
     "WeightMismatchError",
+    "tensors_mismatch",
 ]
 
 
@@ -54,3 +55,15 @@ class UnsupportedFeatureError(ConfigError):
 
 class ParallelLayoutError(BridgeError, ValueError):
     """A tensor/pipeline-parallel layout does not fit the model."""
+
+
+def tensors_mismatch(subject: str, missing: list[str], unexpected: list[str], *, unexpected_why: str = "",
+                     fix: str) -> WeightMismatchError:
+    """One error naming every missing and unexpected tensor (sorted by the caller), then how to fix it."""
+    return WeightMismatchError(
+        f"{subject}: "
+        + (f"missing {len(missing)} tensor(s): {missing}" if missing else "")
+        + ("; " if missing and unexpected else "")
+        + (f"unexpected {len(unexpected)} tensor(s){unexpected_why}: {unexpected}" if unexpected else "")
+        + f". {fix}"
+    )

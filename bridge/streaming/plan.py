@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from bridge._logging import get_logger
-from bridge.errors import MappingError, WeightMismatchError
+from bridge.errors import MappingError, WeightMismatchError, tensors_mismatch
 from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
 from bridge.parallel.pp import PipelineLayout
 from bridge.parallel.spec import ParallelLayout, ParamSpec
@@ -83,14 +83,11 @@ def plan_import(source: TensorSource, registry: MegatronMappingRegistry, ctx: Ma
         found.setdefault(mapping.megatron_param, mapping)
     missing = sorted({n for m in found.values() for n in m.hf_names()} - available)
     if missing or unexpected:
-        raise WeightMismatchError(
-            "the HF checkpoint does not match the model's mapping table: "
-            + (f"missing {len(missing)} tensor(s): {missing}" if missing else "")
-            + ("; " if missing and unexpected else "")
-            + (f"unexpected {len(unexpected)} tensor(s) no mapping consumes: {unexpected}" if unexpected else "")
-            + ". Check that config.json describes these weights (layers, tie_word_embeddings, biases) and that "
-            "the family's mapping table (bridge/models/<family>/bridge.py) covers them."
-        )
+        raise tensors_mismatch(
+            "the HF checkpoint does not match the model's mapping table", missing, unexpected,
+            unexpected_why=" no mapping consumes",
+            fix="Check that config.json describes these weights (layers, tie_word_embeddings, biases) and that the "
+                "family's mapping table (bridge/models/<family>/bridge.py) covers them.")
     plans = []
     for name in sorted(found, key=order_key):
         dtype, shape = full_shape(found[name], ctx, source)
