@@ -24,7 +24,7 @@ from bridge.mappings import (
     RowParallelMapping,
 )
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 from bridge.trust import SAFE_REPOS, is_safe_repo
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "GPTModelProvider",
     "GatedMLPMapping",
+    "HFClass",
     "MappingError",
     "MegatronMappingRegistry",
     "MegatronModelBridge",

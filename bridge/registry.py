@@ -1,8 +1,10 @@
 """Family bridges and their registration by HF class (type) or architecture string.
 
 ``@MegatronModelBridge.register_bridge(source=LlamaForCausalLM, target=GPTModel)``
-registers by type; ``source="DeepseekV3ForCausalLM"`` registers by string without
-importing the HF class (the way ``trust_remote_code`` models are registered).
+registers by type; ``source=HFClass("transformers", "LlamaForCausalLM")`` registers the same type
+but imports it on first use of ``hf_class`` (transformers' model modules take seconds to import, and
+conversion never needs them); ``source="DeepseekV3ForCausalLM"`` registers by string without
+any HF class (the way ``trust_remote_code`` models are registered).
 Dispatch reads ``config.architectures``. An architecture nobody registered is an
 :class:`UnsupportedModelError` that lists the supported ones and the closest name.
 """
@@ -10,6 +12,8 @@ Dispatch reads ``config.architectures``. An architecture nobody registered is an
 from __future__ import annotations
 
 import difflib
+import importlib
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, TypeVar
 
 from bridge._logging import get_logger
@@ -19,6 +23,7 @@ from bridge.providers import GPTModelProvider
 from bridge.requirements import Requirements
 
 __all__ = [
+    "HFClass",
     "MegatronModelBridge",
     "bridge_for_architectures",
     "registered_architectures",
@@ -29,6 +34,39 @@ log = get_logger("registry")
 
 _BY_ARCH: dict[str, type["MegatronModelBridge"]] = {}
 B = TypeVar("B", bound=type["MegatronModelBridge"])
+
+
+@dataclass(frozen=True)
+class HFClass:
+    """An HF model class named by module and class name, imported when first needed."""
+
+    module: str
+    name: str
+
+    def load(self) -> type:
+        try:
+            loaded = getattr(importlib.import_module(self.module), self.name)
+        except (ImportError, AttributeError) as exc:
+            raise UnsupportedModelError(
+                f"HF class {self.module}.{self.name} could not be imported ({exc}); install a transformers "
+                "version that has it"
+            ) from exc
+        if not isinstance(loaded, type):
+            raise MappingError(f"{self.module}.{self.name} is a {type(loaded).__name__}, expected an HF model class")
+        return loaded
+
+
+class _LazyClass:
+    """A class attribute that is ``ref``'s class, imported on first access."""
+
+    def __init__(self, ref: HFClass) -> None:
+        self.ref = ref
+        self._loaded: type | None = None
+
+    def __get__(self, obj: object, owner: type | None = None) -> type:
+        if self._loaded is None:
+            self._loaded = self.ref.load()
+        return self._loaded
 
 
 class MegatronModelBridge:
@@ -104,9 +142,13 @@ class MegatronModelBridge:
 
     # -- registration -------------------------------------------------------------------------
     @staticmethod
-    def register_bridge(*, source: type | str, target: type | str = "GPTModel") -> Callable[[B], B]:
-        """Class decorator registering a family bridge for an HF class or architecture string."""
-        if isinstance(source, str):
+    def register_bridge(*, source: type | HFClass | str, target: type | str = "GPTModel") -> Callable[[B], B]:
+        """Class decorator registering a family bridge for an HF class (or its lazy :class:`HFClass`) or an
+        architecture string."""
+        hf_class: Any
+        if isinstance(source, HFClass):
+            arch, hf_class, how = source.name, _LazyClass(source), "type"
+        elif isinstance(source, str):
             arch, hf_class, how = source, None, "string"
             if not source.isidentifier():
                 raise MappingError(f"architecture string must be a class name like 'LlamaForCausalLM', found {source!r}")

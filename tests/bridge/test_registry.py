@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from bridge import registry
 from bridge.auto_bridge import AutoBridge
 from bridge.errors import MappingError, TrustRemoteCodeError, UnsupportedModelError
 from bridge.models.llama.bridge import LlamaBridge
-from bridge.registry import MegatronModelBridge, bridge_for_architectures, registered_architectures
+from bridge.registry import HFClass, MegatronModelBridge, bridge_for_architectures, registered_architectures
 from tests.helpers.custom_model import ARCHITECTURE as TINY_GPT_ARCH
 from tests.helpers.custom_model import make_custom_checkpoint
 
@@ -71,6 +72,37 @@ def test_type_registration_with_a_target_class_records_its_name(registry_sandbox
     cls = MegatronModelBridge.register_bridge(source=source, target=target)(_new_bridge_class())
     assert registry_sandbox["SandboxForCausalLM"] is cls
     assert (cls.registration, cls.hf_class, cls.target) == ("type", source, "SandboxModel")
+
+
+def test_lazy_type_registration_imports_the_hf_class_on_first_use(registry_sandbox, tmp_path):
+    module = tmp_path / "sandbox_hf_models.py"
+    module.write_text("class SandboxLazyForCausalLM:\n    config_class = None\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        cls = MegatronModelBridge.register_bridge(source=HFClass("sandbox_hf_models", "SandboxLazyForCausalLM"))(
+            _new_bridge_class())
+        assert "sandbox_hf_models" not in sys.modules  # registered, not imported
+        assert (cls.registration, cls.architecture) == ("type", "SandboxLazyForCausalLM")
+        assert registry_sandbox["SandboxLazyForCausalLM"] is cls
+        assert cls.hf_class is sys.modules["sandbox_hf_models"].SandboxLazyForCausalLM  # imported on first use
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("sandbox_hf_models", None)
+    missing = MegatronModelBridge.register_bridge(source=HFClass("transformers", "NoSuchForCausalLM"))(
+        _new_bridge_class())
+    with pytest.raises(UnsupportedModelError, match="NoSuchForCausalLM could not be imported"):
+        missing.hf_class
+
+
+def test_loading_the_families_imports_no_transformers_model_code():
+    """Conversion never builds an HF model: the families register their classes lazily (seconds of imports)."""
+    code = ("import sys, bridge.models, bridge.registry as r; "
+            "mods = sorted(m for m in sys.modules if m.startswith('transformers.models.') and '.modeling_' in m and '.auto.' not in m); "
+            "print(mods); r._BY_ARCH['LlamaForCausalLM'].hf_class; "
+            "print('transformers.models.llama.modeling_llama' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split("\n")
+    assert out[0] == "[]" and out[1] == "True", out
 
 
 # -- registration by string ----------------------------------------------------------------------

@@ -10,19 +10,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import GemmaConfig, GemmaForCausalLM
+from transformers import GemmaConfig
 
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models.gemma.provider import GemmaModelProvider, gemma_provider_kwargs
 from bridge.models.llama.bridge import llama_registry
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 from bridge.requirements import Requirements
 
 __all__ = ["GemmaBridge"]
 
 
-@MegatronModelBridge.register_bridge(source=GemmaForCausalLM, target="GPTModel")
+@MegatronModelBridge.register_bridge(source=HFClass("transformers", "GemmaForCausalLM"), target="GPTModel")
 class GemmaBridge(MegatronModelBridge):
     family = "gemma"
 

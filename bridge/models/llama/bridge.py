@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig
 
 from bridge.mappings import AutoMapping, MegatronMappingRegistry, QKVMapping
 from bridge.models._common import (
@@ -16,7 +16,7 @@ from bridge.models._common import (
 )
 from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 
 __all__ = ["LlamaBridge", "llama_mappings", "llama_registry"]
 
@@ -43,7 +43,7 @@ def llama_registry(provider: GPTModelProvider, *extra: Any) -> MegatronMappingRe
     return MegatronMappingRegistry(*llama_mappings(tied=provider.share_embeddings_and_output_weights), *extra)
 
 
-@MegatronModelBridge.register_bridge(source=LlamaForCausalLM, target="GPTModel")
+@MegatronModelBridge.register_bridge(source=HFClass("transformers", "LlamaForCausalLM"), target="GPTModel")
 class LlamaBridge(MegatronModelBridge):
     family = "llama"
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import MistralConfig, MistralForCausalLM
+from transformers import MistralConfig
 
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models.llama.bridge import llama_registry
 from bridge.models.mistral.provider import mistral_provider
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 
 __all__ = ["MistralBridge"]
 
 
-@MegatronModelBridge.register_bridge(source=MistralForCausalLM, target="GPTModel")
+@MegatronModelBridge.register_bridge(source=HFClass("transformers", "MistralForCausalLM"), target="GPTModel")
 class MistralBridge(MegatronModelBridge):
     family = "mistral"
 

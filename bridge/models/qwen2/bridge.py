@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config
 
 from bridge.mappings import MegatronMappingRegistry, QKVMapping
 from bridge.models._common import tiny_decoder
 from bridge.models.llama.bridge import llama_registry
 from bridge.models.qwen2.provider import qwen2_provider
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 
 __all__ = ["Qwen2Bridge", "qkv_bias_mappings"]
 
@@ -27,7 +27,7 @@ def qkv_bias_mappings(*, prefix: str = "model") -> list[Any]:
     ]
 
 
-@MegatronModelBridge.register_bridge(source=Qwen2ForCausalLM, target="GPTModel")
+@MegatronModelBridge.register_bridge(source=HFClass("transformers", "Qwen2ForCausalLM"), target="GPTModel")
 class Qwen2Bridge(MegatronModelBridge):
     family = "qwen2"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import Qwen3Config
 
 from bridge.mappings import AutoMapping, MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models.llama.bridge import llama_registry
 from bridge.models.qwen3.provider import qwen3_provider
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 
 __all__ = ["Qwen3Bridge", "qk_norm_mappings"]
 
@@ -25,7 +25,7 @@ def qk_norm_mappings(*, prefix: str = "model") -> list[Any]:
     ]
 
 
-@MegatronModelBridge.register_bridge(source=Qwen3ForCausalLM, target="GPTModel")
+@MegatronModelBridge.register_bridge(source=HFClass("transformers", "Qwen3ForCausalLM"), target="GPTModel")
 class Qwen3Bridge(MegatronModelBridge):
     family = "qwen3"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+from transformers import Qwen3MoeConfig
 
 from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
@@ -18,7 +18,7 @@ from bridge.models.llama.bridge import llama_registry
 from bridge.models.qwen3.bridge import qk_norm_mappings
 from bridge.models.qwen3_moe.provider import Qwen3MoEModelProvider, qwen3_moe_provider_kwargs
 from bridge.providers import GPTModelProvider
-from bridge.registry import MegatronModelBridge
+from bridge.registry import HFClass, MegatronModelBridge
 
 __all__ = ["Qwen3MoEBridge", "moe_mappings"]
 
@@ -46,7 +46,7 @@ def moe_mappings(*, prefix: str = "model", shared_experts: bool = False,
     return table
 
 
-@MegatronModelBridge.register_bridge(source=Qwen3MoeForCausalLM, target="GPTModel")
+@MegatronModelBridge.register_bridge(source=HFClass("transformers", "Qwen3MoeForCausalLM"), target="GPTModel")
 class Qwen3MoEBridge(MegatronModelBridge):
     family = "qwen3_moe"
 
