@@ -38,6 +38,7 @@ __all__ = [
     "check_config_fields",
     "closest_fields",
     "config_fields",
+    "expert_data_parallel_rank",
     "field_history",
     "fields_in_release",
     "has_feature",
@@ -323,7 +324,30 @@ def _mla_takes_plain_q_proj() -> bool:
     return importlib.util.find_spec("megatron.core.transformer.mla_qk_norm_config") is None
 
 
+def expert_data_parallel_rank() -> int:
+    """This rank's index among the ranks that hold the same experts.
+
+    ``parallel_state.get_expert_data_parallel_rank`` from 0.10; ``get_data_modulo_expert_parallel_rank``
+    before (feature ``expert_data_parallel_rank``).
+    """
+    from megatron.core import parallel_state as ps
+
+    if has_feature("expert_data_parallel_rank"):
+        return ps.get_expert_data_parallel_rank()
+    return ps.get_data_modulo_expert_parallel_rank()
+
+
+def _has_parallel_state_function(name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        from megatron.core import parallel_state as ps
+
+        return callable(getattr(ps, name, None))
+
+    return check
+
+
 FEATURES: dict[str, Callable[[], bool]] = {
+    "expert_data_parallel_rank": _has_parallel_state_function("get_expert_data_parallel_rank"),
     "local_spec_normalization": _has_spec_arg("normalization"),
     "qk_layernorm": _has_fields("qk_layernorm"),
     "moe": _has_fields("num_moe_experts"),

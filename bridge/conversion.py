@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import torch
 import torch.distributed as dist
 
+from bridge import compat
 from bridge._logging import get_logger
 from bridge.errors import WeightMismatchError, tensors_mismatch
 from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
@@ -27,11 +28,12 @@ from bridge.streaming.files import SliceReader
 from bridge.streaming.shards import shard_pieces, tp_meta
 from bridge.streaming.staging import DeviceUploader
 
-__all__ = ["ConversionTask", "build_tasks", "load_weights", "iter_export", "tp_meta"]
+__all__ = ["ConversionTask", "build_tasks", "is_expert_param", "iter_export", "load_weights", "tp_meta"]
 
 log = get_logger("conversion")
 
 _LAYER = re.compile(r"^(decoder\.layers\.)(\d+)(\..*)$")
+_LOCAL_EXPERT = re.compile(r"^(.*\.mlp\.experts\.local_experts\.)(\d+)(\..*)$")
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,36 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def _expert_parallel() -> tuple[int, int]:
+    """(size, rank) of this rank's expert-parallel group; (1, 0) without model-parallel groups."""
+    from megatron.core import parallel_state as ps
+
+    if not ps.model_parallel_is_initialized():
+        return 1, 0
+    return ps.get_expert_model_parallel_world_size(), ps.get_expert_model_parallel_rank()
+
+
+def is_expert_param(name: str) -> bool:
+    """Whether ``name`` belongs to the routed experts (split across expert-parallel ranks)."""
+    return ".mlp.experts." in name
+
+
 def global_name(chunk: torch.nn.Module, local_name: str) -> str:
-    """Local parameter name -> global name, using each layer's own (global, 1-based) layer_number."""
+    """Local parameter name -> global name: each layer's own (global, 1-based) layer_number, and under
+    expert parallelism each local expert's global index (EP rank r holds experts r*n .. r*n + n - 1)."""
     m = _LAYER.match(local_name)
     if not m:
         return local_name
-    layer = _unwrap(chunk).decoder.layers[int(m.group(2))]
-    return f"{m.group(1)}{layer.layer_number - 1}{m.group(3)}"
+    model = _unwrap(chunk)
+    layer = model.decoder.layers[int(m.group(2))]
+    name = f"{m.group(1)}{layer.layer_number - 1}{m.group(3)}"
+    e = _LOCAL_EXPERT.match(name)
+    if e is not None:
+        size, rank = _expert_parallel()
+        if size > 1:
+            local_count = model.config.num_moe_experts // size
+            name = f"{e.group(1)}{rank * local_count + int(e.group(2))}{e.group(3)}"
+    return name
 
 
 def build_tasks(registry: MegatronMappingRegistry, chunks: Iterable[torch.nn.Module]) -> list[ConversionTask]:
@@ -181,22 +206,28 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
     world = dist.get_world_size() if dist.is_initialized() else 1
     me = dist.get_rank() if dist.is_initialized() else 0
     dp_rank = ps.get_data_parallel_rank() if world > 1 else 0
+    # Routed experts are replicated over the expert-data-parallel ranks, everything else over the data-parallel ones.
+    expert_dp_rank = compat.expert_data_parallel_rank() if world > 1 else 0
     mine = {t.megatron_name: t for t in tasks if t.mapping.export}
-    # Agree on the global order and on who owns each parameter (TP rank 0 of its stage sends).
+
+    def replica(name: str) -> int:
+        return expert_dp_rank if is_expert_param(name) else dp_rank
+
+    # Agree on the global order and on who owns each parameter (TP rank 0 of its first replica sends).
     owner_of: dict[str, tuple[int, torch.dtype]] = {}
     if world > 1:
         owners: list[Any] = [None] * world
         tp_rank = ps.get_tensor_model_parallel_rank()
-        dist.all_gather_object(owners, (me, dp_rank, tp_rank, [(n, t.param.dtype) for n, t in sorted(mine.items())]))
-        for rank, dpr, tpr, entries in owners:
-            if dpr == 0 and tpr == 0:
-                for n, dtype in entries:
-                    owner_of.setdefault(n, (rank, dtype))
+        owned = [(n, t.param.dtype) for n, t in sorted(mine.items()) if replica(n) == 0 and tp_rank == 0]
+        dist.all_gather_object(owners, (me, owned))
+        for rank, entries in owners:
+            for n, dtype in entries:
+                owner_of.setdefault(n, (rank, dtype))
     else:
         owner_of = {n: (0, t.param.dtype) for n, t in mine.items()}
     for name in sorted(owner_of):
         owner, dtype = owner_of[name]
-        if dp_rank == 0 and name in mine:
+        if name in mine and replica(name) == 0:
             task = mine[name]
             full = _gather_full(task, ctx)
             if owner == me and me != 0:

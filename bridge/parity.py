@@ -129,10 +129,10 @@ class LayoutParity:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: int,
+def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: int, ep: int = 1,
                       dtype: torch.dtype = torch.float32, seq: int = 16,
                       trust_remote_code: bool | None = None) -> LayoutParity:
-    """Load ``hf_path`` at TP x PP (every rank of the process group calls this), compare the logits with
+    """Load ``hf_path`` at TP x PP (x EP for MoE models; every rank of the process group calls this), compare the logits with
     HF on the last stage, export to ``out_dir`` from global rank 0 and compare it with the source there.
 
     The process group must exist (``torchrun`` or an explicit ``init_process_group``); MCore's model
@@ -146,6 +146,7 @@ def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: 
     provider = bridge.to_megatron_provider()
     provider.tensor_model_parallel_size = tp
     provider.pipeline_model_parallel_size = pp
+    provider.expert_model_parallel_size = ep
     provider.params_dtype = dtype
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False)

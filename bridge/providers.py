@@ -294,7 +294,8 @@ class GPTModelProvider:
         from megatron.core import parallel_state as ps
 
         self.finalize()
-        runtime.ensure_model_parallel(self.tensor_model_parallel_size, self.pipeline_model_parallel_size, seed=seed)
+        runtime.ensure_model_parallel(self.tensor_model_parallel_size, self.pipeline_model_parallel_size,
+                                      ep=self.expert_model_parallel_size, seed=seed)
         model = self.provide(pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage())
         if torch.cuda.is_available():
             model = model.cuda()

@@ -46,28 +46,31 @@ def _init_process_group() -> None:
     log.debug("initialised torch.distributed: backend=%s world_size=%d", backend, dist.get_world_size())
 
 
-def ensure_model_parallel(tp: int, pp: int, *, seed: int = 1234) -> None:
-    """Make sure ``torch.distributed`` and MCore's TP x PP groups exist and match ``tp``, ``pp``."""
+def ensure_model_parallel(tp: int, pp: int, *, ep: int = 1, seed: int = 1234) -> None:
+    """Make sure ``torch.distributed`` and MCore's TP x PP (x EP) groups exist and match ``tp``, ``pp``, ``ep``."""
     from megatron.core import parallel_state as ps
 
     if not dist.is_initialized():
         _init_process_group()
     world = dist.get_world_size()
-    if world % (tp * pp):
+    if world % (tp * pp) or (world // (tp * pp)) % ep:
         raise ParallelLayoutError(
-            f"expected a world size divisible by TP x PP = {tp} x {pp}, found {world} processes; "
-            f"launch with torchrun --nproc-per-node={tp * pp} (or a multiple)"
+            f"expected a world size divisible by TP x PP = {tp} x {pp} whose data-parallel size "
+            f"({world} // {tp * pp}) is divisible by EP = {ep}, found {world} processes; launch with "
+            f"torchrun --nproc-per-node={tp * pp * ep} (or a multiple)"
         )
     if ps.model_parallel_is_initialized():
-        have = (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size())
-        if have != (tp, pp):
+        have = (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size(),
+                ps.get_expert_model_parallel_world_size())
+        if have != (tp, pp, ep):
             raise ParallelLayoutError(
-                f"model-parallel groups already exist with TP x PP = {have[0]} x {have[1]}, but {tp} x {pp} "
-                "was asked for; call bridge.runtime.reset_model_parallel() first"
+                f"model-parallel groups already exist with TP x PP x EP = {have[0]} x {have[1]} x {have[2]}, but "
+                f"{tp} x {pp} x {ep} was asked for; call bridge.runtime.reset_model_parallel() first"
             )
     else:
-        ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
-        log.debug("initialised MCore model parallel: TP=%d PP=%d", tp, pp)
+        ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                                     expert_model_parallel_size=ep)
+        log.debug("initialised MCore model parallel: TP=%d PP=%d EP=%d", tp, pp, ep)
     cpu.apply(seed)
     if not cpu.needs_cpu_patches():
         from megatron.core import tensor_parallel

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hf", type=Path, required=True)
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--pp", type=int, default=1)
+    ap.add_argument("--ep", type=int, default=1, help="expert parallel size (MoE models)")
     ap.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--report", type=Path, required=True)
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bridge.parity import run_layout_parity
 
-    result = run_layout_parity(args.hf, args.out_dir, tp=args.tp, pp=args.pp, dtype=_DTYPES[args.dtype],
+    result = run_layout_parity(args.hf, args.out_dir, tp=args.tp, pp=args.pp, ep=args.ep, dtype=_DTYPES[args.dtype],
                                seq=args.seq)
     gathered: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, result)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
             "backend": dist.get_backend(),
             "world_size": dist.get_world_size(),
-            "tp": args.tp, "pp": args.pp, "dtype": args.dtype,
+            "tp": args.tp, "pp": args.pp, "ep": args.ep, "dtype": args.dtype,
             "versions": {"torch": torch.__version__, "megatron_core": megatron.core.__version__,
                          "transformers": transformers.__version__, "python": sys.version.split()[0]},
             "max_abs_diff": max(a.max_abs_diff for a in stages),

@@ -37,12 +37,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(hf: Path, tp: int, pp: int, out: Path) -> dict:
+def _torchrun(hf: Path, tp: int, pp: int, out: Path, *, ep: int = 1, nproc: int | None = None) -> dict:
     report = out.with_suffix(".json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={tp * pp}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc or tp * pp * ep}",
            f"--master-port={_free_port()}", "--master-addr=127.0.0.1", str(ROOT / "scripts" / "parallel_parity.py"),
-           "--hf", str(hf), "--tp", str(tp), "--pp", str(pp), "--out-dir", str(out), "--report", str(report)]
+           "--hf", str(hf), "--tp", str(tp), "--pp", str(pp), "--ep", str(ep), "--out-dir", str(out),
+           "--report", str(report)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(report.read_text())
@@ -57,4 +58,35 @@ def test_gloo_layout_matches_hf_and_exports_bit_exact(checkpoints, tmp_path: Pat
     rep = _torchrun(checkpoints[tied], tp, pp, tmp_path / "out")
     assert rep["backend"] == "gloo" and rep["world_size"] == tp * pp
     assert rep["max_abs_diff"] <= 1e-5, rep
+    assert rep["export_bit_exact"], rep["export_mismatches"]
+
+
+@pytest.fixture(scope="module")
+def moe_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-MoE: 4 experts per layer, top-2, renormalised."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    from tests.bridge.models.family_checks import make_checkpoint
+    from tests.bridge.models.test_qwen3_moe import TINY
+
+    return make_checkpoint(tmp_path_factory.mktemp("dist-moe") / "hf", Qwen3MoeConfig(**TINY, norm_topk_prob=True),
+                           Qwen3MoeForCausalLM)
+
+
+_EP_LAYOUTS = [
+    pytest.param(1, 1, 2, 2, id="ep2"),
+    pytest.param(2, 1, 2, 4, id="tp2xep2", marks=pytest.mark.slow),
+    pytest.param(1, 2, 2, 4, id="pp2xep2", marks=pytest.mark.slow),
+    pytest.param(1, 1, 2, 4, id="ep2-with-expert-replicas", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("tp", "pp", "ep", "nproc"), _EP_LAYOUTS)
+def test_expert_parallel_ranks_load_their_own_experts_and_export_them_all(moe_checkpoint, tmp_path: Path,
+                                                                          tp: int, pp: int, ep: int, nproc: int):
+    """Each EP rank holds num_experts / EP experts under local indices 0..n-1: the import must give it its
+    global experts (rank r: r*n ..) and the export must collect every expert once, from one replica each."""
+    rep = _torchrun(moe_checkpoint, tp, pp, tmp_path / "out", ep=ep, nproc=nproc)
+    assert rep["world_size"] == nproc and rep["ep"] == ep
+    assert rep["max_abs_diff"] <= 1e-5, rep  # as the single-process MoE parity (family_checks.PARITY_ATOL)
     assert rep["export_bit_exact"], rep["export_mismatches"]
