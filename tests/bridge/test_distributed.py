@@ -62,31 +62,39 @@ def test_gloo_layout_matches_hf_and_exports_bit_exact(checkpoints, tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def moe_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Qwen3-MoE: 4 experts per layer, top-2, renormalised."""
+def moe_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny MoE checkpoints, 4 routed experts per layer, top-2: Qwen3-MoE (renormalised) and DeepSeek-V3
+    (MLA with query LoRA, a dense first layer, a shared expert, group-limited routing, expert bias)."""
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
+    from tests.bridge.models import test_deepseek_v3 as ds
     from tests.bridge.models.family_checks import make_checkpoint
     from tests.bridge.models.test_qwen3_moe import TINY
 
-    return make_checkpoint(tmp_path_factory.mktemp("dist-moe") / "hf", Qwen3MoeConfig(**TINY, norm_topk_prob=True),
-                           Qwen3MoeForCausalLM)
+    base = tmp_path_factory.mktemp("dist-moe")
+    return {
+        "qwen3_moe": make_checkpoint(base / "qwen3_moe", Qwen3MoeConfig(**TINY, norm_topk_prob=True),
+                                     Qwen3MoeForCausalLM),
+        "deepseek_v3": make_checkpoint(base / "deepseek_v3", ds.config(), ds._with_expert_bias),
+    }
 
 
 _EP_LAYOUTS = [
-    pytest.param(1, 1, 2, 2, id="ep2"),
-    pytest.param(2, 1, 2, 4, id="tp2xep2", marks=pytest.mark.slow),
-    pytest.param(1, 2, 2, 4, id="pp2xep2", marks=pytest.mark.slow),
-    pytest.param(1, 1, 2, 4, id="ep2-with-expert-replicas", marks=pytest.mark.slow),
+    pytest.param("qwen3_moe", 1, 1, 2, 2, id="qwen3_moe-ep2"),
+    pytest.param("qwen3_moe", 2, 1, 2, 4, id="qwen3_moe-tp2xep2", marks=pytest.mark.slow),
+    pytest.param("qwen3_moe", 1, 2, 2, 4, id="qwen3_moe-pp2xep2", marks=pytest.mark.slow),
+    pytest.param("qwen3_moe", 1, 1, 2, 4, id="qwen3_moe-ep2-with-expert-replicas", marks=pytest.mark.slow),
+    pytest.param("deepseek_v3", 1, 1, 2, 2, id="deepseek_v3-ep2", marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize(("tp", "pp", "ep", "nproc"), _EP_LAYOUTS)
-def test_expert_parallel_ranks_load_their_own_experts_and_export_them_all(moe_checkpoint, tmp_path: Path,
-                                                                          tp: int, pp: int, ep: int, nproc: int):
+@pytest.mark.parametrize(("family", "tp", "pp", "ep", "nproc"), _EP_LAYOUTS)
+def test_expert_parallel_ranks_load_their_own_experts_and_export_them_all(moe_checkpoints, tmp_path: Path,
+                                                                          family: str, tp: int, pp: int, ep: int,
+                                                                          nproc: int):
     """Each EP rank holds num_experts / EP experts under local indices 0..n-1: the import must give it its
     global experts (rank r: r*n ..) and the export must collect every expert once, from one replica each."""
-    rep = _torchrun(moe_checkpoint, tp, pp, tmp_path / "out", ep=ep, nproc=nproc)
+    rep = _torchrun(moe_checkpoints[family], tp, pp, tmp_path / "out", ep=ep, nproc=nproc)
     assert rep["world_size"] == nproc and rep["ep"] == ep
     assert rep["max_abs_diff"] <= 1e-5, rep  # as the single-process MoE parity (family_checks.PARITY_ATOL)
     assert rep["export_bit_exact"], rep["export_mismatches"]
