@@ -131,12 +131,6 @@ class HFCheckpointWriter:
         self._planned = PlannedHFWriter(self._stage.staging, plans, max_shard_size=self.max_shard_size,
                                         durable=self._durable)
         self._expected = {p.name: (p.dtype, p.shape) for p in plans}
-        order = storage_order({p.name: p.dtype for p in plans})  # where PlannedHFWriter puts each tensor
-        offset = len(encode_header([(n, *self._expected[n]) for n in order], _FORMAT_METADATA))
-        self._offsets: dict[str, int] = {}
-        for name in order:
-            self._offsets[name] = offset
-            offset += math.prod(self._expected[name][1]) * self._expected[name][0].itemsize
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-ckpt-writer")
 
     @property
@@ -285,7 +279,7 @@ class HFCheckpointWriter:
         with open(path, "ab+") as handle:  # "ab+": the file exists only once a tensor was written
             for name in self._order:
                 dtype, shape = self._expected[name]
-                handle.seek(self._offsets[name])
+                handle.seek(planned.offset(name))
                 data = bytearray(math.prod(shape) * dtype.itemsize)
                 handle.readinto(data)
                 flat = torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)

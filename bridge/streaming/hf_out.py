@@ -124,6 +124,10 @@ class PlannedHFWriter:
         self.total_parameters = sum(t.nbytes // t.dtype.itemsize for t in tensors)
         self.weight_map = {n: self.files[s.shard] for n, s in self._slots.items()}
 
+    def offset(self, name: str) -> int:
+        """Where tensor ``name``'s bytes start in its shard file."""
+        return self._slots[name].offset
+
     def _fd(self, shard: int) -> int:
         fd = self._fds.get(shard)
         if fd is None:
