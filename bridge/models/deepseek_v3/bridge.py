@@ -28,8 +28,8 @@ from typing import Any
 
 from bridge.mappings import AutoMapping, MegatronMappingRegistry, ReplicatedMapping
 from bridge.models._common import embedding_and_norm_mappings, gated_mlp_mappings, output_mapping
+from bridge.models._moe import moe_mappings
 from bridge.models.deepseek_v3.provider import DeepSeekV3ModelProvider, deepseek_v3_provider_kwargs
-from bridge.models.qwen3_moe.bridge import moe_mappings
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge
 

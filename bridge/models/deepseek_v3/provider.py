@@ -51,7 +51,7 @@ from bridge._logging import get_logger
 from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.models import hf_config as H
 from bridge.models._common import decoder_provider_kwargs
-from bridge.models.qwen3_moe.provider import MOE_COMMON_OVERRIDES, MoEModelProvider, moe_layer_pattern
+from bridge.models._moe import MOE_COMMON_OVERRIDES, MoEModelProvider, moe_layer_pattern
 
 __all__ = ["DeepSeekV3ModelProvider", "deepseek_v3_provider_kwargs", "mla_rope_kwargs", "sigmoid_router_kwargs"]
 

@@ -13,8 +13,8 @@ from typing import Any
 from transformers import GemmaConfig
 
 from bridge.mappings import MegatronMappingRegistry
+from bridge.models._llama_like import llama_registry
 from bridge.models.gemma.provider import GemmaModelProvider, gemma_provider_kwargs
-from bridge.models.llama.bridge import llama_registry
 from bridge.providers import GPTModelProvider
 from bridge.registry import HFClass, MegatronModelBridge
 from bridge.requirements import Requirements

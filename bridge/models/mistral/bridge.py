@@ -8,7 +8,7 @@ from transformers import MistralConfig
 
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
-from bridge.models.llama.bridge import llama_registry
+from bridge.models._llama_like import llama_registry
 from bridge.models.mistral.provider import mistral_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import HFClass, MegatronModelBridge

@@ -6,25 +6,14 @@ from typing import Any
 
 from transformers import Qwen2Config
 
-from bridge.mappings import MegatronMappingRegistry, QKVMapping
+from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
-from bridge.models.llama.bridge import llama_registry
+from bridge.models._llama_like import llama_registry, qkv_bias_mappings
 from bridge.models.qwen2.provider import qwen2_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import HFClass, MegatronModelBridge
 
-__all__ = ["Qwen2Bridge", "qkv_bias_mappings"]
-
-
-def qkv_bias_mappings(*, prefix: str = "model") -> list[Any]:
-    """Q, K, V biases <-> ``linear_qkv.bias``, interleaved per query group like the weight."""
-    p = prefix
-    return [
-        QKVMapping("decoder.layers.*.self_attention.linear_qkv.bias",
-                   q=f"{p}.layers.*.self_attn.q_proj.bias",
-                   k=f"{p}.layers.*.self_attn.k_proj.bias",
-                   v=f"{p}.layers.*.self_attn.v_proj.bias"),
-    ]
+__all__ = ["Qwen2Bridge"]
 
 
 @MegatronModelBridge.register_bridge(source=HFClass("transformers", "Qwen2ForCausalLM"), target="GPTModel")

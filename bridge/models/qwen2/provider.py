@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.models.llama.provider import LlamaModelProvider, llama_provider_kwargs
-from bridge.models.mistral.provider import sliding_window_kwargs
+from bridge.models._llama_like import LlamaModelProvider, llama_provider_kwargs
+from bridge.models._window import sliding_window_kwargs
 
 __all__ = ["Qwen2ModelProvider", "qwen2_provider"]
 

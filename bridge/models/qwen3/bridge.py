@@ -6,23 +6,14 @@ from typing import Any
 
 from transformers import Qwen3Config
 
-from bridge.mappings import AutoMapping, MegatronMappingRegistry
+from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
-from bridge.models.llama.bridge import llama_registry
+from bridge.models._llama_like import llama_registry, qk_norm_mappings
 from bridge.models.qwen3.provider import qwen3_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import HFClass, MegatronModelBridge
 
-__all__ = ["Qwen3Bridge", "qk_norm_mappings"]
-
-
-def qk_norm_mappings(*, prefix: str = "model") -> list[Any]:
-    """HF ``q_norm``/``k_norm`` (``head_dim`` wide, replicated across TP) <-> MCore's QK layernorms."""
-    p = prefix
-    return [
-        AutoMapping("decoder.layers.*.self_attention.q_layernorm.weight", f"{p}.layers.*.self_attn.q_norm.weight"),
-        AutoMapping("decoder.layers.*.self_attention.k_layernorm.weight", f"{p}.layers.*.self_attn.k_norm.weight"),
-    ]
+__all__ = ["Qwen3Bridge"]
 
 
 @MegatronModelBridge.register_bridge(source=HFClass("transformers", "Qwen3ForCausalLM"), target="GPTModel")

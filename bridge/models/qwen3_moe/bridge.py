@@ -1,10 +1,5 @@
-"""Qwen3-MoE bridge: registered by HF class; its mapping table is data.
-
-HF checkpoints store experts one by one (``mlp.experts.{e}.gate_proj`` ...; transformers 5
-fuses them into 3-D tensors in memory but writes this layout back on save). MCore's local
-spec holds them as ``SequentialMLP`` experts ``mlp.experts.local_experts.{e}``: in every
-expert pattern below the first ``*`` is the layer and the second the (global) expert.
-"""
+"""Qwen3-MoE bridge: registered by HF class; the Llama table with QK norms and the shared MoE rows
+(:mod:`bridge.models._moe` describes the expert layout)."""
 
 from __future__ import annotations
 
@@ -12,38 +7,15 @@ from typing import Any
 
 from transformers import Qwen3MoeConfig
 
-from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry
+from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
-from bridge.models.llama.bridge import llama_registry
-from bridge.models.qwen3.bridge import qk_norm_mappings
+from bridge.models._llama_like import llama_registry, qk_norm_mappings
+from bridge.models._moe import moe_mappings
 from bridge.models.qwen3_moe.provider import Qwen3MoEModelProvider, qwen3_moe_provider_kwargs
 from bridge.providers import GPTModelProvider
 from bridge.registry import HFClass, MegatronModelBridge
 
-__all__ = ["Qwen3MoEBridge", "moe_mappings"]
-
-
-def moe_mappings(*, prefix: str = "model", shared_experts: bool = False,
-                 expert_bias: bool = False) -> list[Any]:
-    """Router and per-expert weights (and optionally shared experts and the router's expert bias)."""
-    p, m = prefix, "decoder.layers.*.mlp"
-    table: list[Any] = [
-        AutoMapping(f"{m}.router.weight", f"{p}.layers.*.mlp.gate.weight"),
-        GatedMLPMapping(f"{m}.experts.local_experts.*.linear_fc1.weight",
-                        gate=f"{p}.layers.*.mlp.experts.*.gate_proj.weight",
-                        up=f"{p}.layers.*.mlp.experts.*.up_proj.weight"),
-        AutoMapping(f"{m}.experts.local_experts.*.linear_fc2.weight", f"{p}.layers.*.mlp.experts.*.down_proj.weight"),
-    ]
-    if expert_bias:
-        table.append(AutoMapping(f"{m}.router.expert_bias", f"{p}.layers.*.mlp.gate.e_score_correction_bias"))
-    if shared_experts:
-        table += [
-            GatedMLPMapping(f"{m}.shared_experts.linear_fc1.weight",
-                            gate=f"{p}.layers.*.mlp.shared_experts.gate_proj.weight",
-                            up=f"{p}.layers.*.mlp.shared_experts.up_proj.weight"),
-            AutoMapping(f"{m}.shared_experts.linear_fc2.weight", f"{p}.layers.*.mlp.shared_experts.down_proj.weight"),
-        ]
-    return table
+__all__ = ["Qwen3MoEBridge"]
 
 
 @MegatronModelBridge.register_bridge(source=HFClass("transformers", "Qwen3MoeForCausalLM"), target="GPTModel")

@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
-from bridge.models.llama.provider import LlamaModelProvider
+from bridge.models._llama_like import LlamaModelProvider
 
 __all__ = ["TinyGPTModelProvider", "tiny_gpt_provider_kwargs"]
 

@@ -20,7 +20,8 @@ from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from bridge.errors import ConfigError
 from bridge.mappings import MappingContext
-from bridge.models.qwen3_moe.bridge import Qwen3MoEBridge, moe_mappings
+from bridge.models._moe import moe_mappings
+from bridge.models.qwen3_moe.bridge import Qwen3MoEBridge
 from bridge.parallel import expert as ep_ops
 from bridge.parallel import kinds
 from tests.bridge.models.family_checks import (
