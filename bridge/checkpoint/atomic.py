@@ -3,7 +3,13 @@
 The staging directory lives in the target's parent (same filesystem, so ``rename`` is atomic). Committing
 over an existing directory renames the old one aside first, renames the new one in, and only then deletes
 the old one; if the second rename fails the old directory is put back. Until :meth:`AtomicDirectory.commit`
-returns, the target is either absent or exactly what it was before.
+returns, the target is either absent or exactly what it was before. With ``durable`` (the default), every
+file and directory of the staging tree is ``fsync``ed before the rename, whoever wrote it.
+
+This is the one implementation of output directories: HF export, ``convert``, ``reshard`` and the
+``torch_dist`` writers all use it, so each refuses to replace a directory that is not a checkpoint.
+Use it as a context manager (``with AtomicDirectory(dst) as staging: ...`` commits on success and
+aborts on any exception) or call :meth:`~AtomicDirectory.commit` / :meth:`~AtomicDirectory.abort`.
 """
 
 from __future__ import annotations
@@ -13,16 +19,24 @@ import shutil
 import uuid
 import weakref
 from pathlib import Path
+from types import TracebackType
 
 from bridge._logging import get_logger
 from bridge.errors import CheckpointError
 
-__all__ = ["AtomicDirectory", "fsync_directory"]
+__all__ = ["AtomicDirectory", "fsync_directory", "fsync_tree"]
 
 log = get_logger("checkpoint.atomic")
 
-#: An existing directory is only replaced if it is empty or holds one of these (a previous export).
-_CHECKPOINT_MARKERS = ("config.json", "model.safetensors", "model.safetensors.index.json")
+#: An existing directory is only replaced if it is empty or holds one of these (a previous output of ours or
+#: Megatron-LM's): an HF export, a saved parallel layout, a ``torch_dist`` checkpoint.
+_CHECKPOINT_MARKERS = (
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "layout.json",
+    "latest_checkpointed_iteration.txt",
+)
 
 
 def fsync_directory(path: Path) -> None:
@@ -32,6 +46,24 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """``fsync`` every regular file under ``root``, then every directory, deepest first."""
+    dirs = []
+    for dirpath, _, filenames in os.walk(root):
+        dirs.append(Path(dirpath))
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for directory in reversed(dirs):
+        fsync_directory(directory)
 
 
 def _looks_like_checkpoint(path: Path) -> bool:
@@ -89,7 +121,8 @@ class AtomicDirectory:
             )
         if not _looks_like_checkpoint(target):
             raise CheckpointError(
-                f"refusing to replace {target}: it does not look like a checkpoint (no config.json or *.safetensors); "
+                f"refusing to replace {target}: it does not look like a checkpoint (none of {list(_CHECKPOINT_MARKERS)} "
+                "and no *.safetensors); "
                 "choose an empty or new directory"
             )
 
@@ -99,7 +132,7 @@ class AtomicDirectory:
             raise CheckpointError(f"{self.target}: this export was already committed or aborted")
         self._check_target()
         if self.durable:
-            fsync_directory(self.staging)
+            fsync_tree(self.staging)
         if os.path.lexists(self.target):
             aside = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:12]}"
             os.rename(self.target, aside)
@@ -133,3 +166,18 @@ class AtomicDirectory:
         """Delete the staging directory (and the parents this object created); the target is untouched."""
         self.done = True
         self._cleanup()
+
+    def __enter__(self) -> Path:
+        return self.staging
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self.done:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise

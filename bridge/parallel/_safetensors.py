@@ -5,14 +5,13 @@ writes each parameter's shards to many files as soon as they exist, so this writ
 names, dtypes and shapes up front, writes the header, then appends each tensor's bytes in the
 declared order. The file is a standard safetensors file (read back with ``safe_open``).
 
-Format: 8-byte little-endian header length, a JSON header padded with spaces to a multiple of
-8 bytes, then the tensors' little-endian bytes back to back.
+Format: the header of :func:`bridge.checkpoint.format.encode_header` (the one encoder), then the
+tensors' little-endian bytes back to back.
 """
 
 from __future__ import annotations
 
-import json
-import struct
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,26 +20,17 @@ from typing import Any
 
 import torch
 
+from bridge.checkpoint.format import encode_header
 from bridge.errors import CheckpointError
 
 __all__ = ["StreamingWriter", "TensorEntry"]
-
-_CODES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
-    torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
-}  # fmt: skip
 
 #: ``(name, dtype, shape)`` of one tensor of a file.
 TensorEntry = tuple[str, torch.dtype, tuple[int, ...]]
 
 
 def _nbytes(dtype: torch.dtype, shape: Sequence[int]) -> int:
-    count = 1
-    for d in shape:
-        count *= d
-    return count * torch.empty((), dtype=dtype).element_size()
+    return math.prod(shape) * dtype.itemsize
 
 
 class StreamingWriter:
@@ -54,26 +44,8 @@ class StreamingWriter:
         self.path = path
         self._entries = list(entries)
         self._next = 0
-        header: dict[str, object] = {}
-        if metadata:
-            header["__metadata__"] = dict(metadata)
-        offset = 0
-        for name, dtype, shape in self._entries:
-            if dtype not in _CODES:
-                raise CheckpointError(
-                    f"Cannot write {name!r}: dtype {dtype} has no safetensors code."
-                )
-            size = _nbytes(dtype, shape)
-            header[name] = {
-                "dtype": _CODES[dtype],
-                "shape": list(shape),
-                "data_offsets": [offset, offset + size],
-            }
-            offset += size
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-len(raw) % 8)
+        raw = encode_header(self._entries, dict(metadata or {}))  # CheckpointError for a dtype with no code
         self._file = open(path, "wb")  # noqa: SIM115 - closed by close() / __exit__
-        self._file.write(struct.pack("<Q", len(raw)))
         self._file.write(raw)
 
     def write(self, name: str, tensor: torch.Tensor) -> None:

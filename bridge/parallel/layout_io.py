@@ -10,18 +10,15 @@ Directory format::
                                         rank's LOCAL state dict (local layer numbers, TP shards,
                                         tied copies included); metadata tp_rank, pp_rank
 
-Directories are written atomically: into a temporary directory beside the target, renamed
-into place at the end (see :func:`atomic_directory`).
+Directories are written atomically by :class:`bridge.checkpoint.atomic.AtomicDirectory` (fsync, rollback,
+and never replacing a directory that is not a checkpoint).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -29,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from bridge._logging import get_logger
+from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.errors import CheckpointError, ParallelLayoutError
 from bridge.parallel.kinds import shard_shape
 from bridge.parallel.spec import ParallelLayout
@@ -36,7 +34,6 @@ from bridge.parallel.state import Rank, expected_local_names, merge_state, place
 
 __all__ = [
     "LAYOUT_FILE",
-    "atomic_directory",
     "check_rank_files",
     "load_full_state",
     "load_layout",
@@ -55,40 +52,6 @@ LAYOUT_FILE = "layout.json"
 def rank_file_name(tp_rank: int, pp_rank: int) -> str:
     """``tp{r:02d}_pp{s:02d}.safetensors``."""
     return f"tp{tp_rank:02d}_pp{pp_rank:02d}.safetensors"
-
-
-@contextmanager
-def atomic_directory(target: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``target``; on success, rename it to ``target``.
-
-    On error the temporary directory is removed and ``target`` is untouched. An existing
-    ``target`` raises :class:`CheckpointError` unless ``overwrite`` (then it is replaced only
-    once the new directory is complete).
-    """
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise CheckpointError(
-            f"{target} already exists; choose a new directory or pass overwrite=True."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if target.exists():
-            if not overwrite:
-                raise CheckpointError(
-                    f"{target} appeared while writing; left the new data unwritten."
-                )
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-        tmp.rename(target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def shard_entries(
@@ -150,7 +113,7 @@ def save_layout(
                 f"Rank tp={rank[0]}, pp={rank[1]} does not match the layout: differing "
                 f"(name, dtype, shape) entries {diff}."
             )
-    with atomic_directory(directory, overwrite=overwrite) as tmp:
+    with AtomicDirectory(directory, overwrite=overwrite) as tmp:
         for (tp_rank, pp_rank), want in entries.items():
             tensors = {n: shards_by_rank[(tp_rank, pp_rank)][n].contiguous() for n, _, _ in want}
             meta = {"format": "pt", "tp_rank": str(tp_rank), "pp_rank": str(pp_rank)}
@@ -177,7 +140,7 @@ def read_layout(directory: str | os.PathLike[str]) -> ParallelLayout:
         ) from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}).") from exc
-    return ParallelLayout.from_json(data)
+    return ParallelLayout.from_json(data, source=str(path))
 
 
 def check_rank_files(directory: str | os.PathLike[str], layout: ParallelLayout) -> None:

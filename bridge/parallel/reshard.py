@@ -20,11 +20,11 @@ import torch
 from safetensors import safe_open
 
 from bridge._logging import get_logger
+from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.errors import CheckpointError, ParallelLayoutError
 from bridge.parallel._common import bitwise_equal
 from bridge.parallel._safetensors import StreamingWriter
 from bridge.parallel.layout_io import (
-    atomic_directory,
     check_rank_files,
     rank_file_name,
     read_layout,
@@ -100,7 +100,7 @@ def reshard(
     entries = shard_entries(dst)  # validates the target layout before any tensor is read
     src_places, dst_places = placements(src), placements(dst)
     started = time.perf_counter()
-    with atomic_directory(dst_dir, overwrite=overwrite) as tmp, ExitStack() as stack:
+    with AtomicDirectory(dst_dir, overwrite=overwrite) as tmp, ExitStack() as stack:
         handles = {
             rank: stack.enter_context(
                 safe_open(str(src_dir / rank_file_name(*rank)), framework="pt")

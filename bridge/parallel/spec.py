@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 
+from bridge.checkpoint.format import DTYPES
 from bridge.errors import ParallelLayoutError
 from bridge.parallel._common import check_size
 from bridge.parallel.fit import check_tp_fits
 from bridge.parallel.kinds import check_meta
+from bridge.parallel.layout_schema import check_layout_document
 from bridge.parallel.pp import PipelineLayout
 from bridge.parallel.vocab import DEFAULT_DIVISIBLE_BY
 
@@ -33,14 +35,8 @@ __all__ = [
 FORMAT = "mcore-compat.parallel-layout"
 FORMAT_VERSION = 1
 
-_DTYPES: dict[str, torch.dtype] = {
-    str(dtype).removeprefix("torch."): dtype
-    for dtype in (
-        torch.float64, torch.float32, torch.float16, torch.bfloat16,
-        torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool,
-        torch.float8_e4m3fn, torch.float8_e5m2,
-    )
-}  # fmt: skip
+#: ``layout.json`` dtype names (``"bfloat16"``), derived from the one dtype table (safetensors codes).
+_DTYPES: dict[str, torch.dtype] = {str(dtype).removeprefix("torch."): dtype for dtype in DTYPES.values()}
 
 
 def dtype_from_name(name: str) -> torch.dtype:
@@ -192,31 +188,33 @@ class ParallelLayout:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ParallelLayout:
-        """Inverse of :meth:`to_json`; raises :class:`ParallelLayoutError` on a foreign document."""
-        if data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+    def from_json(cls, data: Mapping[str, Any], *, source: str = "layout.json") -> ParallelLayout:
+        """Inverse of :meth:`to_json`; raises :class:`ParallelLayoutError` naming ``source`` on a foreign or
+        malformed document (every field's type is checked first: :mod:`bridge.parallel.layout_schema`)."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+            found = (data.get("format"), data.get("version")) if isinstance(data, Mapping) else (None, None)
             raise ParallelLayoutError(
-                f"Not a layout this version can read: expected format {FORMAT!r} version "
-                f"{FORMAT_VERSION}, found {data.get('format')!r} version {data.get('version')!r}."
+                f"{source}: Not a layout this version can read: expected format {FORMAT!r} version "
+                f"{FORMAT_VERSION}, found {found[0]!r} version {found[1]!r}."
             )
+        check_layout_document(data, source=source)  # exact types from here on: no coercion below
         try:
             pipeline = PipelineLayout(
-                int(data["num_layers"]),
-                int(data["pp"]),
-                data.get("first_stage_layers"),
-                data.get("last_stage_layers"),
+                data["num_layers"], data["pp"], data.get("first_stage_layers"), data.get("last_stage_layers")
             )
             params = {name: ParamSpec.from_json(spec) for name, spec in data["params"].items()}
             return cls(
-                tp=int(data["tp"]),
+                tp=data["tp"],
                 pipeline=pipeline,
                 params=params,
-                share_embeddings_and_output_weights=bool(
-                    data.get("share_embeddings_and_output_weights", False)
-                ),
-                mtp=bool(data.get("mtp", False)),
+                share_embeddings_and_output_weights=data.get("share_embeddings_and_output_weights", False),
+                mtp=data.get("mtp", False),
             )
+        except ParallelLayoutError as exc:
+            if str(exc).startswith(source):
+                raise
+            raise ParallelLayoutError(f"{source}: {exc}") from exc
         except (KeyError, TypeError, AttributeError) as exc:
             raise ParallelLayoutError(
-                f"Malformed layout document: {exc!r} is missing or invalid."
+                f"{source}: malformed layout document: {exc!r} is missing or invalid."
             ) from exc

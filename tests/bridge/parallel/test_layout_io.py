@@ -17,7 +17,6 @@ from bridge.parallel._common import bitwise_equal
 from bridge.parallel._safetensors import StreamingWriter
 from bridge.parallel.layout_io import (
     LAYOUT_FILE,
-    atomic_directory,
     load_full_state,
     load_layout,
     rank_file_name,
@@ -143,19 +142,58 @@ def test_save_refuses_shards_that_do_not_match_the_layout_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_directory_leaves_nothing_on_error_and_refuses_an_existing_target(
-    tmp_path: Path,
-) -> None:
-    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "t") as tmp:
-        (tmp / "partial").write_text("x")
-        raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
+def test_save_layout_never_replaces_a_folder_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    arch = Architecture(2, 4, 2, 2, 2, 8, 10, 8, tied=False, gated=False, bias=False)
     (tmp_path / "t").mkdir()
-    with pytest.raises(CheckpointError, match="already exists"), atomic_directory(tmp_path / "t"):
-        pass
-    with atomic_directory(tmp_path / "t", overwrite=True) as tmp:
-        (tmp / "new").write_text("y")
-    assert [p.name for p in tmp_path.iterdir()] == ["t"] and (tmp_path / "t" / "new").exists()
+    (tmp_path / "t" / "thesis.txt").write_text("four years of work")
+    full, kinds = megatron_state(arch)
+    parallel = layout_for(full, kinds, **Layout(2, 1).kwargs())
+    with pytest.raises(CheckpointError, match="does not look like a checkpoint"):
+        save_layout(tmp_path / "t", split_state(full, parallel), parallel, overwrite=True)
+    assert [p.name for p in (tmp_path / "t").iterdir()] == ["thesis.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["t"]  # no staging directory left behind
+
+
+def _layout_doc(tmp_path: Path) -> dict:
+    arch = Architecture(2, 4, 2, 2, 2, 8, 10, 8, tied=False, gated=False, bias=False)
+    _saved(arch, Layout(2, 1), tmp_path / "c")
+    return json.loads((tmp_path / "c" / LAYOUT_FILE).read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(mtp="false"), r"'mtp' must be true or false, found 'false'"),
+        (lambda d: d.update(share_embeddings_and_output_weights=0), r"must be true or false, found 0"),
+        (lambda d: d.update(tp=2.9), r"'tp' must be a positive integer, found 2.9"),
+        (lambda d: d.update(num_layers=True), r"'num_layers' must be a positive integer, found True"),
+        (lambda d: d.update(first_stage_layers="1"), r"'first_stage_layers' must be null or a non-negative"),
+        (lambda d: d.pop("pp"), r"required field 'pp' is missing"),
+        (lambda d: d.update(params=[]), r"'params' must be an object"),
+        (lambda d: next(iter(d["params"].values())).update(shape="ab"), r"'shape' must be a list of non-negative"),
+        (lambda d: next(iter(d["params"].values())).update(shape=[4, -1]), r"'shape' must be a list of non-negative"),
+        (lambda d: next(iter(d["params"].values())).update(shape=[4.0, 2]), r"'shape' must be a list of non-negative"),
+        (lambda d: next(iter(d["params"].values())).update(kind=3), r"'kind' must be a string"),
+        (lambda d: next(iter(d["params"].values())).update(dtype="float7"), r"Unsupported dtype 'float7'"),
+    ],
+)
+def test_layout_json_is_parsed_strictly_and_the_error_names_the_file(tmp_path: Path, edit, message: str) -> None:
+    doc = _layout_doc(tmp_path)
+    edit(doc)
+    (tmp_path / "c" / LAYOUT_FILE).write_text(json.dumps(doc))
+    with pytest.raises(ParallelLayoutError, match=message) as info:
+        read_layout(tmp_path / "c")
+    assert str(info.value).startswith(str(tmp_path / "c" / LAYOUT_FILE))
+
+
+def test_layout_json_meta_counts_must_be_integers(tmp_path: Path) -> None:
+    doc = _layout_doc(tmp_path)
+    spec = next(s for s in doc["params"].values() if s["meta"])
+    key = next(iter(spec["meta"]))
+    spec["meta"][key] = str(spec["meta"][key])
+    (tmp_path / "c" / LAYOUT_FILE).write_text(json.dumps(doc))
+    with pytest.raises(ParallelLayoutError, match=rf"meta '{key}' must be a non-negative integer"):
+        read_layout(tmp_path / "c")
 
 
 def test_load_reports_a_missing_rank_file_and_a_foreign_layout(tmp_path: Path) -> None:

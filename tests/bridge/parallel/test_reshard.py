@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bridge.errors import CheckpointError, ParallelLayoutError
 from bridge.parallel._common import bitwise_equal
-from bridge.parallel.layout_io import load_layout, rank_file_name, save_layout
+from bridge.parallel.layout_io import load_layout, rank_file_name, read_layout, save_layout
 from bridge.parallel.reshard import reshard
 from bridge.parallel.state import layout_for, split_state
 from tests.strategies import Architecture, Layout, architectures, dtypes, layouts, megatron_state
@@ -76,15 +76,26 @@ def test_a_target_layout_that_does_not_fit_fails_before_anything_is_written(
 
 def test_reshard_refuses_an_existing_target_itself_and_a_broken_source(tmp_path: Path) -> None:
     src = _source(tmp_path, tied=True)
-    (tmp_path / "b").mkdir()
+    reshard(src, tmp_path / "b", tp=2, pp=1)
     with pytest.raises(CheckpointError, match="already exists"):
         reshard(src, tmp_path / "b", tp=1, pp=1)
     with pytest.raises(CheckpointError, match="onto itself"):
         reshard(src, src, tp=1, pp=1)
-    reshard(src, tmp_path / "b", tp=1, pp=1, overwrite=True)
+    reshard(src, tmp_path / "b", tp=1, pp=1, overwrite=True)  # a previous layout is replaced
+    assert read_layout(tmp_path / "b").tp == 1
     (src / rank_file_name(1, 1)).unlink()
     with pytest.raises(CheckpointError, match="missing"):
         reshard(src, tmp_path / "c", tp=1, pp=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_reshard_never_replaces_a_folder_that_is_not_a_checkpoint_even_with_overwrite(tmp_path: Path) -> None:
+    src = _source(tmp_path, tied=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "thesis.txt").write_text("four years of work")
+    with pytest.raises(CheckpointError, match="does not look like a checkpoint"):
+        reshard(src, tmp_path / "b", tp=1, pp=1, overwrite=True)
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["thesis.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
