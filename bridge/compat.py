@@ -1,7 +1,8 @@
-"""The only module of :mod:`bridge` that knows MCore versions differ.
+"""The only module of :mod:`bridge` that detects how MCore versions differ.
 
-Everything version-dependent is expressed here as a *named feature* or a *known
-rename*, never as ``hasattr`` checks scattered through the code:
+Every version difference is expressed here as a *named feature* or a *known rename*,
+never as ``hasattr`` checks scattered through the code; other modules (providers, model
+families, ``hybrid_model``) decide on those names (``has_feature``), see docs/architecture.md:
 
 * :func:`installed_version` and :func:`config_fields` describe the installed MCore;
 * :func:`adapt_config_kwargs` turns the provider's ``TransformerConfig`` keyword

@@ -25,6 +25,7 @@ from bridge.requirements import Requirements
 __all__ = [
     "HFClass",
     "MegatronModelBridge",
+    "all_requirements",
     "bridge_for_architectures",
     "registered_architectures",
     "registered_bridges",
@@ -186,6 +187,14 @@ def registered_architectures() -> list[str]:
 def registered_bridges() -> list[type[MegatronModelBridge]]:
     _load_families()
     return [_BY_ARCH[a] for a in sorted(_BY_ARCH)]
+
+
+def all_requirements() -> list[Requirements]:
+    """Requirements of every registered family, sorted by family name (read by the harness)."""
+    reqs: list[Requirements] = []
+    for bridge_cls in registered_bridges():
+        reqs.extend(bridge_cls.requirements())
+    return sorted(reqs, key=lambda r: r.family)
 
 
 def bridge_for_architectures(architectures: list[str] | None, *, source: str = "") -> type[MegatronModelBridge]:

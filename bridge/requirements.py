@@ -1,6 +1,6 @@
 """What each bridge family needs from MCore, derived from what the bridge actually does.
 
-The harness reads these (through :func:`all_requirements`) to decide, without importing
+The harness reads these (through :func:`bridge.registry.all_requirements`) to decide, without importing
 MCore, whether a revision supports a family. Nothing here is a hand-kept list: every
 set is computed by running the family's provider on its representative HF configs and
 recording the ``TransformerConfig`` keyword arguments, ``GPTModel`` keyword arguments
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Requirements", "all_requirements"]
+__all__ = ["Requirements"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,3 @@ class Requirements:
     modules: frozenset[str] = frozenset()
     renames: tuple[tuple[str, str], ...] = field(default=())
 
-
-def all_requirements() -> list[Requirements]:
-    """Requirements of every registered family, sorted by family name."""
-    from bridge.registry import registered_bridges  # local: avoid an import cycle
-
-    reqs: list[Requirements] = []
-    for bridge_cls in registered_bridges():
-        reqs.extend(bridge_cls.requirements())
-    return sorted(reqs, key=lambda r: r.family)

@@ -1,6 +1,6 @@
 """What the bridge's families need from MCore, as lists of :mod:`harness.checks`.
 
-Families come from :func:`bridge.requirements.all_requirements` (derived from the
+Families come from :func:`bridge.registry.all_requirements` (derived from the
 providers, never hand-kept here; imported lazily because ``bridge`` pulls in torch). Until the bridge registers families this is empty and
 the matrix only has feature rows.
 """
@@ -42,7 +42,7 @@ class Row:
 def family_requirements() -> list[Requirements]:
     """The bridge's registered families ([] while none is registered or the registry is absent)."""
     try:
-        from bridge.requirements import all_requirements
+        from bridge.registry import all_requirements
 
         return all_requirements()
     except ImportError as exc:  # bridge.registry not written yet

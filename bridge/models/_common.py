@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.errors import MappingError
 from bridge.mappings import AutoMapping, GatedMLPMapping
 from bridge.models import hf_config as H
 
@@ -19,6 +20,7 @@ __all__ = [
     "embedding_and_norm_mappings",
     "gated_mlp_mappings",
     "output_mapping",
+    "replace_rows",
     "te_fused_norm_mappings",
     "tiny_decoder",
 ]
@@ -64,6 +66,20 @@ def output_mapping(*, tied: bool, prefix: str = "model") -> AutoMapping:
     """
     return AutoMapping("output_layer.weight", f"{prefix}.embed_tokens.weight" if tied else "lm_head.weight",
                        export=not tied)
+
+
+def replace_rows(table: list[Any], *rows: Any) -> list[Any]:
+    """``table`` with each of ``rows`` in place of the row of the same Megatron name (a family whose
+    HF layout differs from a shared table in a few tensors, e.g. Phi-3's fused ``qkv_proj``).
+
+    A row that replaces nothing is an error: appending belongs to the caller, and a typo would
+    otherwise add a second, unused row.
+    """
+    by_name = {row.megatron_param: row for row in rows}
+    missing = sorted(set(by_name) - {row.megatron_param for row in table})
+    if missing:
+        raise MappingError(f"replace_rows: no row of the table has the Megatron name(s) {missing}; append them instead")
+    return [by_name.get(row.megatron_param, row) for row in table]
 
 
 def decoder_provider_kwargs(cfg: Any, *, seq_length: int = 2048, tied: bool = False) -> dict[str, Any]:

@@ -49,9 +49,15 @@ class LlamaModelProvider(GPTModelProvider):
 
 
 def rope_kwargs(cfg: Any) -> dict[str, Any]:
-    """``rotary_base`` and the RoPE scaling fields MCore has: none, ``linear``, or Llama-3's."""
+    """``rotary_base``, ``rotary_percent`` (HF ``partial_rotary_factor``: both rotate the first
+    ``int(head_dim * factor)`` channels of each head) and the RoPE scaling fields MCore has: none,
+    ``linear``, or Llama-3's."""
     theta, scaling = H.rope_parameters(cfg)
     out: dict[str, Any] = {"rotary_base": theta}
+    partial = (H.get(cfg, "rope_parameters") or {}).get("partial_rotary_factor",
+                                                        H.get(cfg, "partial_rotary_factor", default=1.0))
+    if float(partial) != 1.0:
+        out["rotary_percent"] = float(partial)
     if scaling is None:
         return out
     if scaling["rope_type"] == "llama3":

@@ -84,3 +84,19 @@ def test_the_check_sees_sibling_imports():
               "from .provider import LlamaModelProvider\n")
     found = sorted(_families_imported(MODELS / "llama" / "bridge.py", source))
     assert found == [(1, "qwen3"), (2, "mistral"), (4, "gemma"), (5, "qwen2"), (7, "llama")]
+
+
+def test_replace_rows_swaps_rows_in_place_and_refuses_a_row_that_replaces_nothing():
+    from bridge.errors import MappingError
+    from bridge.mappings import AutoMapping
+    from bridge.models._common import replace_rows
+    from bridge.models._llama_like import llama_mappings
+
+    table = llama_mappings(tied=False)
+    row = AutoMapping("decoder.layers.*.mlp.linear_fc1.weight", "model.layers.*.mlp.gate_up_proj.weight",
+                      sharding="gated")
+    replaced = replace_rows(table, row)
+    assert [m.megatron_param for m in replaced] == [m.megatron_param for m in table]
+    assert replaced[[m.megatron_param for m in table].index(row.megatron_param)] is row
+    with pytest.raises(MappingError, match="linear_fc3"):
+        replace_rows(table, AutoMapping("decoder.layers.*.mlp.linear_fc3.weight", "x.*.w"))
