@@ -34,7 +34,7 @@ from harness.cache import default_cache_dir
 from harness.history import config_commits, field_history, iter_commit_fields
 from harness.introspect import TC_PATH, Introspector
 from harness.sources import DirSource
-from harness.testing import SyntheticCommit, build_release_repo, write_history
+from harness.release_repo import SyntheticCommit, build_release_repo, write_history
 from harness.versions import RELEASES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``; to add one (``convert``, ``export``, ``reshard``, ``run``...), write
 the module and add one line here.
 
-Exit codes: 0 success; 1 the command ran but found failures (e.g. a revision could not be
-read, a field never exists); 2 usage errors (bad arguments, unknown revision, unreachable
-repository).
+Exit codes (:mod:`harness.exitcodes`, which command modules import too): 0 success; 1 the command
+ran but found failures (e.g. a revision could not be read, a field never exists); 2 usage errors
+(bad arguments, unknown revision, unreachable repository); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from harness.errors import HarnessError, RevisionError
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 COMMANDS: dict[str, str] = {
     "scan": "harness.commands.scan",

@@ -18,7 +18,8 @@ per cell, and each cell keeps the ``provenance`` (file / run) it came from.
 
 Dynamic probes (:mod:`harness.probes.fold`) add optional keys, per platform (``cpu``, ``gpu``):
 ``cell["dynamic"][platform]`` (the probe verdict, its tests and warnings), ``cell["agreement"]``
-(``agree`` / ``disagree`` / ``explained``, over every platform) with ``cell["explanation"]``, and
+(``agree`` / ``disagree`` / ``explained``, over every platform; :mod:`harness.agreement`) with
+``cell["explanation"]``, and
 ``revision["dynamic"][platform]`` (versions, test statuses, warnings, timing). A cell that only
 the probes report has the static status ``unchecked``. Merging keeps every platform: the
 ``dynamic`` entries are merged per platform (a later file wins for the platforms it has).
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.agreement import reassess_cell
 from harness.cache import atomic_write_text
 from harness.errors import HarnessError
 from harness.introspect import Introspection
@@ -45,27 +47,18 @@ from harness.verdicts import evaluate
 from harness.versions import version_key
 
 __all__ = [
-    "AGREEMENTS",
     "READABLE_SCHEMAS",
     "SCHEMA_VERSION",
-    "UNCHECKED",
     "Matrix",
     "build_matrix",
     "load_matrix",
     "merge_matrices",
-    "settle_agreement",
     "tool_version",
 ]
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema versions :meth:`Matrix.from_json` reads (1: values inline; 2: with ``tables``)."""
-
-UNCHECKED = "unchecked"
-"""Static status of a cell that only the dynamic probes report."""
-
-AGREEMENTS = ("agree", "explained", "disagree")
-"""Static vs dynamic, least to most alarming; a cell shows the most alarming of its platforms."""
 
 
 def tool_version() -> str:
@@ -171,20 +164,6 @@ def _check_dynamic(dynamic: Any, where: str) -> None:
         )
 
 
-def settle_agreement(cell: dict[str, Any]) -> None:
-    """Set ``cell["agreement"]`` / ``cell["explanation"]`` from its platforms' (removed when none compared)."""
-    cell.pop("agreement", None)
-    cell.pop("explanation", None)
-    per = [(p, d) for p, d in sorted((cell.get("dynamic") or {}).items()) if d.get("agreement") in AGREEMENTS]
-    if not per:
-        return
-    worst = max((d["agreement"] for _, d in per), key=AGREEMENTS.index)
-    cell["agreement"] = worst
-    if worst == "explained":
-        reasons = dict.fromkeys(d["explanation"] for _, d in per if d.get("explanation"))
-        cell["explanation"] = "; ".join(reasons)
-
-
 def _merge_dynamic(old: dict[str, Any] | None, new: dict[str, Any], origin: str) -> dict[str, Any]:
     """``new`` with ``dynamic`` merged per platform onto ``old``'s (new wins per platform)."""
     merged = dict(new)
@@ -264,8 +243,6 @@ def merge_matrices(matrices: Sequence[tuple[str, Matrix]]) -> Matrix:
     out.renames = list(renames.values())
     revs = {r["spec"]: r for r in out.revisions}
     for (row, spec), cell in out.cells.items():
-        if cell.get("dynamic"):
-            from harness.probes.fold import reassess_cell  # the static verdict may have changed
-
+        if cell.get("dynamic"):  # the static verdict may have changed
             reassess_cell(row, revs.get(spec, {"spec": spec}), cell)
     return out

@@ -28,7 +28,7 @@ from harness.versions import tag_for_version, version_key
 
 __all__ = ["SyntheticCommit", "build_release_repo", "release_commits", "write_history"]
 
-log = logging.getLogger("harness.testing")
+log = logging.getLogger("harness.release_repo")
 
 _IDENT = "mcore-compat <harness@mcore-compat.invalid>"
 _MARKER = ".mcore-compat-releases"

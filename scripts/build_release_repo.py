@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from harness.cache import default_cache_dir
-from harness.testing import build_release_repo
+from harness.release_repo import build_release_repo
 from harness.versions import RELEASES
 
 

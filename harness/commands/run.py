@@ -27,9 +27,9 @@ from typing import Any
 
 from harness.cache import atomic_write_text
 from harness.ci import Break, RunReport, dynamic_breaks, render_summary, static_breaks
-from harness.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from harness.commands._common import add_cache, introspector
 from harness.errors import HarnessError, RevisionError
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from harness.matrix import Matrix, build_matrix
 from harness.render import write_reports
 from harness.requirements import requirement_rows

@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.cache import atomic_write_text
 from harness.commands._common import add_cache, add_repo, introspector
+from harness.exitcodes import EXIT_INTERRUPTED, EXIT_OK
 from harness.matrix import Matrix, build_matrix, load_matrix, merge_matrices
 from harness.render import write_reports
 from harness.requirements import requirement_rows
@@ -35,8 +36,6 @@ from harness.versions import DYNAMIC_RELEASES
 
 __all__ = ["HELP", "add_arguments", "run"]
 
-EXIT_INTERRUPTED = 130
-"""Exit code after Ctrl-C, SIGTERM or SIGHUP (as a shell reports a SIGINT)."""
 
 HELP = "run the dynamic probes over revisions (subprocess per probe, cached, resumable) and fold them into the matrix"
 
@@ -145,4 +144,4 @@ def run(args: argparse.Namespace) -> int:
               f"{t.new}/{t.probes} run" + (f" ({t.error})" if t.error else ""))
     for p in [*paths, sweep_path]:
         print(f"  wrote {p}")
-    return 0
+    return EXIT_OK

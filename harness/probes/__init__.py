@@ -17,7 +17,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "EXPLANATIONS": "harness.probes.explanations",
     "Explanation": "harness.probes.explanations",
-    "PreparedRevision": "harness.probes.envs",
+    "PreparedRevision": "harness.probes.prepared",
     "ProbeCache": "harness.probes.cachekeys",
     "ProbeTest": "harness.probes.catalog",
     "ProbeResult": "harness.probes.runner",

@@ -29,7 +29,7 @@ from typing import Any
 from harness.cache import JsonCache, default_cache_dir, stable_hash
 from harness.errors import ProbeError
 from harness.matrix import tool_version
-from harness.probes.envs import PreparedRevision
+from harness.probes.prepared import PreparedRevision
 from harness.probes.runner import ProbeResult
 from harness.versions import project_root
 

@@ -8,15 +8,13 @@ Each cell a probe gave evidence for gets ``cell["dynamic"][platform]``::
      "provenance": {...}}
 
 and ``cell["agreement"]`` / ``cell["explanation"]`` summarise every platform
-(:func:`harness.matrix.settle_agreement`). Each revision gets ``revision["dynamic"][platform]``: the
+(:func:`harness.agreement.settle_agreement`). Each revision gets ``revision["dynamic"][platform]``: the
 versions it ran with, every test's status, the warnings MCore emitted (deduplicated) and the timing.
 
 Evidence: a result's own rows (RESULT.json); for a result without rows (``error`` / ``timeout``, a
 skipped test) the rows the catalog says the test is about. A cell's status is ``failed`` if any test
 failed it, else ``error`` / ``timeout`` if one could not judge it, else ``passed`` if one passed, else
-``skipped``. Agreement: a static ``supported`` / ``renamed`` predicts ``passed``; ``missing`` predicts
-anything else. Static ``error`` / ``unchecked`` and dynamic ``skipped`` are not compared (None).
-Disagreements listed in :mod:`harness.probes.explanations` are ``explained``.
+``skipped``. Agreement with the static verdict: :mod:`harness.agreement`.
 """
 
 from __future__ import annotations
@@ -28,19 +26,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.matrix import UNCHECKED, Matrix, settle_agreement
-from harness.probes.explanations import WORKS, explain
+from harness.agreement import UNCHECKED, reassess_cell
+from harness.matrix import Matrix
 from harness.probes.runner import ProbeResult
 
-__all__ = ["CELL_ORDER", "PLATFORMS", "Carried", "carry_dynamic", "cell_status", "fold_results", "reassess_cell",
-           "rows_for_test"]
+__all__ = ["CELL_ORDER", "PLATFORMS", "Carried", "carry_dynamic", "cell_status", "fold_results", "rows_for_test"]
 
 log = logging.getLogger("harness.probes.fold")
 
 PLATFORMS = ("cpu", "gpu")
 CELL_ORDER = ("failed", "error", "timeout", "passed", "skipped")
 """Which test status decides a cell's dynamic status (first wins)."""
-_NOT_COMPARED = ("error", UNCHECKED)
 
 
 def rows_for_test(name: str) -> tuple[str, ...]:
@@ -84,32 +80,6 @@ def _dedup(warnings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
             out.append(dict(w))
     return out
-
-
-def _agreement(row: str, rev: dict[str, Any], static: str, dyn: dict[str, Any], platform: str
-               ) -> tuple[str | None, str | None]:
-    status = dyn["status"]
-    if static in _NOT_COMPARED or status == "skipped":
-        return None, None
-    predicted_pass = static in WORKS
-    if predicted_pass == (status == "passed"):
-        return "agree", None
-    found = explain(row=row, version=rev.get("version"), static=static, dynamic=status, platform=platform,
-                    details=dyn["details"], outside_python_range=bool(dyn.get("outside_python_range")))
-    return ("explained", found.reason) if found else ("disagree", None)
-
-
-def reassess_cell(row: str, rev: dict[str, Any], cell: dict[str, Any]) -> None:
-    """Recompute every platform's agreement against the cell's (possibly new) static verdict."""
-    for platform, dyn in (cell.get("dynamic") or {}).items():
-        if "status" not in dyn:
-            continue
-        agreement, explanation = _agreement(row, rev, cell["status"], dyn, platform)
-        dyn["agreement"] = agreement
-        dyn.pop("explanation", None)
-        if explanation:
-            dyn["explanation"] = explanation
-    settle_agreement(cell)
 
 
 def _revision_entry(matrix: Matrix, spec: str, results: list[ProbeResult]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ProbeError
-from harness.probes.envs import PreparedRevision
+from harness.probes.prepared import PreparedRevision
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from harness.cache import default_cache_dir
 from harness.errors import HarnessError, ProbeError
 from harness.probes.cachekeys import ProbeCache, environment_id, probe_key
-from harness.probes.envs import PreparedRevision, prepare_revision, revision_identity
+from harness.probes.envs import prepare_revision
+from harness.probes.prepared import PreparedRevision, revision_identity
 from harness.probes.runner import ProbeResult, kill_active_probes, run_probe, test_name
 from harness.revisions import Revision, resolve_revision
 

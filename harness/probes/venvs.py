@@ -6,8 +6,8 @@ dependencies; ``--no-deps --ignore-requires-python`` for a release outside this 
 range, as ``noxfile.py`` does). A venv is not relocatable, so it is built in place under a lock and
 marked ``.complete`` at the end; one without the mark is deleted and rebuilt, never used.
 
-Sweeps use ``method="pythonpath"`` (:mod:`harness.probes.envs`); this module backs the
-comparison in ``benchmarks/RESULTS_probes.md``.
+Sweeps use ``method="pythonpath"`` (:mod:`harness.probes.envs`, which dispatches here for ``venv``);
+this module backs the comparison in ``benchmarks/RESULTS_probes.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from harness.cache import file_lock
 from harness.errors import ProbeError
-from harness.probes import envs
+from harness.probes.prepared import (
+    EXTRA_REQUIREMENTS,
+    PreparedRevision,
+    python_range_notes,
+    release_archive,
+    requires_python_of,
+    revision_identity,
+)
 from harness.revisions import Revision
 from harness.versions import project_root
 
@@ -73,7 +80,7 @@ def _build(dest: Path, archive: Path, version: str, outside: bool, *, timeout: f
     pin = ["--no-deps", "--ignore-requires-python"] if outside else []
     steps.append((f"pip install {archive.name}", [str(python), "-m", "pip", "install", "-q", *pin, str(archive)]))
     notes = []
-    for extra in envs.EXTRA_REQUIREMENTS:
+    for extra in EXTRA_REQUIREMENTS:
         if extra.applies_to(version):
             steps.append((f"pip install {extra.requirement}",
                           [str(python), "-m", "pip", "install", "-q", extra.requirement]))
@@ -85,7 +92,7 @@ def _build(dest: Path, archive: Path, version: str, outside: bool, *, timeout: f
     return notes
 
 
-def prepare_venv(rev: Revision, cache_dir: Path, *, timeout: float) -> envs.PreparedRevision:
+def prepare_venv(rev: Revision, cache_dir: Path, *, timeout: float) -> PreparedRevision:
     """A venv under ``<cache>/venvs/<version>-<sha8>`` holding torch, the project's deps and the release.
 
     Raises:
@@ -93,16 +100,16 @@ def prepare_venv(rev: Revision, cache_dir: Path, *, timeout: float) -> envs.Prep
     """
     if rev.kind != "pypi":
         raise ProbeError(f"{rev.spec}: method 'venv' takes pypi:X.Y.Z revisions only (use 'pythonpath')")
-    archive = envs.release_archive(rev.ref, cache_dir)
-    identity = envs.revision_identity(rev, cache_dir=cache_dir)
-    requires = envs.requires_python_of(archive)
-    outside, range_notes = envs.python_range_notes(requires, platform.python_version())
+    archive = release_archive(rev.ref, cache_dir)
+    identity = revision_identity(rev, cache_dir=cache_dir)
+    requires = requires_python_of(archive)
+    outside, range_notes = python_range_notes(requires, platform.python_version())
     dest = cache_dir / "venvs" / f"{rev.ref}-{identity.removeprefix('sha256:')[:8]}"
     with file_lock(cache_dir / "locks" / f"venv-{dest.name}.lock"):
         reused = (dest / ".complete").exists()
         notes: list[str] = []
         if reused:
-            notes = [f"with {e.requirement} ({e.reason})" for e in envs.EXTRA_REQUIREMENTS if e.applies_to(rev.version)]
+            notes = [f"with {e.requirement} ({e.reason})" for e in EXTRA_REQUIREMENTS if e.applies_to(rev.version)]
         else:
             shutil.rmtree(dest, ignore_errors=True)
             try:
@@ -111,7 +118,7 @@ def prepare_venv(rev: Revision, cache_dir: Path, *, timeout: float) -> envs.Prep
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
             (dest / ".complete").write_text(rev.spec + "\n")
-    return envs.PreparedRevision(
+    return PreparedRevision(
         spec=rev.spec, version=rev.version, commit=rev.commit, python=str(dest / "bin" / "python"),
         pythonpath=(), env={"PYTHONPATH": str(project_root())}, method="venv", prepare_s=0.0,
         notes=(*range_notes, *notes), identity=identity, requires_python=requires, outside_python_range=outside,

@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.matrix import AGREEMENTS, Matrix
+from harness.agreement import AGREEMENTS
+from harness.matrix import Matrix
 from harness.render.common import column_label, outside_python_range, platforms_in
 
 __all__ = [

@@ -19,7 +19,7 @@ import pytest
 
 from harness.cache import default_cache_dir
 from harness.introspect import Introspection, Introspector
-from harness.testing import SyntheticCommit, build_release_repo, write_history
+from harness.release_repo import SyntheticCommit, build_release_repo, write_history
 
 REPO_RELEASES = ("0.10.0", "0.11.0", "0.13.0", "0.16.1", "0.17.0")
 

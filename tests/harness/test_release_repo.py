@@ -1,10 +1,10 @@
-"""harness.testing: the release repository and synthetic histories."""
+"""harness.release_repo: the release repository and synthetic histories."""
 
 from __future__ import annotations
 
 import git
 
-from harness.testing import SyntheticCommit, write_history
+from harness.release_repo import SyntheticCommit, write_history
 from harness.versions import tag_for_version
 from tests.harness.conftest import REPO_RELEASES
 

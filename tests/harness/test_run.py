@@ -18,7 +18,7 @@ import pytest
 
 from harness.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from harness.matrix import load_matrix
-from harness.testing import SyntheticCommit, write_history
+from harness.release_repo import SyntheticCommit, write_history
 from harness.versions import SUBMODULE_PATH, project_root, tag_for_version
 
 OK = ("supported", "renamed")

@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ProbeError, RevisionError
-from harness.probes.envs import (
-    EXTRA_REQUIREMENTS,
-    WHEELS_ENV,
-    prepare_revision,
-    release_archive,
-    requires_python_of,
-)
+from harness.probes.envs import prepare_revision
+from harness.probes.prepared import EXTRA_REQUIREMENTS, WHEELS_ENV, release_archive, requires_python_of
 from harness.pypi import fetch_release
 from harness.versions import project_root
 from tests.harness.probes.conftest import make_revision

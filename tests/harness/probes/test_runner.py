@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from harness.errors import ProbeError
-from harness.probes.envs import PreparedRevision
+from harness.probes.prepared import PreparedRevision
 from harness.probes.runner import (
     STATUSES,
     ProbeResult,
