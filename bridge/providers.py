@@ -22,6 +22,7 @@ import torch
 from bridge import compat, runtime
 from bridge._logging import get_logger
 from bridge.errors import ConfigError, ParallelLayoutError, UnsupportedFeatureError
+from bridge.inference import record_vocab_padding
 
 __all__ = ["GPTModelProvider", "ACTIVATIONS"]
 
@@ -76,6 +77,9 @@ class GPTModelProvider:
     seq_len_interpolation_factor: float | None = None
     share_embeddings_and_output_weights: bool = False
     make_vocab_size_divisible_by: int = 128
+    # Megatron-Bridge's default: HF's vocabulary as is; True pads to a multiple of make_vocab_size_divisible_by x TP.
+    # Either way a TP size that does not divide the vocabulary pads it to the next multiple (see vocab_padding).
+    should_pad_vocab: bool = False
     window_size: tuple[int, int] | None = None
     init_method_std: float = 0.02
     hidden_dropout: float = 0.0
@@ -131,12 +135,18 @@ class GPTModelProvider:
         return self.num_query_groups or self.num_attention_heads
 
     @property
-    def padded_vocab_size(self) -> int:
-        from bridge.parallel.vocab import padded_vocab_size
+    def vocab_padding(self):
+        """The :class:`~bridge.parallel.vocab.VocabPadding` of this model: none unless ``should_pad_vocab`` or a TP
+        size that does not divide ``vocab_size``."""
+        from bridge.parallel.vocab import vocab_padding
 
-        return padded_vocab_size(
-            self.vocab_size, tp=self.tensor_model_parallel_size, divisible_by=self.make_vocab_size_divisible_by
-        )
+        return vocab_padding(self.vocab_size, tp=self.tensor_model_parallel_size, should_pad=self.should_pad_vocab,
+                             divisible_by=self.make_vocab_size_divisible_by)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """The vocabulary rows MCore allocates (``vocab_padding.padded_size``)."""
+        return self.vocab_padding.padded_size
 
     def transformer_config_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``TransformerConfig`` (before compat adaptation); pure."""
@@ -248,6 +258,9 @@ class GPTModelProvider:
         """Validate, then lock the provider against further changes. Idempotent."""
         if not self.__dict__.get("_finalized"):
             self.validate()
+            padding = self.vocab_padding
+            if padding.padding:
+                log.info("%s", padding.describe())
             object.__setattr__(self, "_finalized", True)
         return self
 
@@ -297,6 +310,7 @@ class GPTModelProvider:
         runtime.ensure_model_parallel(self.tensor_model_parallel_size, self.pipeline_model_parallel_size,
                                       ep=self.expert_model_parallel_size, seed=seed)
         model = self.provide(pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage())
+        record_vocab_padding(model, self.vocab_padding)  # forward_logits and sampling strip / mask it
         if torch.cuda.is_available():
             model = model.cuda()
         chunks: list[torch.nn.Module] = [model]

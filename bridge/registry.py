@@ -104,7 +104,7 @@ class MegatronModelBridge:
             num_query_groups=provider.query_groups,
             head_dim=provider.head_dim,
             vocab_size=provider.vocab_size,
-            make_vocab_size_divisible_by=provider.make_vocab_size_divisible_by,
+            make_vocab_size_divisible_by=provider.vocab_padding.divisible_by,  # 1 unless should_pad_vocab
         )
 
     def export_config(self, hf_config: Any) -> dict[str, Any]:

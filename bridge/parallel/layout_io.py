@@ -5,7 +5,10 @@ Directory format::
     <dir>/layout.json                   ParallelLayout.to_json(): format, version, tp, pp,
                                         num_layers, first/last_stage_layers,
                                         share_embeddings_and_output_weights, mtp, and per GLOBAL
-                                        parameter name {kind, meta, dtype, shape (full, unpadded)}
+                                        parameter name {kind, meta, dtype, shape (full, unpadded)},
+                                        and vocab_padding: the VocabPadding record (HF vocabulary,
+                                        padded rows, why) of the vocab-kind parameters at this TP;
+                                        files written before it existed have none and still read
     <dir>/tp{r:02d}_pp{s:02d}.safetensors   one file per (TP rank r, PP rank s) holding that
                                         rank's LOCAL state dict (local layer numbers, TP shards,
                                         tied copies included); metadata tp_rank, pp_rank
@@ -31,10 +34,12 @@ from bridge.errors import CheckpointError, ParallelLayoutError
 from bridge.parallel.kinds import shard_shape
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, expected_local_names, merge_state, placements
+from bridge.parallel.vocab import DEFAULT_DIVISIBLE_BY, VocabPadding, vocab_padding_for
 
 __all__ = [
     "LAYOUT_FILE",
     "check_rank_files",
+    "layout_vocab_padding",
     "load_full_state",
     "load_layout",
     "rank_file_name",
@@ -81,9 +86,35 @@ def shard_entries(
     return out
 
 
+def layout_vocab_padding(layout: ParallelLayout) -> VocabPadding | None:
+    """The vocabulary padding of ``layout``'s ``vocab`` parameters at its TP size (None without any).
+
+    Raises:
+        ParallelLayoutError: two vocab parameters disagree on the vocabulary or its padding multiple.
+    """
+    found = {
+        (int(spec.meta.get("vocab_size", spec.shape[0] if spec.shape else 0)),
+         int(spec.meta.get("divisible_by", DEFAULT_DIVISIBLE_BY)))
+        for spec in layout.params.values() if spec.kind == "vocab"
+    }
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ParallelLayoutError(
+            f"The layout's vocab parameters disagree on (vocab_size, divisible_by): {sorted(found)}; one model has "
+            "one vocabulary."
+        )
+    vocab, divisible_by = found.pop()
+    return vocab_padding_for(vocab, tp=layout.tp, divisible_by=divisible_by)
+
+
 def write_layout_json(directory: Path, layout: ParallelLayout) -> None:
-    """Write ``layout.json`` into ``directory``."""
-    text = json.dumps(layout.to_json(), indent=1) + "\n"
+    """Write ``layout.json`` into ``directory`` (with its ``vocab_padding`` record)."""
+    document = layout.to_json()
+    padding = layout_vocab_padding(layout)
+    if padding is not None:
+        document["vocab_padding"] = padding.to_json()
+    text = json.dumps(document, indent=1) + "\n"
     (directory / LAYOUT_FILE).write_text(text, encoding="utf-8")
 
 
@@ -140,7 +171,17 @@ def read_layout(directory: str | os.PathLike[str]) -> ParallelLayout:
         ) from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}).") from exc
-    return ParallelLayout.from_json(data, source=str(path))
+    layout = ParallelLayout.from_json(data, source=str(path))
+    if "vocab_padding" in data:  # absent in files written before the record existed: derived from the params
+        recorded = VocabPadding.from_json(data["vocab_padding"], source=str(path))
+        derived = layout_vocab_padding(layout)
+        if recorded != derived:
+            raise CheckpointError(
+                f"{path} records vocab padding {recorded.to_json()} but its vocab parameters give "
+                f"{derived.to_json() if derived else None}; the file is damaged or was edited by hand: re-save it "
+                "(save_layout / mcore-compat convert)."
+            )
+    return layout
 
 
 def check_rank_files(directory: str | os.PathLike[str], layout: ParallelLayout) -> None:

@@ -151,12 +151,12 @@ def _llama_layer(i: int) -> dict[str, tuple[int, ...]]:
 
 
 LLAMA_TIED = {
-    "embedding.word_embeddings.weight": (128, 64),           # vocab 96 padded to 128
+    "embedding.word_embeddings.weight": (96, 64),            # HF's vocabulary: no padding by default
     **_llama_layer(0),
     **_llama_layer(1),
     "decoder.final_layernorm.weight": (64,),
 }
-LLAMA_UNTIED = {**LLAMA_TIED, "output_layer.weight": (128, 64)}
+LLAMA_UNTIED = {**LLAMA_TIED, "output_layer.weight": (96, 64)}
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])

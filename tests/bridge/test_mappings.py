@@ -332,7 +332,7 @@ def test_every_suffix_in_the_table_detects_its_own_kind(suffix, kind):
 #: weight and bias unsplit on every rank; the local spec, the only one that builds on CPU, has none.
 TE_ONLY_SUFFIXES = {"layer_norm_weight", "layer_norm_bias"}
 
-#: A vocabulary whose padded size (128) no other dimension of the tiny models reaches.
+#: A vocabulary (not padded: should_pad_vocab is off) that no other dimension of the tiny models reaches.
 _VOCAB = 100
 
 

@@ -177,7 +177,30 @@ def test_kwargs_are_fresh_and_deterministic():
     assert b["hidden_size"] == 32 and b == p.transformer_config_kwargs()
     assert (b["num_moe_experts"], b["moe_ffn_hidden_size"], b["num_query_groups"], b["kv_channels"]) == (4, 16, 2, 8)
     g = p.gpt_model_kwargs()
-    assert g["vocab_size"] == p.padded_vocab_size == 128 and g == p.gpt_model_kwargs()
+    assert g["vocab_size"] == p.padded_vocab_size == 50 and g == p.gpt_model_kwargs()  # HF's vocabulary: no padding
+
+
+@pytest.mark.parametrize(
+    ("fields", "padded", "reason"),
+    [
+        ({}, 50, "none"),  # Megatron-Bridge's default: should_pad_vocab=False
+        ({"tensor_model_parallel_size": 2}, 50, "none"),
+        ({"vocab_size": 51, "tensor_model_parallel_size": 2}, 52, "tensor_parallel"),  # TP requires it
+        ({"should_pad_vocab": True}, 128, "requested"),  # MCore's rule: a multiple of 128 x TP
+        ({"should_pad_vocab": True, "make_vocab_size_divisible_by": 8, "tensor_model_parallel_size": 2}, 64,
+         "requested"),
+    ],
+)
+def test_vocab_is_padded_only_when_asked_or_when_tp_requires_it(fields, padded, reason, caplog):
+    p = tiny(num_query_groups=2)
+    for name, value in fields.items():
+        setattr(p, name, value)
+    assert p.gpt_model_kwargs()["vocab_size"] == p.padded_vocab_size == padded
+    assert p.vocab_padding.reason == reason
+    with caplog.at_level("INFO", logger="bridge"):
+        p.finalize()
+    said = [r.getMessage() for r in caplog.records if r.name == "bridge.providers"]
+    assert (reason != "none") == any("vocabulary padded from" in m for m in said), said
 
 
 _PURITY_SCRIPT = textwrap.dedent(

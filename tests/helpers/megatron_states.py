@@ -21,6 +21,7 @@ def family_tables(arch: HFArchitecture) -> tuple[MegatronMappingRegistry, Mappin
     config = arch.hf_config()
     bridge = bridge_for_architectures(config.architectures)()
     provider = bridge.provider_bridge(config)
+    provider.should_pad_vocab = True  # the strategies draw the padding multiple: exercise it
     provider.make_vocab_size_divisible_by = arch.make_vocab_size_divisible_by
     return bridge.mapping_registry(provider), bridge.mapping_context(provider)
 
