@@ -1,0 +1,168 @@
+"""HF <-> Megatron-LM ``torch_dist``: ``import_ckpt``, ``export_ckpt`` and ``load_megatron_model``.
+
+The names follow Megatron-Bridge's (``AutoBridge.import_ckpt`` / ``export_ckpt``,
+``bridge.load_megatron_model``); :class:`bridge.auto_bridge.AutoBridge` exposes them as thin methods.
+
+The provider of a checkpoint comes from, in order:
+
+* mcore-compat's record (``mcore_compat.json`` + ``hf/``): the HF config written next to the
+  tensors, with the provider settings recorded at import (dtype, vocabulary padding, overrides);
+* for a checkpoint Megatron-LM wrote (no record): the HF config or Hub ID the user names
+  (``hf_config=``), checked against the ``args`` in ``common.pt``, which fix dtype and vocab padding.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bridge._logging import get_logger
+from bridge.errors import CheckpointError, ConfigError
+from bridge.megatron_ckpt.args import check_args_against, provider_settings_from_args
+from bridge.megatron_ckpt.layout import CheckpointDirs
+from bridge.megatron_ckpt.reader import load_common, load_into, open_checkpoint
+from bridge.megatron_ckpt.writer import save_megatron_model
+
+__all__ = ["LoadedCheckpoint", "export_ckpt", "import_ckpt", "load_checkpoint_model", "provider_for_checkpoint"]
+
+log = get_logger("megatron_ckpt.api")
+
+
+def _restore(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"dtype"}:
+        return getattr(torch, value["dtype"])
+    if isinstance(value, list):
+        return tuple(_restore(v) for v in value)
+    return value
+
+
+def _apply(provider: Any, settings: dict[str, Any], *, source: str) -> None:
+    for name, value in settings.items():
+        try:
+            setattr(provider, name, _restore(value))
+        except ConfigError as exc:
+            raise CheckpointError(f"{source}: the recorded provider setting {name!r} cannot be applied here: {exc}")
+
+
+def provider_for_checkpoint(dirs: CheckpointDirs, record: dict[str, Any] | None, *,
+                            hf_config: str | os.PathLike[str] | None = None,
+                            trust_remote_code: bool | None = None) -> tuple[Any, Any]:
+    """``(AutoBridge, provider)`` for a located checkpoint (see the module docstring); TP = PP = 1."""
+    from bridge.auto_bridge import AutoBridge
+
+    if hf_config is None and record is None:
+        raise CheckpointError(
+            f"{dirs.root} has no {dirs.record.name} (it was not written by mcore-compat, e.g. Megatron-LM's "
+            "save_checkpoint): name the model's HF config directory or Hub ID (hf_config= / --hf-config)"
+        )
+    source = hf_config if hf_config is not None else dirs.hf_dir
+    bridge = AutoBridge.from_hf_pretrained(source, trust_remote_code=trust_remote_code)
+    provider = bridge.to_megatron_provider(load_weights=False)
+    if record is not None:
+        architectures = list(getattr(bridge.hf_config, "architectures", None) or [])
+        if hf_config is not None and record["architecture"] not in architectures:
+            raise CheckpointError(
+                f"{dirs.record} was written for {record['architecture']} but {hf_config} is {architectures}"
+            )
+        _apply(provider, record["provider"], source=str(dirs.record))
+    else:
+        common = load_common(dirs)
+        if "args" not in common or common["args"] is None:
+            raise CheckpointError(
+                f"{dirs.iteration_dir / 'common.pt'} has no 'args' (keys {sorted(common)[:8]}); without them the "
+                "writer's dtype and vocabulary padding are unknown. Re-save with Megatron-LM's save_checkpoint"
+            )
+        check_args_against(common["args"], provider, source=str(dirs.iteration_dir / "common.pt"))
+        _apply(provider, provider_settings_from_args(common["args"], source=str(dirs.iteration_dir)),
+               source=str(dirs.iteration_dir / "common.pt"))
+    provider.tensor_model_parallel_size = 1
+    provider.pipeline_model_parallel_size = 1
+    provider.expert_model_parallel_size = 1
+    provider.perform_initialization = False
+    return bridge, provider
+
+
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint_model` built: the bridge, the provider, this rank's chunks, the directories."""
+
+    def __init__(self, bridge: Any, provider: Any, model: list[torch.nn.Module], dirs: CheckpointDirs) -> None:
+        self.bridge, self.provider, self.model, self.dirs = bridge, provider, model, dirs
+
+
+def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int = 1, ep: int = 1,
+                          hf_config: str | os.PathLike[str] | None = None, provider: Any = None,
+                          bridge: Any = None, trust_remote_code: bool | None = None) -> LoadedCheckpoint:
+    """Build the model at ``tp`` x ``pp`` x ``ep`` and fill it from the checkpoint (every rank calls it)."""
+    dirs, record = open_checkpoint(path)
+    if provider is None:
+        bridge, provider = provider_for_checkpoint(dirs, record, hf_config=hf_config,
+                                                   trust_remote_code=trust_remote_code)
+        provider.tensor_model_parallel_size = tp
+        provider.pipeline_model_parallel_size = pp
+        provider.expert_model_parallel_size = ep
+    provider.finalize()
+    chunks = provider.provide_distributed_model()
+    load_into(dirs, chunks)
+    log.info("loaded %s at TP=%d, PP=%d", dirs.root, provider.tensor_model_parallel_size,
+             provider.pipeline_model_parallel_size)
+    return LoadedCheckpoint(bridge, provider, chunks, dirs)
+
+
+def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLike[str], *,
+                overwrite: bool = False, durable: bool = True, trust_remote_code: bool | None = None,
+                **provider_overrides: Any) -> Path:
+    """HF checkpoint -> ``torch_dist`` checkpoint at ``megatron_path`` (with ``hf/`` and ``mcore_compat.json``).
+
+    ``provider_overrides`` are set on the provider first (``tensor_model_parallel_size=2``,
+    ``params_dtype=torch.bfloat16``, ``should_pad_vocab=True``...). Every rank calls it.
+    """
+    from bridge.auto_bridge import AutoBridge
+
+    started = time.perf_counter()
+    bridge = AutoBridge.from_hf_pretrained(hf_path, trust_remote_code=trust_remote_code)
+    provider = bridge.to_megatron_provider(load_weights=True)
+    for name, value in provider_overrides.items():
+        setattr(provider, name, value)
+    chunks = provider.provide_distributed_model()
+    architecture = (list(getattr(bridge.hf_config, "architectures", None) or []) or [type(bridge.bridge).__name__])[0]
+    out = save_megatron_model(chunks, megatron_path, provider=provider, architecture=architecture,
+                              hf_source=bridge.hf_path, overwrite=overwrite, durable=durable)
+    log.info("imported %s -> %s in %.2f s", hf_path, out, time.perf_counter() - started)
+    return out
+
+
+def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLike[str], *,
+                hf_config: str | os.PathLike[str] | None = None, overwrite: bool = False, durable: bool = True,
+                max_shard_size: int | str | None = None, trust_remote_code: bool | None = None,
+                progress: bool | None = False) -> Path:
+    """``torch_dist`` checkpoint -> HF checkpoint (single process, TP = PP = 1, resharding on load).
+
+    The output target is checked before anything is loaded, so a refused ``hf_path`` costs nothing.
+    """
+    from tqdm import tqdm
+
+    from bridge.checkpoint.atomic import AtomicDirectory
+    from bridge.checkpoint.writer import HFCheckpointWriter
+
+    AtomicDirectory(hf_path, overwrite=overwrite, durable=False).abort()  # the guard, before any work
+    started = time.perf_counter()
+    loaded = load_checkpoint_model(megatron_path, hf_config=hf_config, trust_remote_code=trust_remote_code)
+    bridge = loaded.bridge
+    source = hf_config if hf_config is not None and Path(hf_config).is_dir() else loaded.dirs.hf_dir
+    kwargs: dict[str, Any] = {"overwrite": overwrite, "durable": durable,
+                              "source_dir": source if Path(source).is_dir() else None}
+    if max_shard_size is not None:
+        kwargs["max_shard_size"] = max_shard_size
+    with HFCheckpointWriter(hf_path, config=bridge.bridge.export_config(bridge.hf_config), **kwargs) as writer, \
+            tqdm(desc="export-ckpt", unit="tensor", disable=None if progress is None
+                 else not progress, leave=False) as bar:
+        for name, tensor in bridge.export_hf_weights(loaded.model, on_host=False):
+            writer.add(name, tensor, copy=False)
+            bar.update(1)
+            del tensor
+    log.info("exported %s -> %s in %.2f s", megatron_path, hf_path, time.perf_counter() - started)
+    return Path(hf_path)

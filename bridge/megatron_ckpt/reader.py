@@ -1,0 +1,165 @@
+"""Load a ``torch_dist`` checkpoint into built model chunks, at any TP x PP (resharding on load).
+
+:func:`load_megatron_model` validates everything it can before a tensor is read: the layout
+(:func:`~bridge.megatron_ckpt.layout.locate`), the writer's MCore version, that every file the
+tensor index names exists and is long enough (a truncated ``.distcp``), and that every tensor the
+model expects is in the checkpoint with the same global shape (a hidden-size mismatch names the
+tensor and both shapes). Only then does MCore's ``dist_checkpointing.load`` read this rank's
+slices of the global tensors, whatever TP x PP wrote them.
+
+Security: like Megatron-LM, this reads PyTorch pickles (``common.pt`` with ``weights_only=True`` and
+MCore's safe globals; DCP's ``.metadata`` index): load only checkpoints you trust.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bridge import compat
+from bridge._logging import get_logger
+from bridge.errors import CheckpointError
+from bridge.megatron_ckpt.layout import CheckpointDirs, check_writer_version, locate, read_record
+from bridge.megatron_ckpt.writer import model_state_keys
+
+__all__ = ["check_files", "check_shapes", "load_common", "load_into", "open_checkpoint"]
+
+log = get_logger("megatron_ckpt.reader")
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> tuple[CheckpointDirs, dict[str, Any] | None]:
+    """Locate and validate a checkpoint: ``(dirs, record or None)``; refuses one from a newer MCore."""
+    dirs = locate(path)
+    record = read_record(dirs)
+    check_writer_version(record, str(compat.installed_version()), source=dirs.root)
+    check_files(dirs)
+    return dirs, record
+
+
+def _storage_index(dirs: CheckpointDirs) -> Any:
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        return FileSystemReader(str(dirs.iteration_dir)).read_metadata()
+    except Exception as exc:  # a damaged pickle raises anything from EOFError to UnpicklingError
+        raise CheckpointError(
+            f"{dirs.iteration_dir / '.metadata'} cannot be read ({type(exc).__name__}: {exc}); the torch_dist "
+            "index is damaged or truncated: re-save or re-copy the checkpoint"
+        ) from None
+
+
+def check_files(dirs: CheckpointDirs) -> None:
+    """Every ``.distcp`` file the tensor index names exists and holds the bytes the index places in it."""
+    index = _storage_index(dirs)
+    needed: dict[str, int] = {}
+    for info in index.storage_data.values():
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+    for name, size in sorted(needed.items()):
+        file = dirs.iteration_dir / name
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing but the tensor index names it; copy the whole iteration directory")
+        have = file.stat().st_size
+        if have < size:
+            raise CheckpointError(
+                f"{file} is truncated: {have} bytes, but the tensor index places data up to byte {size}; "
+                "the copy or the save was interrupted: re-copy or re-save the checkpoint"
+            )
+
+
+def load_common(dirs: CheckpointDirs) -> dict[str, Any]:
+    """``common.pt`` (args, iteration, checkpoint_version) through MCore's own loader (``weights_only``)."""
+    from megatron.core import dist_checkpointing
+
+    try:
+        common = dist_checkpointing.load_common_state_dict(str(dirs.iteration_dir))
+    except Exception as exc:
+        raise CheckpointError(
+            f"{dirs.iteration_dir / 'common.pt'} cannot be read ({type(exc).__name__}: {str(exc)[:300]}); "
+            "it is damaged, or holds objects this megatron-core does not know"
+        ) from None
+    if not isinstance(common, dict):
+        raise CheckpointError(f"{dirs.iteration_dir / 'common.pt'} holds a {type(common).__name__}, expected a dict")
+    return common
+
+
+def _sharded(chunks: list[torch.nn.Module]) -> dict[str, Any]:
+    return {key: chunk.sharded_state_dict() for key, chunk in zip(model_state_keys(len(chunks)), chunks)}
+
+
+def _expected_tensors(sharded: Mapping[str, Any]) -> dict[str, Any]:
+    """key -> ShardedTensor of the model (factories applied, on a copy)."""
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+
+    out: dict[str, Any] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, ShardedTensorFactory):
+            visit(value.build())
+        elif isinstance(value, ShardedTensor):
+            out[value.key] = value
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+
+    visit(sharded)
+    return out
+
+
+def check_shapes(dirs: CheckpointDirs, sharded: Mapping[str, Any]) -> None:
+    """Every tensor the model expects is in the checkpoint with the same global shape (vocab rows excepted)."""
+    index = _storage_index(dirs)
+    stored = {k: tuple(v.size) for k, v in index.state_dict_metadata.items() if hasattr(v, "size")}
+    expected = _expected_tensors(sharded)
+    missing = sorted(k for k in expected if k not in stored)
+    if missing:
+        raise CheckpointError(
+            f"{dirs.iteration_dir} lacks {len(missing)} tensor(s) the model needs, e.g. {missing[:5]}; the checkpoint "
+            "is of another model or family (check the HF config named for it)"
+        )
+    for key in sorted(expected):
+        want, have = tuple(expected[key].global_shape), stored[key]
+        if want != have and not expected[key].allow_shape_mismatch:
+            raise CheckpointError(
+                f"{dirs.iteration_dir}: tensor {key!r} has shape {list(have)} in the checkpoint but the model expects "
+                f"{list(want)}; the checkpoint is of another architecture (hidden size, heads or layers differ): "
+                "build the model from the checkpoint's own HF config"
+            )
+
+
+def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
+    """Fill this rank's ``chunks`` from the checkpoint (every rank calls it), strictly."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.validation import StrictHandling
+
+    sharded = _sharded(chunks)
+    check_shapes(dirs, sharded)
+    try:
+        loaded, missing, unexpected = dist_checkpointing.load(
+            sharded, str(dirs.iteration_dir), strict=StrictHandling.RETURN_ALL
+        )
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"loading {dirs.iteration_dir} failed ({type(exc).__name__}: {str(exc)[:500]})"
+        ) from exc
+    missing = sorted(k for k in missing if not k.endswith("_extra_state"))
+    if missing:
+        raise CheckpointError(f"{dirs.iteration_dir} lacks {missing[:5]} (and {max(len(missing) - 5, 0)} more)")
+    for key, chunk in zip(model_state_keys(len(chunks)), chunks):
+        result = chunk.load_state_dict(loaded[key], strict=False)
+        absent = sorted(k for k in result.missing_keys if not k.endswith("_extra_state"))
+        if absent or result.unexpected_keys:
+            raise CheckpointError(
+                f"{dirs.iteration_dir}: {key} did not match the model: missing {absent[:5]}, "
+                f"unexpected {sorted(result.unexpected_keys)[:5]}"
+            )
+    log.debug("loaded %s into %d chunk(s) (%d unexpected checkpoint keys ignored)", dirs.iteration_dir, len(chunks),
+              len(unexpected))
