@@ -325,6 +325,28 @@ def _mla_takes_plain_q_proj() -> bool:
     return importlib.util.find_spec("megatron.core.transformer.mla_qk_norm_config") is None
 
 
+def _importable(module: str, name: str) -> Callable[[], bool]:
+    """Whether ``from module import name`` works in the installed MCore (a deleted class or module: False)."""
+    def check() -> bool:
+        import importlib
+
+        try:
+            return getattr(importlib.import_module(module), name, None) is not None
+        except ImportError:
+            return False
+
+    return check
+
+
+def _gpt_model_deprecated() -> bool:
+    """Whether ``GPTModel`` announces its deprecation when built (0.19: "GPTModel IS DEPRECATED ...")."""
+    if not has_feature("gpt_model"):
+        return False
+    from megatron.core.models.gpt import GPTModel
+
+    return "GPTModel IS DEPRECATED" in inspect.getsource(GPTModel.__init__)
+
+
 def expert_data_parallel_rank() -> int:
     """This rank's index among the ranks that hold the same experts.
 
@@ -360,6 +382,10 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "local_attention_head_sizes": _local_attention_takes_head_sizes,
     "mla_plain_q_proj": _mla_takes_plain_q_proj,
     "local_experts_own_size": _local_experts_take_their_own_size,
+    # GPTModel -> HybridModel (bridge.hybrid_model): which model classes exist, and whether GPTModel is deprecated
+    "gpt_model": _importable("megatron.core.models.gpt", "GPTModel"),
+    "hybrid_model": _importable("megatron.core.models.hybrid.hybrid_model", "HybridModel"),
+    "gpt_model_deprecated": _gpt_model_deprecated,
 }
 
 

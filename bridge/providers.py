@@ -101,6 +101,8 @@ class GPTModelProvider:
     perform_initialization: bool = True
     # building
     transformer_layer_spec: Any = None  # None (local spec) | ModuleSpec | callable(provider) -> ModuleSpec
+    # "auto": GPTModel while the installed MCore has it, else HybridModel; "gpt"; "hybrid" (0.18+). See bridge.hybrid_model.
+    model_class: str = "auto"
     parallel_output: bool = False
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -253,6 +255,7 @@ class GPTModelProvider:
                 "(transformer_layer_spec) on GPU."
             )
         compat.adapt_config_kwargs(self.transformer_config_kwargs(), self.config_class)
+        self.resolved_model_class()
 
     def finalize(self) -> "GPTModelProvider":
         """Validate, then lock the provider against further changes. Idempotent."""
@@ -289,8 +292,21 @@ class GPTModelProvider:
         """``hook(model_chunks) -> model_chunks`` runs after building, before DDP wrapping."""
         self.__dict__.setdefault("_hooks", []).append(hook)
 
+    def resolved_model_class(self) -> str:
+        """``"gpt"`` or ``"hybrid"``: the MCore model :meth:`provide` builds from ``model_class`` on this release."""
+        from bridge.hybrid_model import resolve_model_class
+
+        return resolve_model_class(self.model_class)
+
     def provide(self, pre_process: bool = True, post_process: bool = True, vp_stage: int | None = None):
-        """Build one ``GPTModel`` chunk for this rank (model-parallel groups must exist)."""
+        """Build one ``GPTModel`` (or, per :meth:`resolved_model_class`, ``HybridModel``) chunk for this rank
+        (model-parallel groups must exist)."""
+        from bridge import hybrid_model
+
+        if self.resolved_model_class() == "hybrid":
+            return hybrid_model.build_hybrid_model(self, pre_process=pre_process, post_process=post_process,
+                                                   vp_stage=vp_stage)
+        hybrid_model.note_gpt_deprecation()
         from megatron.core.models.gpt import GPTModel
 
         kwargs = compat.adapt_call_kwargs(

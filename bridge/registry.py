@@ -98,6 +98,17 @@ class MegatronModelBridge:
         return []
 
     # -- shared behaviour ---------------------------------------------------------------------
+    def model_registry(self, provider: GPTModelProvider, model_class: str | None = None) -> MegatronMappingRegistry:
+        """The table for the model ``provider`` builds: :meth:`mapping_registry` (GPTModel names), or for HybridModel
+        the same table read through :mod:`bridge.hybrid`'s layout map. ``model_class`` ("gpt"/"hybrid") overrides
+        the provider's resolved class (a saved layout says which one its names follow)."""
+        from bridge.hybrid import HybridMappingRegistry
+
+        table = self.mapping_registry(provider)
+        if (model_class or provider.resolved_model_class()) == "hybrid":
+            return HybridMappingRegistry(table)
+        return table
+
     def mapping_context(self, provider: GPTModelProvider) -> MappingContext:
         return MappingContext(
             num_attention_heads=provider.num_attention_heads,

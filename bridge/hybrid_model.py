@@ -1,0 +1,235 @@
+"""Building MCore's ``HybridModel`` from a provider: model-class choice, local stack spec, config, notice.
+
+* :func:`resolve_model_class`: the provider's ``model_class`` (``"auto"``, ``"gpt"``, ``"hybrid"``) against
+  the installed release, through :mod:`bridge.compat`'s named features ``gpt_model`` and ``hybrid_model``:
+  ``"auto"`` is GPTModel while MCore has it (a GPT-layout checkpoint loads into Megatron-LM's GPT runs and,
+  through MCore's interop, into Hybrid runs; not the reverse), HybridModel where GPTModel is gone.
+* :func:`local_hybrid_stack_spec`: MCore ships TE-only hybrid specs. The bridge builds its own from the
+  family's local GPT layer spec(s): each GPT layer spec is cut into an attention layer (``*``: input norm
+  and self-attention) and an MLP layer (``-``: ``MLPLayer``) or MoE layer (``E``), so every family's
+  attention (QK norms, MLA, windows) and norms carry over unchanged.
+* ``HybridStack`` builds its final norm with ``TENorm`` unconditionally (0.18, 0.19), which raises without
+  Transformer Engine. No patch is needed: the stack spec's module is :func:`local_hybrid_stack`, a
+  ``HybridStack`` built with ``post_layer_norm=False`` (so ``TENorm`` is never called) that then builds the
+  final norm from the GPT spec's own final norm (the local norm, or a family's, e.g. Gemma's zero-centred
+  RMSNorm) and switches it on: the same ``final_norm`` module and forward path.
+* :func:`hybrid_config`: the provider's config with ``num_layers`` counting hybrid layers (``2n``),
+  pipeline stages given by ``|`` in the pattern (MCore refuses both), ``moe_layer_freq`` left to the pattern.
+* :func:`note_gpt_deprecation`: from 0.19 GPTModel logs "GPTModel IS DEPRECATED ..." at every
+  construction. Where the bridge builds GPTModel (the default path) it drops that record with a
+  ``logging.Filter`` on MCore's ``gpt_model`` logger (standard logging configuration, no MCore code
+  changed) and logs its own notice once per process naming ``model_class="hybrid"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import logging
+from typing import Any
+
+from bridge import compat
+from bridge._logging import get_logger
+from bridge.errors import ConfigError, UnsupportedFeatureError
+from bridge.hybrid import MODEL_CLASSES, hybrid_pattern, moe_layers
+
+__all__ = [
+    "build_hybrid_model",
+    "hybrid_config",
+    "local_hybrid_stack_spec",
+    "note_gpt_deprecation",
+    "resolve_model_class",
+    "stage_pattern",
+]
+
+log = get_logger("hybrid")
+
+_MCORE_GPT_LOGGER = "megatron.core.models.gpt.gpt_model"
+_MCORE_BANNER = "GPTModel IS DEPRECATED"
+
+
+def resolve_model_class(requested: str) -> str:
+    """``"gpt"`` or ``"hybrid"``: what ``requested`` builds with the installed megatron-core (see the module docstring)."""
+    if requested not in MODEL_CLASSES:
+        raise ConfigError(f"model_class must be one of {list(MODEL_CLASSES)}, found {requested!r}")
+    version = compat.installed_version()
+    has_gpt, has_hybrid = compat.has_feature("gpt_model"), compat.has_feature("hybrid_model")
+    if requested == "hybrid" and not has_hybrid:
+        raise UnsupportedFeatureError(
+            f"model_class='hybrid' builds megatron.core.models.hybrid.HybridModel, which megatron-core {version} "
+            "does not have (it arrives in 0.18). Upgrade megatron-core to 0.18 or later, or use model_class='auto'."
+        )
+    if requested == "gpt" and not has_gpt:
+        raise UnsupportedFeatureError(
+            f"model_class='gpt': megatron-core {version} has no GPTModel (from megatron.core.models.gpt import "
+            "GPTModel fails). Use model_class='auto' or 'hybrid': the same weights load into HybridModel."
+        )
+    if requested != "auto":
+        return requested
+    if has_gpt:
+        return "gpt"
+    if has_hybrid:
+        return "hybrid"
+    raise UnsupportedFeatureError(f"megatron-core {version} has neither GPTModel nor HybridModel to build")
+
+
+# --- the deprecation notice ------------------------------------------------------------------
+
+class _DropMCoreBanner(logging.Filter):
+    """Drops MCore's per-construction GPTModel deprecation banner (the bridge logs its own notice once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_MCORE_BANNER)
+
+
+@functools.lru_cache(maxsize=1)
+def note_gpt_deprecation() -> None:
+    """Once per process, where MCore deprecates GPTModel: our notice, and MCore's repeated banner filtered."""
+    if not compat.has_feature("gpt_model_deprecated"):
+        return
+    logging.getLogger(_MCORE_GPT_LOGGER).addFilter(_DropMCoreBanner())
+    log.warning(
+        "megatron-core %s deprecates GPTModel (only critical fixes upstream). The bridge builds GPTModel by "
+        "default while it exists; set model_class=\"hybrid\" on the provider to build HybridModel with the same "
+        "weights (the bridge maps both layouts).", compat.installed_version(),
+    )
+
+
+# --- config and pattern ----------------------------------------------------------------------
+
+def stage_pattern(provider: Any) -> str:
+    """The provider's hybrid layer pattern: ``*-`` / ``*E`` per GPT block, ``|`` between pipeline stages."""
+    from bridge.parallel.pp import PipelineLayout
+
+    freq = provider.config_overrides.get("moe_layer_freq", 1)
+    moe = moe_layers(provider.num_layers, num_experts=provider.num_moe_experts, moe_layer_freq=freq)
+    layout = PipelineLayout(num_layers=provider.num_layers, pp=provider.pipeline_model_parallel_size,
+                            first_stage_layers=provider.num_layers_in_first_pipeline_stage,
+                            last_stage_layers=provider.num_layers_in_last_pipeline_stage)
+    return hybrid_pattern(moe, layout.sizes)
+
+
+def hybrid_config(provider: Any):
+    """The provider's ``TransformerConfig`` for HybridModel (``num_layers`` in hybrid layers, stages by ``|``)."""
+    config = provider.transformer_config()
+    changes: dict[str, Any] = {
+        "num_layers": 2 * provider.num_layers,
+        "num_layers_in_first_pipeline_stage": None,
+        "num_layers_in_last_pipeline_stage": None,
+        "is_hybrid_model": True,
+    }
+    if provider.num_moe_experts:
+        changes["moe_layer_freq"] = 1  # the pattern says which layers are MoE
+    fields = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if k in fields})
+
+
+# --- the local stack spec --------------------------------------------------------------------
+
+def _gpt_layers(spec: Any) -> tuple[list[Any], Any]:
+    """``(layer specs, final norm or None)`` of a layer spec or a block spec (``TransformerBlockSubmodules``,
+    bare or as a ``ModuleSpec``'s submodules)."""
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+
+    block = spec if isinstance(spec, TransformerBlockSubmodules) else getattr(spec, "submodules", None)
+    if isinstance(block, TransformerBlockSubmodules):
+        return list(block.layer_specs), block.layer_norm
+    return [spec], None
+
+
+def _is_moe(layer: Any) -> bool:
+    from megatron.core.transformer.moe.moe_layer import MoELayer
+
+    mlp = getattr(layer.submodules, "mlp", None)
+    module = getattr(mlp, "module", None) or getattr(mlp, "func", None)  # a ModuleSpec, or a partial (0.19)
+    return isinstance(module, type) and issubclass(module, MoELayer)
+
+
+def _attention_part(layer: Any) -> Any:
+    from megatron.core.transformer.identity_op import IdentityFuncOp, IdentityOp
+    from megatron.core.transformer.transformer_layer import TransformerLayer
+
+    sub = dataclasses.replace(copy.copy(layer.submodules), pre_mlp_layernorm=IdentityOp, mlp=IdentityOp,
+                              mlp_bda=IdentityFuncOp)
+    return dataclasses.replace(layer, module=TransformerLayer, submodules=sub)
+
+
+def _mlp_part(layer: Any, *, moe: bool) -> Any:
+    from megatron.core.ssm.mlp_layer import MLPLayer
+    from megatron.core.transformer.identity_op import IdentityFuncOp, IdentityOp
+
+    sub = dataclasses.replace(copy.copy(layer.submodules), input_layernorm=IdentityOp, self_attention=IdentityOp,
+                              self_attn_bda=IdentityFuncOp)
+    return dataclasses.replace(layer, module=layer.module if moe else MLPLayer, submodules=sub)
+
+
+@functools.lru_cache(maxsize=1)
+def local_hybrid_stack() -> type:
+    """``HybridStack`` whose final norm comes from the spec (``final_norm`` param), never ``TENorm``."""
+    from megatron.core.models.hybrid.hybrid_block import HybridStack
+    from megatron.core.transformer.spec_utils import build_module
+
+    class LocalHybridStack(HybridStack):
+        """``HybridStack`` with the final norm built from the spec (see :mod:`bridge.hybrid_model`)."""
+
+        def __init__(self, *args: Any, final_norm: Any, post_layer_norm: bool = True, **kwargs: Any) -> None:
+            super().__init__(*args, post_layer_norm=False, **kwargs)
+            self.post_layer_norm = post_layer_norm
+            if self.post_process and post_layer_norm:
+                self.final_norm = build_module(final_norm, config=self.config, hidden_size=self.config.hidden_size,
+                                               eps=self.config.layernorm_epsilon)
+
+    return LocalHybridStack
+
+
+def local_hybrid_stack_spec(provider: Any):
+    """A non-TE ``HybridStack`` spec made of the provider's local GPT layer spec(s) (see the module docstring)."""
+    from megatron.core.models.hybrid.hybrid_block import HybridStackSubmodules
+    from megatron.core.transformer.spec_utils import ModuleSpec
+
+    layers, final_norm = _gpt_layers(provider.layer_spec())
+    if final_norm is None:  # what TransformerBlock builds for a layer spec: the local norm
+        from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+        final_norm = WrappedTorchNorm
+    dense = next((s for s in layers if not _is_moe(s)), None)
+    moe = next((s for s in layers if _is_moe(s)), None)
+    attention = _attention_part(dense or moe)
+    submodules = HybridStackSubmodules(
+        attention_layer=attention,
+        **({"mlp_layer": _mlp_part(dense, moe=False)} if dense is not None else {}),
+        **({"moe_layer": _mlp_part(moe, moe=True)} if moe is not None else {}),
+    )
+    return ModuleSpec(module=local_hybrid_stack(), submodules=submodules, params={"final_norm": final_norm})
+
+
+def _rope_scaled(model: Any, provider: Any) -> None:
+    """HybridModel takes no ``rope_scaling`` (Llama 3.1's): give the built model the rotary embedding
+    GPTModel would build (same class and arguments; it holds no parameters)."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    if not provider.rope_scaling or getattr(model, "rotary_pos_emb", None) is None:
+        return
+    kwargs = {"kv_channels": model.config.kv_channels, "rotary_percent": provider.rotary_percent,
+              "seq_len_interpolation_factor": provider.seq_len_interpolation_factor,
+              "rotary_base": provider.rotary_base, "rope_scaling": True,
+              "rope_scaling_factor": provider.rope_scaling_factor,
+              "use_cpu_initialization": model.config.use_cpu_initialization}
+    model.rotary_pos_emb = RotaryEmbedding(**compat.adapt_call_kwargs(RotaryEmbedding.__init__, kwargs,
+                                                                     "RotaryEmbedding"))
+
+
+def build_hybrid_model(provider: Any, *, pre_process: bool, post_process: bool, vp_stage: int | None = None):
+    """One ``HybridModel`` chunk for this rank (model-parallel groups must exist)."""
+    from megatron.core.models.hybrid.hybrid_model import HybridModel
+
+    gpt_kwargs = provider.gpt_model_kwargs()
+    kwargs = {k: v for k, v in gpt_kwargs.items() if k not in ("rope_scaling", "rope_scaling_factor")}
+    kwargs = compat.adapt_call_kwargs(HybridModel.__init__, {**kwargs, "vp_stage": vp_stage}, "HybridModel")
+    pattern = stage_pattern(provider)
+    log.debug("HybridModel pattern %r", pattern)
+    model = HybridModel(config=hybrid_config(provider), hybrid_stack_spec=local_hybrid_stack_spec(provider),
+                        hybrid_layer_pattern=pattern, pre_process=pre_process, post_process=post_process, **kwargs)
+    _rope_scaled(model, provider)
+    return model
