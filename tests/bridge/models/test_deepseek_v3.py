@@ -6,7 +6,7 @@ same inputs: MLA attention (q LoRA or not, RoPE or YaRN) and the dense MLP match
 the router's probabilities match exactly; the MoE block differs by ~1e-5 on outputs of magnitude ~30
 (relative 3e-7), from the order in which MCore sums the weighted expert outputs. Building MLA and
 MoE layers on this MCore without Transformer Engine needs the CPU patches 7 and 8 of
-:mod:`bridge.cpu` and the local-attention adapter of :mod:`bridge.models.deepseek_v3.spec`.
+:mod:`bridge.cpu` and the local-attention adapter of :mod:`bridge.models._mla_spec`.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_unrepresentable_configs_are_refused(overrides: dict, match: str) -> Non
 
 def test_lora_norm_epsilon_difference_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     """HF's q_a/kv_a layernorms keep eps 1e-6 whatever rms_norm_eps is; MCore has one epsilon."""
-    with caplog.at_level("WARNING", logger="bridge.models.deepseek_v3"):
+    with caplog.at_level("WARNING", logger="bridge.models.mla"):
         DeepSeekV3Bridge().provider_bridge(config(rms_norm_eps=1e-6))
         assert not caplog.records
         provider = DeepSeekV3Bridge().provider_bridge(config(rms_norm_eps=1e-5))
