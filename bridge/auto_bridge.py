@@ -376,3 +376,41 @@ self, model: Any, out_dir: str | Path, *, overwrite: bool = False,
             dist.barrier()
         log.info("exported HF %s to %s", "checkpoint" if companions else "weights", out_dir)
         return Path(out_dir)
+
+    # -- Megatron-LM torch_dist checkpoints (bridge.megatron_ckpt) ----------------------------
+    @classmethod
+    def import_ckpt(cls, hf_path: str | Path, megatron_path: str | Path, **provider_overrides: Any) -> Path:
+        """HF checkpoint -> Megatron-LM ``torch_dist`` checkpoint (see :func:`bridge.megatron_ckpt.import_ckpt`)."""
+        from bridge.megatron_ckpt import import_ckpt
+
+        return import_ckpt(hf_path, megatron_path, **provider_overrides)
+
+    @classmethod
+    def export_ckpt(cls, megatron_path: str | Path, hf_path: str | Path, **kwargs: Any) -> Path:
+        """Megatron-LM ``torch_dist`` checkpoint -> HF checkpoint (see :func:`bridge.megatron_ckpt.export_ckpt`)."""
+        from bridge.megatron_ckpt import export_ckpt
+
+        return export_ckpt(megatron_path, hf_path, **kwargs)
+
+    def save_megatron_model(self, model: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save built chunks as a ``torch_dist`` checkpoint with this bridge's HF files (every rank calls it)."""
+        from bridge.megatron_ckpt import save_megatron_model
+
+        architectures = list(getattr(self.hf_config, "architectures", None) or [])
+        return save_megatron_model(model, path, provider=self._current_provider(),
+                                   architecture=architectures[0] if architectures else self.bridge.architecture,
+                                   hf_source=self.hf_path, overwrite=overwrite)
+
+    def load_megatron_model(self, path: str | Path, *, tp: int = 1, pp: int = 1, ep: int = 1,
+                            **provider_overrides: Any) -> list[torch.nn.Module]:
+        """Build this bridge's model at ``tp`` x ``pp`` x ``ep`` and load a ``torch_dist`` checkpoint into it
+        (resharded on load; shapes checked first). Returns this rank's model chunks."""
+        from bridge.megatron_ckpt import load_checkpoint_model
+
+        provider = self.to_megatron_provider(load_weights=False)
+        provider.tensor_model_parallel_size, provider.pipeline_model_parallel_size = tp, pp
+        provider.expert_model_parallel_size = ep
+        provider.perform_initialization = False
+        for name, value in provider_overrides.items():
+            setattr(provider, name, value)
+        return load_checkpoint_model(path, provider=provider, bridge=self).model

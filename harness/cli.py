@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "reshard": "harness.commands.reshard",
     "convert": "harness.commands.convert",
     "export": "harness.commands.export",
+    "import-ckpt": "harness.commands.import_ckpt",
+    "export-ckpt": "harness.commands.export_ckpt",
     "run": "harness.commands.run",
     "sweep": "harness.commands.sweep",
 }

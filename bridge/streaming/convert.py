@@ -24,9 +24,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from bridge import hub
 from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
@@ -37,12 +39,13 @@ from bridge.parallel._safetensors import StreamingWriter
 from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layout_json
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
+from bridge.saved_checkpoint import write_source_record
 from bridge.streaming.files import Progress, ReadStats, SliceReader
 from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
 from bridge.streaming.shards import all_shard_pieces
 
-__all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "parse_dtype"]
+__all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "family_of", "parse_dtype"]
 
 log = get_logger("streaming.convert")
 
@@ -73,14 +76,19 @@ class ConversionResult:
     reads: ReadStats
 
 
-def family_for(config_dir: str | os.PathLike[str], trust_remote_code: bool | None):
-    """``(family bridge, provider, mapping registry, mapping context)`` for the HF config in ``config_dir``.
+def family_for(config_dir: str | os.PathLike[str], trust_remote_code: bool | None, *, revision: str | None = None):
+    """``(family bridge, provider, mapping registry, mapping context)`` for the HF config in ``config_dir``
+    (a directory or a Hub ID, at ``revision``).
 
     Goes through :meth:`AutoBridge.from_hf_pretrained`, so the trust policy for custom code applies.
     """
     from bridge.auto_bridge import AutoBridge
 
-    auto = AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code)
+    return family_of(AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision))
+
+
+def family_of(auto: Any):
+    """:func:`family_for` of an ``AutoBridge`` already loaded."""
     family = auto.bridge
     provider = family.provider_bridge(auto.hf_config)
     return family, provider, family.mapping_registry(provider), family.mapping_context(provider)
@@ -179,11 +187,14 @@ def convert_checkpoint(
     progress: bool | None = None,
     durable: bool = True,
     workers: int | None = None,
+    revision: str | None = None,
 ) -> ConversionResult:
     """Convert the HF checkpoint in ``hf_dir`` to a saved Megatron layout (TP x PP) in ``out_dir``.
 
     Args:
-        hf_dir: a local HF checkpoint directory (safetensors weights, ``config.json``).
+        hf_dir: a local HF checkpoint directory (safetensors weights, ``config.json``), or a Hub ID
+            ``org/name`` resolved by :func:`bridge.hub.resolve_hf_source` (config first, then the weights
+            and companion files of the same commit; ``HF_HUB_OFFLINE`` means the cache only).
         out_dir: the layout directory to create; must not exist (or be empty) unless ``overwrite``.
         tp, pp: tensor- and pipeline-parallel sizes of the layout.
         dtype: ``"keep"`` (the checkpoint's dtypes), ``"bf16"``, ``"fp16"``, ``"fp32"`` or a torch dtype.
@@ -194,6 +205,7 @@ def convert_checkpoint(
         durable: ``fsync`` every file before the directory is renamed into place.
         workers: threads writing pipeline stages side by side (``None``: one per stage, at most one per
             CPU core; 1: one stage after the other). The files are the same either way.
+        revision: branch, tag or commit of a Hub ID (``hf_source.json`` in the output records the commit).
 
     Raises:
         ParallelLayoutError: ``tp``/``pp`` do not fit the model (e.g. ``tp`` does not divide the query
@@ -204,9 +216,13 @@ def convert_checkpoint(
     """
     started = time.perf_counter()
     target = parse_dtype(dtype)
+    from bridge.auto_bridge import AutoBridge
+
+    auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision)
+    hf_dir = auto.fetch(hub.ALL)  # a Hub ID's weights and companions, from the commit its config came from
     if Path(out_dir).expanduser().resolve() == Path(hf_dir).expanduser().resolve():
         raise CheckpointError(f"cannot convert {hf_dir} into itself; choose another output directory")
-    family, provider, registry, ctx = family_for(hf_dir, trust_remote_code)
+    family, provider, registry, ctx = family_of(auto)
     source = SliceReader(hf_dir)
     plans = plan_import(source, registry, ctx, names=source.keys(), ignored_hf_patterns=family.ignored_hf_patterns)
     layout = import_layout(plans, ctx, tp=tp, pp=pp, num_layers=provider.num_layers,
@@ -226,6 +242,7 @@ def convert_checkpoint(
                                         source, entries, bar, durable) for stage in range(layout.pp)], workers=threads)
             tensors, nbytes = sum(n for n, _ in done), sum(b for _, b in done)
         write_layout_json(staging.staging, layout)
+        write_source_record(staging.staging, auto.source)
         copy_companions(CheckpointDir.resolve(hf_dir), staging.staging, durable=durable)
         path = staging.commit()
     except BaseException:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge import hub
 from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
@@ -31,7 +32,7 @@ from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
 from bridge.errors import CheckpointError, ConfigError
 from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
 from bridge.parallel.state import placements
-from bridge.streaming.convert import family_for
+from bridge.streaming.convert import family_for, family_of
 from bridge.streaming.files import Progress, SpanFiles
 from bridge.streaming.hf_out import PlannedHFWriter
 from bridge.streaming.merges import hf_pieces
@@ -64,6 +65,7 @@ def export_checkpoint(
     trust_remote_code: bool | None = None,
     progress: bool | None = None,
     durable: bool = True,
+    revision: str | None = None,
 ) -> ExportResult:
     """Write the saved Megatron layout in ``megatron_dir`` as an HF checkpoint in ``hf_dir``.
 
@@ -73,10 +75,12 @@ def export_checkpoint(
         hf_dir: the HF checkpoint directory to create; must not exist (or be empty) unless ``overwrite``.
         max_shard_size: bytes per weight file, an int or a string like ``"5GB"`` (default: ``save_pretrained``'s).
         overwrite: replace an existing checkpoint at ``hf_dir`` once the new one is complete.
-        config_dir: where ``config.json`` (and tokenizer, custom code) are; default ``megatron_dir``.
+        config_dir: where ``config.json`` (and tokenizer, custom code) are; default ``megatron_dir``. A Hub ID
+            ``org/name`` (at ``revision``) is resolved by :func:`bridge.hub.resolve_hf_source`, without weights.
         trust_remote_code: as in :meth:`AutoBridge.from_hf_pretrained`.
         progress: show a progress bar (``None``: only on a terminal).
         durable: ``fsync`` every file before the directory is renamed into place.
+        revision: branch, tag or commit when ``config_dir`` is a Hub ID.
 
     Raises:
         CheckpointError: ``megatron_dir`` is not a complete saved layout, has no config, or ``hf_dir``
@@ -88,6 +92,13 @@ def export_checkpoint(
     source = Path(megatron_dir)
     layout = read_layout(source)
     check_rank_files(source, layout)
+    auto = None
+    if config_dir is not None and isinstance(config_dir, str) and not Path(config_dir).expanduser().is_dir():
+        # not a directory: a Hub ID (malformed ones are refused before any lookup), resolved with its companions
+        from bridge.auto_bridge import AutoBridge
+
+        auto = AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision)
+        config_dir = auto.fetch(hub.COMPANIONS)
     config_dir = Path(config_dir) if config_dir is not None else source
     if not (config_dir / "config.json").is_file():
         raise CheckpointError(
@@ -96,7 +107,7 @@ def export_checkpoint(
         )
     if Path(hf_dir).expanduser().resolve() in (source.resolve(), config_dir.resolve()):
         raise CheckpointError(f"cannot export into {hf_dir}: it is an input directory; choose another one")
-    _, provider, registry, ctx = family_for(config_dir, trust_remote_code)
+    _, provider, registry, ctx = family_for(config_dir, trust_remote_code) if auto is None else family_of(auto)
     if provider.share_embeddings_and_output_weights != layout.share_embeddings_and_output_weights:
         raise ConfigError(
             f"{config_dir / 'config.json'} says tie_word_embeddings={provider.share_embeddings_and_output_weights} "

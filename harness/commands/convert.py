@@ -1,4 +1,4 @@
-"""``mcore-compat convert HF_DIR OUT_DIR --tp N --pp M``: HF checkpoint -> saved Megatron layout, offline.
+"""``mcore-compat convert HF_DIR_OR_HUB_ID OUT_DIR --tp N --pp M``: HF checkpoint -> saved Megatron layout, offline.
 
 Streams :func:`bridge.streaming.convert_checkpoint`: no MCore model is built; each rank file is
 written from only that rank's rows or columns of the HF tensors, so memory stays about one fused
@@ -18,7 +18,10 @@ HELP = "convert an HF checkpoint to a saved Megatron TP x PP layout (streaming, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("hf_dir", type=Path, metavar="HF_DIR")
+    parser.add_argument("hf_dir", metavar="HF_DIR_OR_HUB_ID",
+                        help="an HF checkpoint directory, or a Hub ID org/name (read from the Hugging Face cache when "
+                             "HF_HUB_OFFLINE=1)")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub ID (default: main)")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel size (default 1)")
     parser.add_argument("--pp", type=int, default=1, help="pipeline-parallel size (default 1)")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             args.hf_dir, args.out_dir, tp=args.tp, pp=args.pp, dtype=args.dtype,
             first_stage_layers=args.first_stage_layers, last_stage_layers=args.last_stage_layers,
             overwrite=args.overwrite, trust_remote_code=args.trust_remote_code or None,
-            progress=False if args.no_progress else None,
+            progress=False if args.no_progress else None, revision=args.revision,
         )
     except ParallelLayoutError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)

@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("hf_dir", type=Path, metavar="HF_DIR")
     parser.add_argument("--max-shard-size", default=None, metavar="SIZE",
                         help="bytes per weight file, e.g. 5GB (default: save_pretrained's, 50GB)")
-    parser.add_argument("--config-dir", type=Path, default=None,
-                        help="HF config directory (default: MEGATRON_DIR, where convert stores it)")
+    parser.add_argument("--config-dir", default=None, metavar="DIR_OR_HUB_ID",
+                        help="HF config directory or Hub ID org/name (default: MEGATRON_DIR, where convert stores it)")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit when --config-dir is a Hub ID")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at HF_DIR")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         result = export_checkpoint(
             args.megatron_dir, args.hf_dir, **shard, overwrite=args.overwrite,
             config_dir=args.config_dir, trust_remote_code=args.trust_remote_code or None,
-            progress=False if args.no_progress else None,
+            progress=False if args.no_progress else None, revision=args.revision,
         )
     except BridgeError as e:
         print(f"mcore-compat export: error: {e}", file=sys.stderr)
