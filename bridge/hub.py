@@ -33,7 +33,7 @@ from bridge.checkpoint.companions import COMPANION_FILES
 from bridge.errors import CheckpointError
 from bridge.trust import hub_id_from_cache_path, hub_id_problem
 
-__all__ = ["ALL", "CONFIG", "WEIGHTS", "HFSource", "hub_cache_dir", "hub_offline", "resolve_hf_source"]
+__all__ = ["ALL", "COMPANIONS", "CONFIG", "WEIGHTS", "HFSource", "hub_cache_dir", "hub_offline", "resolve_hf_source"]
 
 log = get_logger("hub")
 
@@ -41,8 +41,10 @@ log = get_logger("hub")
 CONFIG: tuple[str, ...] = ("config.json",)
 #: ... the weights (safetensors only: pickled weights are never fetched, see SECURITY.md) ...
 WEIGHTS: tuple[str, ...] = ("config.json", "*.safetensors", "*.safetensors.index.json")
-#: ... or everything an export or a saved layout keeps next to the weights (tokenizer, custom code).
-ALL: tuple[str, ...] = tuple(dict.fromkeys((*WEIGHTS, *COMPANION_FILES, "*.py")))
+#: ... the files a checkpoint keeps next to its weights (config, tokenizer, custom code) ...
+COMPANIONS: tuple[str, ...] = (*COMPANION_FILES, "*.py")
+#: ... or both (what a conversion reads).
+ALL: tuple[str, ...] = tuple(dict.fromkeys((*WEIGHTS, *COMPANIONS)))
 
 _TRUE = {"1", "on", "yes", "true"}
 # A git ref or commit as the Hub takes it (``main``, ``v1.0``, ``refs/pr/3``, a 40-hex sha): plain
@@ -182,7 +184,7 @@ def _check_fetched(source: HFSource, files: Sequence[str]) -> None:
     """Offline, ``snapshot_download`` returns the snapshot without checking the files: check them here."""
     names = set(os.listdir(source.path))
     exact = [f for f in files if not any(c in f for c in "*?[")]
-    required = ["config.json"] if tuple(files) == ALL else exact  # ALL's companions are optional
+    required = ["config.json"] if tuple(files) in (ALL, COMPANIONS) else exact  # companions are optional
     missing = [f for f in required if f not in names]
     wants_weights = any(f.endswith(".safetensors") for f in files)
     if wants_weights and not any(fnmatch.fnmatch(n, "*.safetensors") for n in names):
