@@ -20,7 +20,7 @@ from bridge._logging import get_logger
 from bridge.errors import MappingError, UnsupportedModelError
 from bridge.mappings import MappingContext, MegatronMappingRegistry
 from bridge.providers import GPTModelProvider
-from bridge.requirements import Requirements
+from bridge.requirements import Requirements, derive_requirements, provider_usage, variant_names
 
 __all__ = [
     "HFClass",
@@ -124,33 +124,12 @@ class MegatronModelBridge:
 
     @classmethod
     def requirements(cls) -> list[Requirements]:
-        """What this family needs from MCore, derived by running its provider on its configs."""
-        from bridge.compat import is_switched_off
-
-        fields: set[str] = set()
-        optional: set[str] = set()
-        params: set[str] = set()
-        spec_fns: set[str] = set()
-        config_class = "TransformerConfig"
-        for hf_config in cls.representative_configs():
-            provider = cls().provider_bridge(hf_config)
-            config_class = provider.config_class
-            for name, value in provider.transformer_config_kwargs().items():
-                (optional if is_switched_off(value) else fields).add(name)
-            params.update(k for k, v in provider.gpt_model_kwargs().items() if not is_switched_off(v))
-            if provider.transformer_layer_spec is None:
-                spec_fns.add("get_gpt_layer_local_spec")
-        if not fields:
-            return []
-        return [Requirements(
-            family=cls.family or cls.architecture,
-            config_fields=frozenset(fields),
-            optional_config_fields=frozenset(optional - fields),
-            config_class=config_class,
-            gpt_model_params=frozenset(params),
-            layer_spec_functions=frozenset(spec_fns),
-            modules=frozenset({"megatron.core.models.gpt.gpt_model"}),
-        )]
+        """What this family needs from MCore, derived by running its provider on its configs (one
+        :class:`~bridge.requirements.Variant` per config)."""
+        configs = cls.representative_configs()
+        usages = [(name, provider_usage(cls().provider_bridge(c))) for name, c in zip(variant_names(configs), configs)]
+        req = derive_requirements(cls.family or cls.architecture, usages)
+        return [req] if req is not None else []
 
     # -- registration -------------------------------------------------------------------------
     @staticmethod

@@ -9,9 +9,42 @@ and layer-spec functions it would use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Requirements"]
+__all__ = ["NOISE_KEYS", "ProviderUsage", "Requirements", "Variant", "derive_requirements", "provider_usage",
+           "variant_names"]
+
+GPT_MODEL_MODULE = "megatron.core.models.gpt.gpt_model"
+
+NOISE_KEYS = frozenset({"transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype"})
+"""Keys of an HF ``config.to_dict()`` that say nothing about the architecture (left out of variant names)."""
+
+
+@dataclass(frozen=True)
+class ProviderUsage:
+    """The MCore API one provider (one HF config) uses; see :class:`Requirements` for the fields."""
+
+    config_class: str
+    config_fields: frozenset[str]
+    optional_config_fields: frozenset[str]
+    gpt_model_params: frozenset[str]
+    layer_spec_functions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One representative config of a family and the MCore API it uses on its own.
+
+    ``name`` is how the config differs from the family's first one (``v0(base)``,
+    ``v2(rope_parameters)``: :func:`variant_names`, the same names the harness's probes report).
+    """
+
+    name: str
+    config_fields: frozenset[str]
+    gpt_model_params: frozenset[str] = frozenset()
+    layer_spec_functions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -30,6 +63,8 @@ class Requirements:
         layer_spec_functions: functions of ``models/gpt/gpt_layer_specs.py`` it calls.
         modules: dotted MCore modules it imports (e.g. ``megatron.core.transformer.moe``).
         renames: optional known renames ``{new_name: old_name}`` the compat layer handles.
+        variants: per representative config, what it uses (the sets above are their union);
+            the harness gives a family ``partial`` where only some variants run.
     """
 
     family: str
@@ -40,4 +75,49 @@ class Requirements:
     layer_spec_functions: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()
     renames: tuple[tuple[str, str], ...] = field(default=())
+    variants: tuple[Variant, ...] = ()
 
+
+def provider_usage(provider: Any) -> ProviderUsage:
+    """What ``provider`` (a :class:`bridge.providers.GPTModelProvider`) passes to MCore: fields set to a value
+    that needs them, fields switched off (``None``/``False``), ``GPTModel`` arguments, layer-spec functions."""
+    from bridge.compat import is_switched_off
+
+    fields: set[str] = set()
+    optional: set[str] = set()
+    for name, value in provider.transformer_config_kwargs().items():
+        (optional if is_switched_off(value) else fields).add(name)
+    params = frozenset(k for k, v in provider.gpt_model_kwargs().items() if not is_switched_off(v))
+    specs = frozenset({"get_gpt_layer_local_spec"} if provider.transformer_layer_spec is None else ())
+    return ProviderUsage(provider.config_class, frozenset(fields), frozenset(optional), params, specs)
+
+
+def variant_names(configs: Sequence[Any]) -> list[str]:
+    """``v{i}(keys that differ from the first config)`` per HF config (``v0(base)`` for the first)."""
+    dicts = [{k: v for k, v in c.to_dict().items() if k not in NOISE_KEYS} for c in configs]
+    names = []
+    for i, d in enumerate(dicts):
+        differs = sorted(k for k in set(d) | set(dicts[0]) if d.get(k) != dicts[0].get(k))
+        shown = ",".join(differs[:3]) + ("..." if len(differs) > 3 else "")
+        names.append(f"v{i}" + (f"({shown})" if shown else "(base)" if i == 0 else ""))
+    return names
+
+
+def derive_requirements(family: str, usages: Iterable[tuple[str, ProviderUsage]]) -> Requirements | None:
+    """A family's requirements from its ``(variant name, usage)`` pairs (None: no config sets any field)."""
+    pairs = list(usages)
+    fields = frozenset().union(*(u.config_fields for _, u in pairs))
+    if not fields:
+        return None
+    optional = frozenset().union(*(u.optional_config_fields for _, u in pairs))
+    return Requirements(
+        family=family,
+        config_fields=fields,
+        optional_config_fields=optional - fields,
+        config_class=pairs[-1][1].config_class,
+        gpt_model_params=frozenset().union(*(u.gpt_model_params for _, u in pairs)),
+        layer_spec_functions=frozenset().union(*(u.layer_spec_functions for _, u in pairs)),
+        modules=frozenset({GPT_MODEL_MODULE}),
+        variants=tuple(Variant(name, u.config_fields, u.gpt_model_params, u.layer_spec_functions)
+                       for name, u in pairs),
+    )

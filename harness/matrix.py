@@ -4,7 +4,7 @@ Schema (``schema_version`` 2)::
 
     {"schema_version": 2, "tool": "mcore-compat", "tool_version": "...", "generated_at": "ISO",
      "revisions": [{"spec", "kind", "version", "commit", "error", "notes"}],
-     "rows": [{"name", "kind", "description"}],
+     "rows": [{"name", "kind", "description", "variants"?}],
      "renames": [{"old", "new", "release", "source"}],
      "cells": [{"row", "revision", "status", "missing", "renamed", "details", "provenance"}],
      "tables": {"warnings": [...], "provenance": [...]}}
@@ -183,6 +183,15 @@ def _revision_entry(intro: Introspection) -> dict[str, Any]:
             "error": intro.error, "notes": list(intro.notes)}
 
 
+def _row_entry(row: Row) -> dict[str, Any]:
+    """A row of the file; a family with variants lists each variant's checks (what ``partial`` cells and
+    ``mcore-compat check`` are judged from)."""
+    entry: dict[str, Any] = {"name": row.name, "kind": row.kind, "description": row.description}
+    if row.variants:
+        entry["variants"] = {v.name: [str(c) for c in v.checks] for v in row.variants}
+    return entry
+
+
 def build_matrix(intros: Sequence[Introspection], rows: Sequence[Row],
                  renames: Iterable[Rename] = (), *, provenance: str = "static") -> Matrix:
     """Evaluate every row at every revision."""
@@ -190,7 +199,7 @@ def build_matrix(intros: Sequence[Introspection], rows: Sequence[Row],
     matrix = Matrix()
     stamp = {"source": provenance, "generated_at": matrix.generated_at, "tool_version": matrix.tool_version}
     matrix.revisions = [_revision_entry(i) for i in intros]
-    matrix.rows = [{"name": r.name, "kind": r.kind, "description": r.description} for r in rows]
+    matrix.rows = [_row_entry(r) for r in rows]
     matrix.renames = [r.to_json() for r in table.renames]
     for row in rows:
         for intro in intros:

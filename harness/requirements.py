@@ -8,7 +8,7 @@ the matrix only has feature rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,9 +19,17 @@ from harness.introspect import CONFIG_CLASS
 if TYPE_CHECKING:  # importing bridge pulls torch: only when families are asked for
     from bridge.requirements import Requirements
 
-__all__ = ["Row", "family_requirements", "requirement_rows", "row_for_feature", "row_for_requirements"]
+__all__ = ["Row", "VariantRow", "family_requirements", "requirement_rows", "row_for_feature", "row_for_requirements"]
 
 log = logging.getLogger("harness.requirements")
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """One variant of a family (a representative config): the checks it needs on its own."""
+
+    name: str
+    checks: tuple[Check, ...]
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class Row:
     """One matrix row: a family or a feature, with the checks that decide it.
 
     ``renames`` are pairs ``(name_used, other_name)`` a compat layer is known to translate.
+    A family's ``variants`` split ``checks`` (their union) per representative config, so a
+    revision where only some variants run gets a ``partial`` verdict.
     """
 
     name: str
@@ -37,6 +47,17 @@ class Row:
     checks: tuple[Check, ...]
     any_of: tuple[tuple[Check, ...], ...] = ()
     renames: tuple[tuple[str, str], ...] = ()
+    variants: tuple[VariantRow, ...] = ()
+
+
+def _checks(config_class: str, fields: Iterable[str], params: Iterable[str], specs: Iterable[str],
+            modules: Iterable[str]) -> list[Check]:
+    checks: list[Check] = [Check("class", config_class)]
+    checks += [Check("field", f, config_class) for f in sorted(fields)]
+    checks += [Check("gpt_param", p) for p in sorted(params)]
+    checks += [Check("layer_spec", f) for f in sorted(specs)]
+    checks += [Check("module", m) for m in sorted(modules)]
+    return checks
 
 
 def family_requirements() -> list[Requirements]:
@@ -53,14 +74,15 @@ def family_requirements() -> list[Requirements]:
 def row_for_requirements(req: Requirements) -> Row:
     """Checks of one family: its config class, fields, GPTModel kwargs, layer specs, modules."""
     cls = req.config_class or CONFIG_CLASS
-    checks: list[Check] = [Check("class", cls)]
-    checks += [Check("field", f, cls) for f in sorted(req.config_fields)]
-    checks += [Check("gpt_param", p) for p in sorted(req.gpt_model_params)]
-    checks += [Check("layer_spec", f) for f in sorted(req.layer_spec_functions)]
-    checks += [Check("module", m) for m in sorted(req.modules)]
+    checks = _checks(cls, req.config_fields, req.gpt_model_params, req.layer_spec_functions, req.modules)
+    variants = tuple(
+        VariantRow(v.name, tuple(_checks(cls, v.config_fields, v.gpt_model_params,
+                                         req.layer_spec_functions | v.layer_spec_functions, req.modules)))
+        for v in req.variants
+    )
     return Row(
         name=req.family, kind="family", description=f"bridge family {req.family} ({cls})",
-        checks=tuple(checks), renames=tuple(req.renames),
+        checks=tuple(checks), renames=tuple(req.renames), variants=variants if len(variants) > 1 else (),
     )
 
 

@@ -16,14 +16,16 @@ from harness.render.common import (
     AGREEMENT_MARK,
     DYNAMIC_STYLE,
     OUTSIDE_MARK,
-    STATUS_STYLE,
+    STATIC_STATUSES,
     cell_text,
+    change_lines,
     column_label,
     dynamic_of,
     dynamic_style,
     outside_python_range,
     platforms_in,
     style,
+    variants_runs_from,
 )
 from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
 
@@ -119,12 +121,15 @@ def _grid(matrix: Matrix) -> str:
             colour = style(status)[1] if cell else "#eceef1"
             key = f'{row["name"]}@{rev["spec"]}'
             inner, extra = _probe_marks(cell, platforms)
+            runs_from = variants_runs_from(matrix, row["name"], rev["spec"]) if status == "partial" else None
+            if cell and cell.get("variants"):
+                extra += f' data-variants="{_attr(json.dumps(cell["variants"], sort_keys=True))}"'
             if outside[rev["spec"]] and platforms:
                 extra += ' data-outside-python="true"'
             tds.append(
                 f'<td class="cell{" dyn" if platforms else ""}" tabindex="0" style="background:{colour}" '
                 f'data-key="{_attr(key)}" data-row="{_attr(row["name"])}" data-revision="{_attr(rev["spec"])}" '
-                f'data-status="{_attr(status)}"{extra} data-details="{_attr(cell_text(row["name"], rev, cell))}">'
+                f'data-status="{_attr(status)}"{extra} data-details="{_attr(cell_text(row["name"], rev, cell, runs_from))}">'
                 f'{inner}</td>'
             )
         body.append(
@@ -146,6 +151,24 @@ def _availability(matrix: Matrix) -> str:
     return ('<table class="avail" id="availability"><thead><tr><th>row</th><th>description</th>'
             '<th>first release</th><th>disappears in</th><th>returns in</th><th>in latest</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _main_sections(matrix: Matrix) -> str:
+    """What changed between the newest release and each upstream-main column."""
+    parts = []
+    for rev in matrix.revisions:
+        changes = rev.get("changes_since_release")
+        if not changes:
+            continue
+        items = "".join(f'<li data-change="{_attr(heading)}"><b>{_attr(heading)}</b> ({len(found)}): '
+                        + ", ".join(f"<code>{_attr(i)}</code>" for i in found) + "</li>"
+                        for heading, found in change_lines(changes))
+        parts.append(f'<h2>{_attr(column_label(rev))} vs {_attr(changes.get("since_version") or changes.get("since"))}'
+                     f'</h2><p class="muted">Upstream commit <code>{_attr(rev.get("commit"))}</code> compared with the '
+                     f'newest release <code>{_attr(changes.get("since"))}</code>.</p>'
+                     f'<ul class="main-changes" data-revision="{_attr(rev["spec"])}">'
+                     f'{items or "<li>No change a bridge user sees.</li>"}</ul>')
+    return "\n".join(parts)
 
 
 def _dynamic_sections(matrix: Matrix) -> str:
@@ -195,8 +218,9 @@ def _dynamic_sections(matrix: Matrix) -> str:
 def render_html(matrix: Matrix) -> str:
     """The whole page as one string (no external resources)."""
     legend = "".join(
-        f'<span><i style="background:{bg}"></i>{_attr(name)}: {_attr(desc)}</span>'
-        for name, (_, bg, desc) in list(STATUS_STYLE.items())[:4]
+        f'<span data-status="{_attr(name)}"><i style="background:{style(name)[1]}"></i>{_attr(name)}: '
+        f'{_attr(style(name)[2])}</span>'
+        for name in STATIC_STATUSES
     )
     platforms = platforms_in(matrix)
     if platforms:
@@ -224,6 +248,7 @@ def render_html(matrix: Matrix) -> str:
 <div id="details" aria-live="polite">Click a cell to see what it needs.</div>
 {_grid(matrix)}
 {f"<h2>Revisions that could not be read</h2><ul>{errors}</ul>" if errors else ""}
+{_main_sections(matrix)}
 {_dynamic_sections(matrix)}
 <h2>Feature availability</h2>
 {_availability(matrix)}

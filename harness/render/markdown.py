@@ -8,13 +8,16 @@ from harness.render.common import (
     AGREEMENT_MARK,
     DYNAMIC_STYLE,
     OUTSIDE_MARK,
-    STATUS_STYLE,
+    STATIC_STATUSES,
+    change_lines,
     column_label,
     dynamic_of,
     dynamic_style,
     outside_python_range,
     platforms_in,
     style,
+    variant_notes,
+    variants_runs_from,
 )
 from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
 
@@ -26,7 +29,7 @@ def _esc(text: str) -> str:
 
 
 def _legend() -> str:
-    return " · ".join(f"{sym} {name}" for name, (sym, _, _) in list(STATUS_STYLE.items())[:4])
+    return " · ".join(f"{style(name)[0]} {name}" for name in STATIC_STATUSES)
 
 
 def _dynamic_legend(platforms: list[str]) -> list[str]:
@@ -81,6 +84,7 @@ def render_matrix_markdown(matrix: Matrix) -> str:
     if errors:
         out += ["", "## Revisions that could not be read", ""]
         out += [f"- `{r['spec']}`: {_esc(str(r['error']))}" for r in errors]
+    out += _main_sections(matrix)
     out += ["", "## Details", ""]
     for row in matrix.rows:
         notes = []
@@ -89,6 +93,8 @@ def render_matrix_markdown(matrix: Matrix) -> str:
             if not cell or cell["status"] in ("supported", "error", "unchecked"):
                 continue
             what = ", ".join(f"`{m}`" for m in cell.get("missing", []))
+            if cell.get("variants"):
+                what = "; ".join(variant_notes(cell, variants_runs_from(matrix, row["name"], rev["spec"])))
             ren = ", ".join(f"`{k}` is `{v}`" for k, v in (cell.get("renamed") or {}).items())
             text = "; ".join(t for t in (what, f"renamed: {ren}" if ren else "") if t)
             notes.append((column_label(rev), cell["status"], text))
@@ -110,6 +116,23 @@ def render_matrix_markdown(matrix: Matrix) -> str:
     if platforms:
         out += _dynamic_sections(matrix)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _main_sections(matrix: Matrix) -> list[str]:
+    """What changed between the newest release and each upstream-main column."""
+    out: list[str] = []
+    for rev in matrix.revisions:
+        changes = rev.get("changes_since_release")
+        if not changes:
+            continue
+        out += ["", f"## {column_label(rev)} vs {changes.get('since_version') or changes.get('since')}", "",
+                f"Upstream commit `{rev.get('commit')}` compared with the newest release `{changes.get('since')}`.", ""]
+        found = change_lines(changes)
+        if not found:
+            out.append("_No change a bridge user sees (fields, classes, GPTModel parameters, layer specs, verdicts)._")
+        for heading, items in found:
+            out.append(f"- {heading} ({len(items)}): " + ", ".join(f"`{_esc(i)}`" for i in items))
+    return out
 
 
 def _dynamic_sections(matrix: Matrix) -> list[str]:

@@ -58,3 +58,34 @@ def test_html_is_self_contained(matrix):
 def test_write_reports(matrix, tmp_path):
     paths = write_reports(matrix, tmp_path / "out")
     assert [p.name for p in paths] == list(REPORT_FILES) and all(p.stat().st_size > 0 for p in paths)
+
+
+@pytest.fixture(scope="module")
+def partial_matrix(pypi_scans):
+    from bridge.requirements import Requirements, Variant
+    from harness.requirements import row_for_requirements
+
+    fields = frozenset({"num_layers", "hidden_size"})
+    fam = Requirements(family="llama_like", config_fields=fields, gpt_model_params=frozenset({"vocab_size", "rope_scaling_factor"}),
+                       modules=frozenset({"megatron.core.models.gpt.gpt_model"}), variants=(
+                           Variant("v0(base)", fields, frozenset({"vocab_size"})),
+                           Variant("v1(scaled)", fields, frozenset({"vocab_size", "rope_scaling_factor"}))))
+    return build_matrix([pypi_scans[v] for v in ("0.10.0", "0.11.0")], [row_for_requirements(fam)])
+
+
+def test_partial_cells_in_json_markdown_and_html(partial_matrix):
+    cell = partial_matrix.cell("llama_like", "pypi:0.10.0")
+    assert cell["status"] == "partial"
+    assert cell["variants"]["v1(scaled)"] == {"status": "missing", "missing": ["gpt_param:rope_scaling_factor"],
+                                              "renamed": {}}
+    assert partial_matrix.rows[0]["variants"]["v1(scaled)"][-1] == "module:megatron.core.models.gpt.gpt_model"
+    md = render_matrix_markdown(partial_matrix)
+    assert "🌓 partial" in md.split("\n\n")[2]  # the legend
+    assert re.search(r"\| \*\*llama_like\*\* \(family\) \| 🌓 \| ✅ \|", md)
+    assert ("- 0.10.0: 🌓 partial: v0(base): runs; v1(scaled): needs gpt_param:rope_scaling_factor (runs from 0.11.0)"
+            in md)
+    page = render_html(partial_matrix)
+    assert '<span data-status="partial"><i style="background:#3f9fb5">' in page  # own colour, own legend entry
+    td = re.search(r'<td class="cell"[^>]*data-revision="pypi:0.10.0"[^>]*>', page).group(0)
+    assert 'data-status="partial"' in td and "background:#3f9fb5" in td
+    assert "v1(scaled): needs gpt_param:rope_scaling_factor (runs from 0.11.0)" in html.unescape(td)
