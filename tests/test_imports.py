@@ -126,6 +126,16 @@ def test_bridge_and_harness_have_no_import_cycles():
         "(as harness.agreement, harness.probes.prepared, harness.exitcodes do)")
 
 
+def test_the_product_never_imports_the_test_tree():
+    offenders = sorted(
+        f"{module} imports {name}"
+        for module, path in module_files(ROOT, PACKAGES).items()
+        for name in imported_names(path, module)[0]
+        if name == "tests" or name.startswith("tests.")
+    )
+    assert offenders == [], f"{offenders}: fixtures the product needs ship inside the package"
+
+
 def test_bridge_never_imports_harness():
     graph = import_graph()
     offenders = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("bridge") for t in ts

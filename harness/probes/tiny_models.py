@@ -7,8 +7,7 @@ class (``save_pretrained``), every parameter and persistent buffer perturbed aft
 so that a mapping that drops, swaps or transposes any tensor changes the logits and the export.
 
 ``tiny_gpt`` is the project's ``trust_remote_code`` architecture: its checkpoint (configuration and
-modelling code included) comes from the repository's own fixture, ``tests/helpers/custom_model.py``,
-which must therefore be importable (the repository root on ``sys.path``, as in every probe).
+modelling code included) comes from :mod:`harness.probes.fixtures.tiny_gpt`, shipped in the package.
 """
 
 from __future__ import annotations
@@ -84,14 +83,8 @@ def _perturb(model: torch.nn.Module, *, seed: int, noise: float, buffer_noise: f
 
 
 def _write_tiny_gpt(config: Any, directory: Path, *, seed: int) -> Path:
-    try:
-        from tests.helpers.custom_model import make_custom_checkpoint, spec_from_config
-    except ImportError as e:
-        raise ProbeError(
-            "the tiny_gpt probe builds its trust_remote_code checkpoint with the repository's fixture "
-            f"tests/helpers/custom_model.py, which is not importable here ({e}); run the probe with the "
-            "repository root on PYTHONPATH"
-        ) from None
+    from harness.probes.fixtures.tiny_gpt import make_custom_checkpoint, spec_from_config
+
     spec = spec_from_config(config.to_dict())
     return make_custom_checkpoint(directory, sentinel=directory.parent / f"{directory.name}.sentinel",
                                   seed=seed, **asdict(spec))

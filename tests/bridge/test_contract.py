@@ -25,8 +25,8 @@ from bridge.auto_bridge import AutoBridge
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.parallel import kinds
 from bridge.registry import MegatronModelBridge, registered_bridges
-from tests.helpers.custom_model import ARCHITECTURE as TINY_GPT_ARCH
-from tests.helpers.custom_model import make_custom_checkpoint, spec_from_config
+from harness.probes.fixtures.tiny_gpt import ARCHITECTURE as TINY_GPT_ARCH
+from harness.probes.fixtures.tiny_gpt import make_custom_checkpoint, spec_from_config
 
 BRIDGES = registered_bridges()
 CASES = [

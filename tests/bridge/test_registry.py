@@ -21,8 +21,8 @@ from bridge.auto_bridge import AutoBridge
 from bridge.errors import MappingError, TrustRemoteCodeError, UnsupportedModelError
 from bridge.models.llama.bridge import LlamaBridge
 from bridge.registry import HFClass, MegatronModelBridge, bridge_for_architectures, registered_architectures
-from tests.helpers.custom_model import ARCHITECTURE as TINY_GPT_ARCH
-from tests.helpers.custom_model import make_custom_checkpoint
+from harness.probes.fixtures.tiny_gpt import ARCHITECTURE as TINY_GPT_ARCH
+from harness.probes.fixtures.tiny_gpt import make_custom_checkpoint
 
 # An architecture name whose class exists in no library: registering it must import nothing.
 GHOST_ARCH = "GhostlyTestModelForCausalLM"

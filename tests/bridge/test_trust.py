@@ -27,7 +27,7 @@ from bridge.trust import (
     remote_code_files,
     require_trust,
 )
-from tests.helpers.custom_model import make_custom_checkpoint
+from harness.probes.fixtures.tiny_gpt import make_custom_checkpoint
 
 SAFE_ORG, UNSAFE_ORG = "nvidia", "evil-org"
 SHA = "0123456789abcdef0123456789abcdef01234567"

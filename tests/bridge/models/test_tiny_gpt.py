@@ -21,7 +21,7 @@ from bridge.trust import SAFE_REPOS, is_safe_repo
 from tests.bridge.models.family_checks import (
     PARITY_ATOL, assert_bit_exact_export, build, max_abs_diff, token_ids,
 )
-from tests.helpers.custom_model import ARCHITECTURE, CONFIG_MODULE, MODELING_MODULE, make_custom_checkpoint
+from harness.probes.fixtures.tiny_gpt import ARCHITECTURE, CONFIG_MODULE, MODELING_MODULE, make_custom_checkpoint
 
 VOCAB = 128  # TinyGPTSpec default
 CODE_FILES = (f"{CONFIG_MODULE}.py", f"{MODELING_MODULE}.py")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers.custom_model import (
+from harness.probes.fixtures.tiny_gpt import (
     CONFIG_MODULE,
     MODELING_MODULE,
     TinyGPTSpec,
