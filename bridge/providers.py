@@ -33,6 +33,7 @@ ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "gelu": torch.nn.functional.gelu,
     "gelu_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
     "relu": torch.nn.functional.relu,
+    "squared_relu": lambda x: torch.square(torch.nn.functional.relu(x)),  # HF "relu2" (Nemotron)
 }
 
 # Fusions with no CPU kernel; always off here (MCore falls back to torch).

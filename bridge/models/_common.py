@@ -19,6 +19,7 @@ __all__ = [
     "decoder_provider_kwargs",
     "embedding_and_norm_mappings",
     "gated_mlp_mappings",
+    "layernorm_bias_mappings",
     "output_mapping",
     "replace_rows",
     "te_fused_norm_mappings",
@@ -45,6 +46,18 @@ def te_fused_norm_mappings(*, prefix: str = "model") -> list[Any]:
                     f"{p}.layers.*.input_layernorm.weight"),
         AutoMapping("decoder.layers.*.mlp.linear_fc1.layer_norm_weight",
                     f"{p}.layers.*.post_attention_layernorm.weight"),
+    ]
+
+
+def layernorm_bias_mappings(*, prefix: str = "model") -> list[Any]:
+    """The biases of LayerNorm (not RMSNorm) families' norms, under both MCore namings."""
+    p = prefix
+    return [
+        AutoMapping("decoder.final_layernorm.bias", f"{p}.norm.bias"),
+        AutoMapping("decoder.layers.*.input_layernorm.bias", f"{p}.layers.*.input_layernorm.bias"),
+        AutoMapping("decoder.layers.*.pre_mlp_layernorm.bias", f"{p}.layers.*.post_attention_layernorm.bias"),
+        AutoMapping("decoder.layers.*.self_attention.linear_qkv.layer_norm_bias", f"{p}.layers.*.input_layernorm.bias"),
+        AutoMapping("decoder.layers.*.mlp.linear_fc1.layer_norm_bias", f"{p}.layers.*.post_attention_layernorm.bias"),
     ]
 
 

@@ -2,13 +2,9 @@
 
 Two Gemma features need more than ``TransformerConfig`` fields on megatron-core 0.16.1:
 
-* **RMSNorm with ``(1 + weight)``.** HF stores Gemma's norm weights centred on zero; MCore's name for
-  that is ``layernorm_zero_centered_gamma=True``, which Transformer Engine's and Apex's norms honour.
-  The local (pure PyTorch) spec builds every RMSNorm as ``WrappedTorchNorm``, which *asserts*
-  ``not config.layernorm_zero_centered_gamma``. Converting the weights to ``1 + w`` instead would
-  break the bit-exact round trip (``(1 + w) - 1 != w`` in floating point). So, for the local spec,
-  :class:`GemmaModelProvider` builds a *block* spec (MCore's ``TransformerBlockSubmodules``) whose
-  norms are :class:`ZeroCenteredRMSNorm`, computing exactly what HF's ``GemmaRMSNorm`` computes.
+* **RMSNorm with ``(1 + weight)``.** HF stores Gemma's norm weights centred on zero; for the local
+  spec :class:`GemmaModelProvider` builds a block spec whose norms are
+  :class:`bridge.models._norms.ZeroCenteredRMSNorm` (see :mod:`bridge.models._norms` for why).
 * **Embeddings multiplied by ``sqrt(hidden_size)``.** ``GPTModel`` has no option for it (no
   embedding-scale field or argument exists in 0.16.1). :meth:`GemmaModelProvider.provide` registers a
   forward hook (``torch.nn.Module.register_forward_hook``, public torch API on the built instance;
@@ -21,7 +17,6 @@ MCore's local GPT layer has neither.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -29,65 +24,17 @@ from typing import Any
 
 import torch
 
-from bridge import compat
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
 from bridge.models._common import decoder_provider_kwargs
+from bridge.models._norms import zero_centered_block_spec
 from bridge.providers import GPTModelProvider
 
-__all__ = ["GemmaModelProvider", "ZeroCenteredRMSNorm", "gemma_provider_kwargs", "zero_centered_block_spec"]
+__all__ = ["GemmaModelProvider", "gemma_provider_kwargs"]
 
 # HF activation names that mean GELU with the tanh approximation for Gemma (transformers maps the
 # legacy ``hidden_act="gelu"`` of the original releases to the tanh form, see GemmaConfig).
 _TANH_GELU = {"gelu_pytorch_tanh", "gelu_tanh", "gelu_new", "gelu"}
-
-
-class ZeroCenteredRMSNorm(torch.nn.Module):
-    """RMSNorm with a zero-centred weight: ``x / rms(x) * (1 + weight)``, computed in fp32 then cast
-    back, in the order of HF's ``GemmaRMSNorm``. Built by MCore's spec as ``(config, hidden_size, eps)``."""
-
-    def __init__(self, config: Any, hidden_size: int, eps: float = 1e-6, **_: object) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = torch.nn.Parameter(torch.zeros(hidden_size, dtype=config.params_dtype))
-        # Same marker as MCore's own norms: gradients are all-reduced across the SP group.
-        setattr(self.weight, "sequence_parallel", bool(getattr(config, "sequence_parallel", False)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (h * (1.0 + self.weight.float())).type_as(x)
-
-    def extra_repr(self) -> str:
-        return f"{tuple(self.weight.shape)}, eps={self.eps}, zero_centered_gamma=True"
-
-
-def zero_centered_block_spec(provider: GPTModelProvider):
-    """MCore's local GPT spec as a block spec whose norms (layer, QK and final) are zero-centred.
-
-    Needs the model-parallel state (the layer count is this pipeline stage's); call it while building.
-    """
-    from megatron.core.transformer.identity_op import IdentityOp
-    from megatron.core.transformer.spec_utils import ModuleSpec
-    from megatron.core.transformer.transformer_block import (
-        TransformerBlock,
-        TransformerBlockSubmodules,
-        get_num_layers_to_build,
-    )
-
-    layer = copy.deepcopy(compat.local_layer_spec(**provider.layer_spec_kwargs()))
-    sub = layer.submodules
-    for name in ("input_layernorm", "pre_mlp_layernorm"):
-        setattr(sub, name, ZeroCenteredRMSNorm)
-    attention = sub.self_attention.submodules
-    for name in ("q_layernorm", "k_layernorm"):
-        if getattr(attention, name, IdentityOp) not in (IdentityOp, None):
-            setattr(attention, name, ZeroCenteredRMSNorm)
-    count = get_num_layers_to_build(provider.transformer_config())
-    return ModuleSpec(
-        module=TransformerBlock,
-        submodules=TransformerBlockSubmodules(layer_specs=[layer] * count, layer_norm=ZeroCenteredRMSNorm),
-    )
 
 
 def _scale_output(module: torch.nn.Module, inputs: Any, output: torch.Tensor, *, scale: float) -> torch.Tensor:

@@ -11,7 +11,7 @@ from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
 
 from bridge.errors import ConfigError
 from bridge.models.gemma.bridge import GemmaBridge
-from bridge.models.gemma.provider import ZeroCenteredRMSNorm
+from bridge.models._norms import ZeroCenteredRMSNorm
 from tests.bridge.models.family_checks import (
     PARITY_ATOL, assert_bit_exact_export, build, make_checkpoint, max_abs_diff, token_ids,
 )
