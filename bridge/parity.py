@@ -127,11 +127,12 @@ class LayoutParity:
     agreement: LogitsAgreement | None
     comparison: CheckpointComparison | None  # global rank 0 only
     seconds: dict[str, float] = field(default_factory=dict)
+    model_class: str = ""  # the MCore class built: GPTModel or HybridModel
 
 
 def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: int, ep: int = 1,
                       dtype: torch.dtype = torch.float32, seq: int = 16,
-                      trust_remote_code: bool | None = None) -> LayoutParity:
+                      trust_remote_code: bool | None = None, model_class: str = "auto") -> LayoutParity:
     """Load ``hf_path`` at TP x PP (x EP for MoE models; every rank of the process group calls this), compare the logits with
     HF on the last stage, export to ``out_dir`` from global rank 0 and compare it with the source there.
 
@@ -147,6 +148,7 @@ def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: 
     provider.tensor_model_parallel_size = tp
     provider.pipeline_model_parallel_size = pp
     provider.expert_model_parallel_size = ep
+    provider.model_class = model_class
     provider.params_dtype = dtype
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False)
@@ -165,5 +167,6 @@ def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: 
     rank = dist.get_rank() if dist.is_initialized() else 0
     comparison = compare_checkpoints(hf_path, out_dir) if rank == 0 else None
     log.debug("rank %d: TP=%d PP=%d agreement=%s", rank, tp, pp, agreement)
-    return LayoutParity(rank=rank, agreement=agreement, comparison=comparison, seconds=seconds)
+    return LayoutParity(rank=rank, agreement=agreement, comparison=comparison, seconds=seconds,
+                        model_class=type(model[0]).__name__)
 

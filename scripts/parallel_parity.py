@@ -33,12 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--report", type=Path, required=True)
     ap.add_argument("--seq", type=int, default=16)
+    ap.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default="auto",
+                    help="MCore model class to build (the provider's model_class)")
+    ap.add_argument("--trust-remote-code", action="store_true", help="the checkpoint's own modelling code may run")
     args = ap.parse_args(argv)
 
     from bridge.parity import run_layout_parity
 
     result = run_layout_parity(args.hf, args.out_dir, tp=args.tp, pp=args.pp, ep=args.ep, dtype=_DTYPES[args.dtype],
-                               seq=args.seq)
+                               seq=args.seq, model_class=args.model_class,
+                               trust_remote_code=True if args.trust_remote_code else None)
     gathered: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, result)
     if result.rank == 0:
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
             "backend": dist.get_backend(),
             "world_size": dist.get_world_size(),
-            "tp": args.tp, "pp": args.pp, "ep": args.ep, "dtype": args.dtype,
+            "tp": args.tp, "pp": args.pp, "ep": args.ep, "dtype": args.dtype, "model_class": result.model_class,
             "versions": {"torch": torch.__version__, "megatron_core": megatron.core.__version__,
                          "transformers": transformers.__version__, "python": sys.version.split()[0]},
             "max_abs_diff": max(a.max_abs_diff for a in stages),

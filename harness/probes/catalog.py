@@ -65,6 +65,11 @@ def _tests() -> tuple[ProbeTest, ...]:
         for f in families
     ]
     tests += [
+        ProbeTest(f"hybrid:{f}", f"the family:{f} round trip on MCore's HybridModel (provider model_class='hybrid', "
+                  "megatron-core 0.18+): logits vs HF, export back bit-exact", (f"hybrid:{f}",), timeout_s=300.0)
+        for f in families
+    ]
+    tests += [
         ProbeTest("features", "each feature's static checks, evaluated on the imported MCore "
                   "(dataclass fields, classes, modules imported, GPTModel parameters, layer-spec functions)",
                   tuple(f.name for f in FEATURES), timeout_s=180.0),

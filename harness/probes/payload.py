@@ -56,6 +56,7 @@ def _bodies() -> dict[str, Callable[[str], Outcome]]:
     return {
         "import": lambda name: probe_import(),
         "family": lambda name: probe_family(name.partition(":")[2]),
+        "hybrid": lambda name: probe_family(name.partition(":")[2], model_class="hybrid", row=name),
         "features": lambda name: payload_features.probe_features(),
         "recipes": lambda name: payload_recipes.probe_recipes(),
         "properties": lambda name: payload_properties.probe_properties(),

@@ -1,4 +1,5 @@
-"""``family:<name>``: every tiny variant of a family, HF -> MCore ``GPTModel`` -> logits vs HF -> export.
+"""``family:<name>`` / ``hybrid:<name>``: every tiny variant of a family, HF -> MCore ``GPTModel`` (``hybrid:``:
+``HybridModel``, the provider's ``model_class="hybrid"``) -> logits vs HF -> export.
 
 Per variant (see :mod:`harness.probes.tiny_models`): write the checkpoint, ``AutoBridge`` ->
 provider -> ``TransformerConfig`` -> ``GPTModel`` on the device (TP = PP = 1), compare the logits with
@@ -28,7 +29,7 @@ MOE_ATOL = 1e-4
 
 
 def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool = False,
-                        seq: int = 17) -> dict[str, Any]:
+                        seq: int = 17, model_class: str = "auto") -> dict[str, Any]:
     """One round trip at TP = PP = 1 on the current device; metrics, or raises what the bridge raised."""
     from bridge.auto_bridge import AutoBridge
     from bridge.inference import forward_logits
@@ -41,6 +42,7 @@ def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool
     provider = bridge.to_megatron_provider()
     provider.tensor_model_parallel_size = 1
     provider.pipeline_model_parallel_size = 1
+    provider.model_class = model_class
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False)
     built = time.perf_counter() - t0
@@ -56,6 +58,7 @@ def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool
     reset_model_parallel()
     return {
         "config_class": type(model[0].config).__name__,
+        "model_class": type(model[0]).__name__,
         "moe": moe,
         "atol": atol,
         "max_abs_diff": agreement.max_abs_diff,
@@ -68,7 +71,8 @@ def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool
     }
 
 
-def run_variant(variant: TinyVariant, workdir: Path, *, seed: int = 0) -> tuple[bool, str, dict[str, Any]]:
+def run_variant(variant: TinyVariant, workdir: Path, *, seed: int = 0,
+                model_class: str = "auto") -> tuple[bool, str, dict[str, Any]]:
     """``(passed, one line saying why, metrics)`` of one variant converted in ``workdir``."""
     from bridge.errors import BridgeError
 
@@ -78,7 +82,8 @@ def run_variant(variant: TinyVariant, workdir: Path, *, seed: int = 0) -> tuple[
     except Exception as e:  # noqa: BLE001 - the HF side cannot build it: the probe's own problem
         return False, f"{variant.name}: could not write the HF checkpoint: {describe_exception(e)}", {}
     try:
-        m = convert_and_compare(src, workdir / f"{src.name}-export", trust_remote_code=variant.trust_remote_code)
+        m = convert_and_compare(src, workdir / f"{src.name}-export", trust_remote_code=variant.trust_remote_code,
+                                model_class=model_class)
     except BridgeError as e:
         return False, f"{variant.name}: refused by the bridge: {type(e).__name__}: {e}", {}
     except Exception as e:  # noqa: BLE001 - a probe reports every failure as data
@@ -90,19 +95,20 @@ def run_variant(variant: TinyVariant, workdir: Path, *, seed: int = 0) -> tuple[
     return ok, text, m
 
 
-def probe_family(family: str, *, seed: int = 0) -> Outcome:
-    """The ``family:<family>`` test: one row, named after the family."""
+def probe_family(family: str, *, seed: int = 0, model_class: str = "auto", row: str | None = None) -> Outcome:
+    """The ``family:<family>`` test (``hybrid:<family>`` with ``model_class="hybrid"``): one row, ``row`` or the
+    family's name."""
     variants = family_variants(family)
     metrics: dict[str, Any] = {"variants": len(variants)}
     lines: list[str] = []
     passed = 0
     with tempfile.TemporaryDirectory(prefix=f"probe-{family}-") as tmp:
         for variant in variants:
-            ok, text, m = run_variant(variant, Path(tmp), seed=seed)
+            ok, text, m = run_variant(variant, Path(tmp), seed=seed, model_class=model_class)
             passed += ok
             lines.append(text)
             key = variant.name.split("(")[0]
-            for name in ("max_abs_diff", "cosine", "export_bit_exact", "config_class"):
+            for name in ("max_abs_diff", "cosine", "export_bit_exact", "config_class", "model_class"):
                 if name in m:
                     metrics[f"{key}.{name}"] = m[name]
     diffs = [v for k, v in metrics.items() if k.endswith(".max_abs_diff")]
@@ -114,4 +120,4 @@ def probe_family(family: str, *, seed: int = 0) -> Outcome:
     status = PASSED if passed == len(variants) else FAILED
     head = f"{passed}/{len(variants)} variants pass"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Outcome(rows={family: Row(status, f"{head} on {device}. " + " | ".join(lines), metrics)})
+    return Outcome(rows={row or family: Row(status, f"{head} on {device}. " + " | ".join(lines), metrics)})

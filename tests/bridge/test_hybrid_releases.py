@@ -1,0 +1,178 @@
+"""HybridModel against HF on the releases that have it (0.18.x, 0.19.x), in subprocesses with the release first
+on ``PYTHONPATH`` (the default venv's megatron-core predates HybridModel).
+
+Default suite (0.19.2): every family's tiny variants at TP = 1 on ``model_class="auto"`` (GPTModel) and
+``"hybrid"``: each variant that passes on GPTModel passes on HybridModel (logits within the probe's budget,
+1e-5 dense / 1e-4 MoE, export bit-exact); the default path logs our deprecation notice once and none of
+MCore's per-construction banners; one TP=2 x PP=2 run over gloo; and the "GPTModel is gone" tree (0.19.2's
+source without GPTModel), where ``"auto"`` builds HybridModel with HF parity.
+Slow: the same on 0.18.2, and the full layout grid (TP=2, PP=2, TP=2 x PP=2) for every family on both.
+
+The release environments come from :func:`harness.probes.envs.prepare_revision` (PyPI, cached after the first
+time): marked ``network``, and skipped with the reason when the release cannot be prepared (offline, empty cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.probes.catalog import family_names
+from harness.probes.tiny_models import REMOTE_CODE_FAMILIES, family_variants, write_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+FAMILIES = family_names()
+pytestmark = pytest.mark.network
+
+
+def _release(spec: str) -> tuple[str, ...]:
+    from harness.probes.envs import prepare_revision
+
+    prepared = prepare_revision(spec)
+    if prepared.error:
+        pytest.skip(f"{spec} could not be prepared: {prepared.error}")
+    return tuple(prepared.pythonpath)
+
+
+@pytest.fixture(scope="session")
+def release_019() -> tuple[str, ...]:
+    return _release("pypi:0.19.2")
+
+
+@pytest.fixture(scope="session")
+def release_018() -> tuple[str, ...]:
+    return _release("pypi:0.18.2")
+
+
+@pytest.fixture(scope="session")
+def gpt_model_gone(release_019: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    """A ``path:`` revision made from 0.19.2's source with GPTModel deleted, as an upstream deletion would:
+    ``gpt_model.py`` removed and its export dropped from ``megatron/core/models/gpt/__init__.py``."""
+    from harness.probes.envs import prepare_revision
+
+    tree = tmp_path_factory.mktemp("gpt-model-gone")
+    src = Path(release_019[0])
+    shutil.copytree(src / "megatron", tree / "megatron")
+    for info in src.glob("megatron_core-*.dist-info"):
+        shutil.copytree(info, tree / info.name)
+    gpt = tree / "megatron" / "core" / "models" / "gpt"
+    (gpt / "gpt_model.py").unlink()
+    init = gpt / "__init__.py"
+    init.write_text("".join(line for line in init.read_text().splitlines(keepends=True)
+                            if "gpt_model import GPTModel" not in line))
+    prepared = prepare_revision(f"path:{tree}")
+    assert not prepared.error, prepared.error
+    return (*prepared.pythonpath, *release_019[1:])
+
+
+def _env(pythonpath: tuple[str, ...]) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*pythonpath, str(ROOT)]), "OMP_NUM_THREADS": "1",
+            "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
+
+
+def run_families(pythonpath: tuple[str, ...], tmp: Path, *, model_classes: str,
+                 families: tuple[str, ...] = FAMILIES) -> dict:
+    out = tmp / "report.json"
+    cmd = [sys.executable, "-m", "tests.helpers.hybrid_runs", "--model-classes", model_classes,
+           "--families", ",".join(families), "--out", str(out)]
+    proc = subprocess.run(cmd, env=_env(pythonpath), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def _by(report: dict, requested: str) -> dict[str, dict]:
+    return {f"{r['family']}/{r['variant']}": r for r in report["variants"] if r["requested"] == requested}
+
+
+def check_hybrid_follows_gpt(report: dict) -> None:
+    gpt, hybrid = _by(report, "auto"), _by(report, "hybrid")
+    assert set(gpt) == set(hybrid) and gpt
+    on_gpt = sorted(k for k, r in gpt.items() if r["passed"])
+    assert on_gpt, "no family passes on GPTModel at all"
+    assert all(gpt[k]["model_class"] == "GPTModel" for k in on_gpt)
+    lost = {k: hybrid[k]["text"] for k in on_gpt if not hybrid[k]["passed"]}
+    assert not lost, f"pass on GPTModel but not on HybridModel: {lost}"
+    assert all(hybrid[k]["model_class"] == "HybridModel" for k in on_gpt)
+
+
+def test_every_family_on_hybrid_model_0_19(release_019, tmp_path):
+    report = run_families(release_019, tmp_path, model_classes="auto,hybrid")
+    assert report["mcore_version"] == "0.19.2"
+    check_hybrid_follows_gpt(report)
+    # the default path: our notice once per process, MCore's banner (logged at every GPTModel) filtered
+    assert report["deprecation_notices"] == 1 and report["mcore_banners"] == 0, report
+
+
+@pytest.mark.slow
+def test_every_family_on_hybrid_model_0_18(release_018, tmp_path):
+    report = run_families(release_018, tmp_path, model_classes="auto,hybrid")
+    assert report["mcore_version"] == "0.18.2"
+    check_hybrid_follows_gpt(report)
+    assert report["deprecation_notices"] == 0  # 0.18 does not deprecate GPTModel
+
+
+def test_auto_builds_hybrid_model_where_gpt_model_is_gone(gpt_model_gone, tmp_path):
+    families = ("llama", "qwen3_moe", "gemma")
+    report = run_families(gpt_model_gone, tmp_path, model_classes="auto,gpt", families=families)
+    auto, gpt = _by(report, "auto"), _by(report, "gpt")
+    assert all(r["passed"] and r["model_class"] == "HybridModel" for r in auto.values()), auto
+    assert all(not r["passed"] and "has no GPTModel" in r["text"] for r in gpt.values()), gpt
+
+
+# -- gloo layouts --------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(pythonpath: tuple[str, ...], hf: Path, out: Path, *, tp: int, pp: int, trust: bool = False) -> dict:
+    report = out.with_suffix(".json")
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={tp * pp}", f"--master-port={_free_port()}",
+           "--master-addr=127.0.0.1", str(ROOT / "scripts" / "parallel_parity.py"), "--hf", str(hf), "--tp", str(tp),
+           "--pp", str(pp), "--out-dir", str(out), "--report", str(report), "--model-class", "hybrid",
+           *(["--trust-remote-code"] if trust else [])]
+    proc = subprocess.run(cmd, env=_env(pythonpath), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(report.read_text())
+
+
+def _checkpoint(family: str, base: Path) -> tuple[Path, bool]:
+    variant = family_variants(family)[0]
+    path = base / family
+    if not path.exists():
+        write_checkpoint(variant, path, seed=0)
+    return path, variant.trust_remote_code
+
+
+def check_layout(pythonpath: tuple[str, ...], family: str, tmp: Path, *, tp: int, pp: int) -> None:
+    hf, trust = _checkpoint(family, tmp)
+    rep = torchrun(pythonpath, hf, tmp / f"{family}-tp{tp}-pp{pp}", tp=tp, pp=pp, trust=trust)
+    assert rep["model_class"] == "HybridModel" and rep["world_size"] == tp * pp, rep
+    atol = 1e-4 if "moe" in family or family.startswith("deepseek") or family in ("mixtral",) else 1e-5
+    assert rep["max_abs_diff"] <= atol, rep
+    assert rep["export_bit_exact"], rep["export_mismatches"]
+
+
+def test_hybrid_tp2_pp2_over_gloo_0_19(release_019, tmp_path):
+    check_layout(release_019, "qwen3_moe", tmp_path, tp=2, pp=2)
+
+
+LAYOUTS = [(2, 1), (1, 2), (2, 2)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", ["release_019", "release_018"])
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - REMOTE_CODE_FAMILIES) + sorted(REMOTE_CODE_FAMILIES))
+def test_hybrid_layout_grid(release, family, request, tmp_path):
+    pythonpath = request.getfixturevalue(release)
+    for tp, pp in LAYOUTS:
+        check_layout(pythonpath, family, tmp_path, tp=tp, pp=pp)
