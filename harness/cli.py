@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "export-ckpt": "harness.commands.export_ckpt",
     "run": "harness.commands.run",
     "sweep": "harness.commands.sweep",
+    "revisions": "harness.commands.revisions",
+    "check": "harness.commands.check",
 }
 """Subcommand name -> module (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""
 

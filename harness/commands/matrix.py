@@ -4,6 +4,10 @@ Writes ``matrix.json`` (source of truth), ``matrix.md``, ``matrix.html`` and ``f
 into DIR, and ``bridge/data/field_history.json`` (with the default revisions, or when
 ``--field-history`` is given). Revisions that cannot be read become error columns.
 
+``--include-main`` adds upstream main (``--repo``, default the submodule) as a ``main@<sha>`` column
+after the releases, with what changed since the newest release (fields, ``GPTModel`` parameters,
+rows) in the reports.
+
 The verdicts are static (no probe runs), but the probe results (``dynamic`` cells, from
 ``mcore-compat sweep``) of the matrix.json being replaced are kept for the revisions still in
 the matrix, their agreement recomputed against the new static verdicts: ``--dynamic-from PATH``
@@ -19,9 +23,13 @@ from pathlib import Path
 from harness.commands._common import add_cache, add_repo, introspector
 from harness.field_history import FIELD_HISTORY_PATH, build_field_history, write_field_history
 from harness.errors import HarnessError
+from harness.introspect import Introspection
+from harness.mainline import changes_since_release, label_main, newest_release, resolve_main
 from harness.matrix import Matrix, build_matrix, load_matrix
+from harness.renames import KNOWN_RENAMES, Rename, RenameTable
 from harness.render import write_reports
-from harness.requirements import requirement_rows
+from harness.requirements import Row, requirement_rows
+from harness.revisions import Revision
 from harness.scanning import release_snapshots, scan_renames, scan_revisions
 from harness.versions import default_revisions, project_root
 
@@ -45,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="drop the probe results of an existing DIR/matrix.json (static verdicts only)")
     parser.add_argument("--no-families", action="store_true",
                         help="feature rows only (skip deriving the bridge families' requirements)")
+    parser.add_argument("--include-main", action="store_true",
+                        help="add upstream main (of --repo, default the submodule) as a main@<sha> column, with what "
+                             "changed since the newest release")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_repo(parser)
@@ -80,23 +91,41 @@ def _keep_dynamic(matrix: Matrix, previous: Matrix | None, args: argparse.Namesp
                   "(--static-only drops them; `mcore-compat sweep` refreshes them)")
 
 
+def _label_main(matrix: Matrix, intros: list[Introspection], rows: list[Row], renames: list[Rename],
+                main: Revision) -> None:
+    """Label main's column and record what changed since the newest release."""
+    release = newest_release(intros)
+    main_intro = next(i for i in intros if i.revision.spec == main.spec)
+    changes = None
+    if release is not None and not main_intro.error:
+        changes = changes_since_release(release, main_intro, rows, RenameTable([*KNOWN_RENAMES, *renames]))
+    label_main(matrix.revisions, main, changes)
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     previous = _previous(args)
-    specs = args.revisions or default_revisions()
+    specs = list(args.revisions or default_revisions())
+    main = resolve_main(args.repo, cache_dir=args.cache_dir) if args.include_main else None
+    if main is not None and main.spec not in specs:
+        specs.append(main.spec)
     intros = scan_revisions(specs, repo=args.repo, introspector=introspector(args),
                             jobs=args.jobs, progress=not args.no_progress)
     scanned = time.perf_counter()
-    renames = scan_renames(intros)
+    released = [i for i in intros if main is None or i.revision.spec != main.spec]  # main is no release
+    renames = scan_renames(released)
     rows = requirement_rows([] if args.no_families else None)
     derived = time.perf_counter()
-    matrix, dynamic = _keep_dynamic(build_matrix(intros, rows, renames), previous, args)
+    built = build_matrix(intros, rows, renames)
+    if main is not None:
+        _label_main(built, intros, rows, renames, main)
+    matrix, dynamic = _keep_dynamic(built, previous, args)
     paths = write_reports(matrix, args.out)
     history_path = args.field_history
     if history_path is None and not args.revisions:
         history_path = project_root() / FIELD_HISTORY_PATH
     if history_path is not None and not args.no_field_history:
-        write_field_history(build_field_history(release_snapshots(intros), renames), history_path)
+        write_field_history(build_field_history(release_snapshots(released), renames), history_path)
         paths.append(history_path)
     errors = [i.revision.spec for i in intros if i.error]
     families = sum(1 for r in rows if r.kind == "family")
