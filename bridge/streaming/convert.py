@@ -40,6 +40,7 @@ from bridge.parallel.layout_io import rank_file_name, shard_entries, write_layou
 from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.saved_checkpoint import write_source_record
+from bridge.parallel.vocab import vocab_padding
 from bridge.streaming.files import Progress, ReadStats, SliceReader
 from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
@@ -188,6 +189,7 @@ def convert_checkpoint(
     durable: bool = True,
     workers: int | None = None,
     revision: str | None = None,
+    should_pad_vocab: bool = False,
 ) -> ConversionResult:
     """Convert the HF checkpoint in ``hf_dir`` to a saved Megatron layout (TP x PP) in ``out_dir``.
 
@@ -206,6 +208,9 @@ def convert_checkpoint(
         workers: threads writing pipeline stages side by side (``None``: one per stage, at most one per
             CPU core; 1: one stage after the other). The files are the same either way.
         revision: branch, tag or commit of a Hub ID (``hf_source.json`` in the output records the commit).
+        should_pad_vocab: pad the vocabulary to a multiple of ``make_vocab_size_divisible_by`` x ``tp`` (as
+            Megatron-LM does); by default it is padded only when ``tp`` does not divide it. ``layout.json``
+            records the padding (``vocab_padding``), and export strips exactly it.
 
     Raises:
         ParallelLayoutError: ``tp``/``pp`` do not fit the model (e.g. ``tp`` does not divide the query
@@ -223,6 +228,13 @@ def convert_checkpoint(
     if Path(out_dir).expanduser().resolve() == Path(hf_dir).expanduser().resolve():
         raise CheckpointError(f"cannot convert {hf_dir} into itself; choose another output directory")
     family, provider, registry, ctx = family_of(auto)
+    if should_pad_vocab:
+        provider.should_pad_vocab = True
+        ctx = family.mapping_context(provider)
+    padding = vocab_padding(provider.vocab_size, tp=tp, should_pad=should_pad_vocab,
+                            divisible_by=provider.make_vocab_size_divisible_by)
+    if padding.padding:
+        log.info("%s", padding.describe())
     source = SliceReader(hf_dir)
     plans = plan_import(source, registry, ctx, names=source.keys(), ignored_hf_patterns=family.ignored_hf_patterns)
     layout = import_layout(plans, ctx, tp=tp, pp=pp, num_layers=provider.num_layers,

@@ -30,7 +30,7 @@ from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
 from bridge.errors import CheckpointError, ConfigError
-from bridge.parallel.layout_io import check_rank_files, rank_file_name, read_layout
+from bridge.parallel.layout_io import check_rank_files, layout_vocab_padding, rank_file_name, read_layout
 from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for, family_of
 from bridge.streaming.files import Progress, SpanFiles
@@ -86,7 +86,7 @@ def export_checkpoint(
         CheckpointError: ``megatron_dir`` is not a complete saved layout, has no config, or ``hf_dir``
             exists without ``overwrite``.
         MappingError, WeightMismatchError: the layout does not belong to the config's model family.
-        ConfigError: the config and the layout disagree on tied embeddings.
+        ConfigError: the config and the layout disagree on tied embeddings or the vocabulary size.
     """
     started = time.perf_counter()
     source = Path(megatron_dir)
@@ -113,6 +113,13 @@ def export_checkpoint(
             f"{config_dir / 'config.json'} says tie_word_embeddings={provider.share_embeddings_and_output_weights} "
             f"but the layout in {source} was saved with share_embeddings_and_output_weights="
             f"{layout.share_embeddings_and_output_weights}; use the config the layout was converted from"
+        )
+    padding = layout_vocab_padding(layout)
+    if padding is not None and padding.vocab_size != provider.vocab_size:
+        raise ConfigError(
+            f"{config_dir / 'config.json'} says vocab_size={provider.vocab_size} but the layout in {source} holds a "
+            f"vocabulary of {padding.vocab_size} ({padding.padded_size} rows with padding); use the config the "
+            "layout was converted from"
         )
     planned = plan_export(layout, registry, ctx)
     tensors = [t for _, _, outs in planned for t in outs]

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--pad-vocab", action="store_true",
+                        help="pad the vocabulary to a multiple of 128 x TP as Megatron-LM does (default: only when TP "
+                             "does not divide it); layout.json records it and export strips it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             args.hf_dir, args.out_dir, tp=args.tp, pp=args.pp, dtype=args.dtype,
             first_stage_layers=args.first_stage_layers, last_stage_layers=args.last_stage_layers,
             overwrite=args.overwrite, trust_remote_code=args.trust_remote_code or None,
-            progress=False if args.no_progress else None, revision=args.revision,
+            progress=False if args.no_progress else None, revision=args.revision, should_pad_vocab=args.pad_vocab,
         )
     except ParallelLayoutError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)

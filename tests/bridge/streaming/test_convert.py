@@ -267,3 +267,98 @@ def test_the_first_failing_stage_stops_the_others_and_is_what_is_raised() -> Non
     with pytest.raises(CheckpointError, match="disk full"):  # stages not yet started never start
         _run_stages([failing, *[_stage(ran, started)] * 8], workers=2)
     assert len(ran) < 8 * 500
+
+
+# -- vocabulary padding: recorded in layout.json, stripped exactly by export (issue 14) -----------------
+
+
+@pytest.fixture(scope="module")
+def odd_vocab_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    base = tmp_path_factory.mktemp("odd-vocab")
+    return {"untied": make_hf_checkpoint(base / "untied", vocab_size=201),
+            "tied": make_hf_checkpoint(base / "tied", vocab_size=201, tie_word_embeddings=True)}
+
+
+def _layout_json(path: Path) -> dict:
+    import json
+
+    return json.loads((path / "layout.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("tied", "tp", "pad", "record"),
+    [
+        ("untied", 1, False, {"padded_vocab_size": 201, "divisible_by": 1, "reason": "none"}),
+        ("untied", 2, False, {"padded_vocab_size": 202, "divisible_by": 1, "reason": "tensor_parallel"}),
+        ("tied", 2, False, {"padded_vocab_size": 202, "divisible_by": 1, "reason": "tensor_parallel"}),
+        ("untied", 2, True, {"padded_vocab_size": 256, "divisible_by": 128, "reason": "requested"}),
+    ],
+)
+def test_vocab_padding_is_recorded_and_export_strips_exactly_it(
+    odd_vocab_checkpoints, tied: str, tp: int, pad: bool, record: dict, tmp_path: Path, caplog
+) -> None:
+    src = odd_vocab_checkpoints[tied]
+    with caplog.at_level("INFO", logger="bridge"):
+        result = convert_checkpoint(src, tmp_path / "mcore", tp=tp, should_pad_vocab=pad, progress=False)
+    assert _layout_json(result.path)["vocab_padding"] == {"vocab_size": 201, "tp": tp, **record}
+    said = " ".join(r.getMessage() for r in caplog.records if r.name == "bridge.streaming.convert")
+    assert ("vocabulary padded from 201" in said) == (record["reason"] != "none"), said
+    _, shards = load_layout(result.path)
+    rows = torch.cat([shards[(r, 0)]["embedding.word_embeddings.weight"] for r in range(tp)])
+    assert rows.shape[0] == record["padded_vocab_size"] and not rows[201:].any()  # zero padding rows
+    out = export_checkpoint(result.path, tmp_path / "hf", progress=False).path
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
+def test_a_layout_without_the_padding_record_still_reads_and_exports_bit_exact(
+    odd_vocab_checkpoints, tmp_path: Path
+) -> None:
+    """Layouts written before the record existed (then padded to 128 x TP by default) keep working."""
+    import json
+
+    src = odd_vocab_checkpoints["untied"]
+    path = convert_checkpoint(src, tmp_path / "mcore", tp=2, should_pad_vocab=True, progress=False).path
+    old = _layout_json(path)
+    del old["vocab_padding"]
+    (path / "layout.json").write_text(json.dumps(old, indent=1) + "\n")
+    out = export_checkpoint(path, tmp_path / "hf", progress=False).path
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+
+
+def test_a_damaged_padding_record_or_another_vocabulary_fails_before_writing(
+    odd_vocab_checkpoints, tmp_path: Path
+) -> None:
+    import json
+
+    src = odd_vocab_checkpoints["untied"]
+    path = convert_checkpoint(src, tmp_path / "mcore", tp=2, progress=False).path
+    good = _layout_json(path)
+    damaged = {**good, "vocab_padding": {**good["vocab_padding"], "vocab_size": 200, "padded_vocab_size": 200,
+                                         "reason": "none"}}
+    (path / "layout.json").write_text(json.dumps(damaged))
+    with pytest.raises(CheckpointError, match=r"layout\.json records vocab padding"):
+        export_checkpoint(path, tmp_path / "hf", progress=False)
+    (path / "layout.json").write_text(json.dumps(good))
+    other = tmp_path / "other-config"
+    other.mkdir()
+    config = json.loads((src / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "vocab_size": 256}))
+    with pytest.raises(ConfigError, match="vocab_size=256 but the layout .* holds a vocabulary of 201"):
+        export_checkpoint(path, tmp_path / "hf", config_dir=other, progress=False)
+    assert not (tmp_path / "hf").exists()
+
+
+def test_reshard_records_the_padding_of_the_new_tp_size(odd_vocab_checkpoints, tmp_path: Path) -> None:
+    from bridge.parallel.reshard import reshard
+
+    src = odd_vocab_checkpoints["tied"]
+    one = convert_checkpoint(src, tmp_path / "tp1", tp=1, progress=False).path
+    assert _layout_json(one)["vocab_padding"]["reason"] == "none"
+    two = tmp_path / "tp2"
+    reshard(one, two, tp=2, pp=1)
+    assert _layout_json(two)["vocab_padding"] == {"vocab_size": 201, "padded_vocab_size": 202, "tp": 2,
+                                                        "divisible_by": 1, "reason": "tensor_parallel"}
+    out = export_checkpoint(two, tmp_path / "hf", config_dir=one, progress=False).path
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
