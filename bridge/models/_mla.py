@@ -58,15 +58,34 @@ class MLAModelProvider(MoEModelProvider):
     qk_layernorm: bool = True
     config_class: str = dataclasses.field(default="MLATransformerConfig", init=False, repr=False)
 
+    @property
+    def kv_norm_in_up_proj(self) -> bool:
+        """No query LoRA on a release without the feature ``mla_plain_q_proj`` (0.19+): the KV norm is built inside
+        ``linear_kv_up_proj`` and MCore's ``qk_layernorm`` is off (see :mod:`bridge.models._mla_spec`)."""
+        return self.config_overrides.get("q_lora_rank") is None and not compat.has_feature("mla_plain_q_proj")
+
     def validate(self) -> None:
-        if self.config_overrides.get("q_lora_rank") is None and not compat.has_feature("mla_plain_q_proj"):
+        if self.kv_norm_in_up_proj and self.transformer_layer_spec is not None:
             raise UnsupportedFeatureError(
-                f"q_lora_rank=None (no query LoRA): megatron-core {compat.installed_version()} builds MLA's "
-                "linear_q_proj as a fused norm+linear whenever qk_layernorm is on (it is, for kv_a_layernorm), "
-                "normalising the query input where HF's q_proj does not; MCore's local spec has no such module "
-                "either. Install megatron-core<0.19, or use a checkpoint with q_lora_rank set."
+                f"q_lora_rank=None (no query LoRA) with a custom transformer_layer_spec: megatron-core "
+                f"{compat.installed_version()} builds MLA's linear_q_proj as a fused norm+linear whenever "
+                "qk_layernorm is on, normalising the query input where HF's q_proj does not. Leave "
+                "transformer_layer_spec unset (the bridge's local spec fuses the KV norm into linear_kv_up_proj "
+                "instead), or use a checkpoint with q_lora_rank set."
             )
         super().validate()
+
+    def transformer_config_kwargs(self) -> dict[str, Any]:
+        kwargs = super().transformer_config_kwargs()
+        if self.kv_norm_in_up_proj:
+            kwargs["qk_layernorm"] = False  # the KV norm lives in linear_kv_up_proj; q has none without a LoRA
+        return kwargs
+
+    def layer_spec_kwargs(self) -> dict[str, Any]:
+        kwargs = super().layer_spec_kwargs()
+        if self.kv_norm_in_up_proj:
+            kwargs["qk_layernorm"] = False
+        return kwargs
 
     def layer_spec(self):
         spec = super().layer_spec()
@@ -74,6 +93,10 @@ class MLAModelProvider(MoEModelProvider):
             from bridge.models._mla_spec import with_local_mla_attention
 
             spec = with_local_mla_attention(spec)
+        if self.transformer_layer_spec is None and self.kv_norm_in_up_proj:
+            from bridge.models._mla_spec import with_kv_norm_in_up_proj
+
+            spec = with_kv_norm_in_up_proj(spec)
         return spec
 
 

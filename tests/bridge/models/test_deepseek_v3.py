@@ -150,14 +150,29 @@ def test_registered_by_string_without_importing_the_modelling_code() -> None:
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_no_query_lora_is_refused_where_mla_forces_a_query_norm(monkeypatch: pytest.MonkeyPatch) -> None:
-    """megatron-core 0.19 builds linear_q_proj as a fused norm+linear when q_lora_rank is None (the
-    probe of 0.19.x showed it); simulated here through the compat feature that detects it."""
+def test_no_query_lora_where_mla_forces_a_query_norm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      fresh_parallel_state) -> None:
+    """megatron-core 0.19 demands a fused norm+linear for linear_q_proj when q_lora_rank is None and qk_layernorm
+    is on (a query norm HF does not have; the local backend has none). Without the feature ``mla_plain_q_proj``
+    (simulated on the installed release) the bridge turns qk_layernorm off and builds the KV norm inside
+    linear_kv_up_proj (layer_norm_weight <- kv_a_layernorm): same parity, same export, no refusal."""
     from bridge import compat
     from bridge.errors import UnsupportedFeatureError
 
     assert compat.has_feature("mla_plain_q_proj")  # the installed release builds the spec's plain q_proj
     monkeypatch.setitem(compat.FEATURES, "mla_plain_q_proj", lambda: False)
-    with pytest.raises(UnsupportedFeatureError, match="q_lora_rank=None .* megatron-core<0.19"):
-        DeepSeekV3Bridge().provider_bridge(config(q_lora_rank=None)).finalize()
-    DeepSeekV3Bridge().provider_bridge(config()).finalize()  # a query LoRA is fine
+    cfg = config(**VARIANTS["q_proj_yarn_tied"])
+    path = make_checkpoint(tmp_path / "hf", cfg, _with_expert_bias)
+    bridge, model = build(path)
+    attention = model[0].decoder.layers[0].self_attention
+    assert not model[0].config.qk_layernorm and type(attention.linear_kv_up_proj).__name__.startswith("LocalRMSNorm")
+    names = {n for n, _ in model[0].named_parameters()}
+    assert "decoder.layers.0.self_attention.linear_kv_up_proj.layer_norm_weight" in names
+    assert not any("kv_layernorm" in n or "q_layernorm" in n for n in names)
+    ids = token_ids(cfg.vocab_size)
+    assert max_abs_diff(model, path, ids, cfg.vocab_size) <= PARITY_ATOL
+    assert_bit_exact_export(bridge, model, path, tmp_path / "out", ids)
+    provider = DeepSeekV3Bridge().provider_bridge(cfg)
+    provider.transformer_layer_spec = object()  # a custom spec cannot get the fused KV norm
+    with pytest.raises(UnsupportedFeatureError, match="custom transformer_layer_spec"):
+        provider.finalize()
