@@ -46,6 +46,7 @@ __all__ = [
     "installed_version",
     "is_switched_off",
     "local_layer_spec",
+    "spec_submodules",
 ]
 
 log = get_logger("compat")
@@ -266,6 +267,25 @@ def local_layer_spec(*, normalization: str = "LayerNorm", config: Any = None, **
     return rmsnorm_block_spec(spec, get_num_layers_to_build(config))
 
 
+def spec_submodules(entry: Any) -> Any:
+    """The submodules of a layer-spec entry: ``ModuleSpec.submodules``, or, from 0.19 (whose local spec
+    gives the MLP as ``functools.partial(MLP.as_mlp_submodule, submodules=...)``), the partial's
+    ``submodules`` keyword. Mutating the result changes the entry."""
+    import functools
+
+    if isinstance(entry, functools.partial):
+        return entry.keywords["submodules"]
+    return entry.submodules
+
+
+def _local_attention_softmax_module() -> bool:
+    """Whether the local ``DotProductAttention`` computes its probabilities with its own
+    ``self.scale_mask_softmax`` module from the scaled scores (a subclass can wrap it: soft-capping)."""
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    return "self.scale_mask_softmax(" in inspect.getsource(DotProductAttention.forward)
+
+
 # --- named features -----------------------------------------------------------------------
 
 def _has_fields(*names: str) -> Callable[[], bool]:
@@ -382,6 +402,8 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "local_attention_head_sizes": _local_attention_takes_head_sizes,
     "mla_plain_q_proj": _mla_takes_plain_q_proj,
     "local_experts_own_size": _local_experts_take_their_own_size,
+    "local_attention_softmax_module": _local_attention_softmax_module,
+    "softmax_scale": _has_fields("softmax_scale"),
     # GPTModel -> HybridModel (bridge.hybrid_model): which model classes exist, and whether GPTModel is deprecated
     "gpt_model": _importable("megatron.core.models.gpt", "GPTModel"),
     "hybrid_model": _importable("megatron.core.models.hybrid.hybrid_model", "HybridModel"),
