@@ -8,6 +8,7 @@ layout atomically (a temporary directory beside DST, renamed at the end).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         layout = reshard(args.src, args.dst, tp=args.tp, pp=args.pp, first_stage_layers=args.first_stage_layers,
                          last_stage_layers=args.last_stage_layers, overwrite=args.overwrite)
     except (CheckpointError, ParallelLayoutError) as e:
-        print(f"mcore-compat reshard: error: {e}")
+        print(f"mcore-compat reshard: error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.dst} (TP={layout.tp}, PP={layout.pipeline.pp}, {len(layout.params)} parameters)")
     return 0

@@ -43,5 +43,5 @@ def test_reshard_cli_bad_layout_is_exit_1_and_writes_nothing(tmp_path: Path, cap
     full, kinds = _full()
     save_layout(tmp_path / "a", split_full_state(full, kinds, tp=1, pp=1), layout_for(full, kinds, tp=1, pp=1))
     assert main(["reshard", str(tmp_path / "a"), str(tmp_path / "b"), "--tp", "1", "--pp", "3"]) == 1
-    assert "error" in capsys.readouterr().out
+    assert "error" in capsys.readouterr().err  # errors go to stderr, as convert's and export's do
     assert not (tmp_path / "b").exists()
