@@ -87,10 +87,13 @@ class Matrix:
         return self.cells.get((row, spec))
 
     def to_json(self) -> dict[str, Any]:
-        """The file's JSON (schema :data:`SCHEMA_VERSION`): provenances and warnings as indices into ``tables``."""
+        """The file's JSON (schema :data:`SCHEMA_VERSION`): provenances and warnings as indices into ``tables``.
+
+        Cells are written in row order, then revision order, however the matrix was assembled (a merge of
+        per-revision files writes the same file as one sweep over every revision)."""
         tables = Tables()
         revisions = [pack_entry(r, tables) for r in self.revisions]
-        cells = [pack_entry({"row": r, "revision": s, **c}, tables) for (r, s), c in self.cells.items()]
+        cells = [pack_entry({"row": r, "revision": s, **c}, tables) for (r, s), c in self._ordered_cells()]
         return {
             "schema_version": SCHEMA_VERSION,
             "tool": "mcore-compat",
@@ -102,6 +105,11 @@ class Matrix:
             "cells": cells,
             "tables": tables.to_json(),
         }
+
+    def _ordered_cells(self) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+        rows = {r["name"]: i for i, r in enumerate(self.rows)}
+        revs = {r["spec"]: i for i, r in enumerate(self.revisions)}
+        return sorted(self.cells.items(), key=lambda kv: (rows.get(kv[0][0], len(rows)), revs.get(kv[0][1], len(revs))))
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, origin: str | None = None) -> Matrix:
