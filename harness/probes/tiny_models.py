@@ -19,12 +19,11 @@ from typing import Any
 
 import torch
 
+from bridge.requirements import variant_names
 from harness.errors import ProbeError
 
 __all__ = ["TinyVariant", "family_variants", "llama_checkpoint", "write_checkpoint"]
 
-#: Keys of ``config.to_dict()`` that say nothing about the architecture (left out of variant names).
-_NOISE_KEYS = frozenset({"transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype"})
 REMOTE_CODE_FAMILIES = frozenset({"tiny_gpt"})
 
 
@@ -48,16 +47,6 @@ def _bridges_by_family() -> dict[str, type]:
     return {cls.family: cls for cls in registered_bridges() if cls.family}
 
 
-def _variant_names(configs: list[Any]) -> list[str]:
-    dicts = [{k: v for k, v in c.to_dict().items() if k not in _NOISE_KEYS} for c in configs]
-    names = []
-    for i, d in enumerate(dicts):
-        differs = sorted(k for k in set(d) | set(dicts[0]) if d.get(k) != dicts[0].get(k))
-        shown = ",".join(differs[:3]) + ("..." if len(differs) > 3 else "")
-        names.append(f"v{i}" + (f"({shown})" if shown else "(base)" if i == 0 else ""))
-    return names
-
-
 def family_variants(family: str) -> tuple[TinyVariant, ...]:
     """The tiny configurations a family's probe converts (its bridge's representative configs)."""
     bridges = _bridges_by_family()
@@ -66,7 +55,7 @@ def family_variants(family: str) -> tuple[TinyVariant, ...]:
     configs = list(bridges[family].representative_configs())
     if not configs:
         raise ProbeError(f"family {family!r} declares no representative_configs(); add tiny ones to its bridge")
-    return tuple(TinyVariant(family, name, cfg) for name, cfg in zip(_variant_names(configs), configs))
+    return tuple(TinyVariant(family, name, cfg) for name, cfg in zip(variant_names(configs), configs))
 
 
 def _perturb(model: torch.nn.Module, *, seed: int, noise: float, buffer_noise: float) -> None:
