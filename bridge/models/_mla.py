@@ -40,7 +40,12 @@ from bridge._logging import get_logger
 from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.mappings import AutoMapping, ReplicatedMapping
 from bridge.models import hf_config as H
-from bridge.models._common import decoder_provider_kwargs, embedding_and_norm_mappings, gated_mlp_mappings, output_mapping
+from bridge.models._common import (
+    decoder_provider_kwargs,
+    embedding_and_norm_mappings,
+    gated_mlp_mappings,
+    output_mapping,
+)
 from bridge.models._moe import MOE_COMMON_OVERRIDES, MoEModelProvider, moe_layer_pattern, moe_mappings
 
 __all__ = ["MLAModelProvider", "deepseek_mappings", "deepseek_provider_kwargs", "mla_mappings", "mla_rope_kwargs"]

@@ -91,7 +91,11 @@ def deepseek_v2_router_kwargs(cfg: Any, *, experts: int, topk: int) -> dict[str,
     method = H.get(cfg, "topk_method", default="greedy")
     if method not in _V2_METHODS:
         raise ConfigError(f"expected topk_method in {list(_V2_METHODS)} for DeepSeek-V2, found {method!r}")
-    groups = ({"moe_router_num_groups": None, "moe_router_group_topk": None} if method == "greedy"
+    # Groups scored by their best expert, at least k of them kept: every global top-k expert sits in a kept
+    # group (a group left out would need k better group maxima, i.e. k experts above a top-k one), so the
+    # choice is the plain top-k.
+    plain = method == "greedy" or int(H.get(cfg, "topk_group", default=0) or 0) >= topk
+    groups = ({"moe_router_num_groups": None, "moe_router_group_topk": None} if plain
               else _group_limited(cfg, experts=experts, topk=topk, hf_group_top=1))
     return {
         "moe_router_score_function": "softmax",
