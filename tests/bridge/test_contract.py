@@ -57,11 +57,12 @@ def write_checkpoint(cls: type[MegatronModelBridge], config: Any, path: Path, *,
     return False
 
 
-def build(path: Path, *, trust: bool):
+def build(path: Path, *, trust: bool, model_class: str = "gpt"):
     auto = AutoBridge.from_hf_pretrained(path, trust_remote_code=True if trust else None)
     provider = auto.to_megatron_provider(load_weights=False)
     provider.tensor_model_parallel_size = 1
     provider.pipeline_model_parallel_size = 1
+    provider.model_class = model_class
     provider.finalize()
     return auto, provider, provider.provide_distributed_model(wrap_with_ddp=False)
 
@@ -84,14 +85,27 @@ def test_every_family_has_representative_configs():
     assert not empty, f"families without representative_configs() cannot be contract-checked: {empty}"
 
 
+def _installed_model_classes() -> list[Any]:
+    """GPTModel, and HybridModel where the installed megatron-core has it (0.18+; tests/bridge/
+    test_hybrid_releases.py runs this module on 0.19.2 too)."""
+    from bridge import compat
+
+    return [pytest.param(c, id=c, marks=() if compat.has_feature(f"{c}_model") else
+                         pytest.mark.skip(reason=f"megatron-core {compat.installed_version()} has no {c} model class"))
+            for c in ("gpt", "hybrid")]
+
+
+@pytest.mark.parametrize("model_class", _installed_model_classes())
 @pytest.mark.parametrize("bridge_cls, index", CASES)
-def test_family_contract(bridge_cls, index, tmp_path, fresh_parallel_state):
+def test_family_contract(bridge_cls, index, model_class, tmp_path, fresh_parallel_state):
     config = bridge_cls.representative_configs()[index]
     ckpt = tmp_path / "hf"
     trust = write_checkpoint(bridge_cls, config, ckpt)
-    auto, provider, chunks = build(ckpt, trust=trust)
+    auto, provider, chunks = build(ckpt, trust=trust, model_class=model_class)
     assert type(auto.bridge) is bridge_cls
-    registry = auto.bridge.mapping_registry(provider)
+    assert type(chunks[0]).__name__ == {"gpt": "GPTModel", "hybrid": "HybridModel"}[model_class]
+    # The table of the model built: the family's GPT table, or derived from it for HybridModel.
+    registry = auto.bridge.model_registry(provider)
     ctx = auto.bridge.mapping_context(provider)
     # Persistent buffers (MoE router.expert_bias) are checkpoint state: conversion carries them too.
     params = {**global_parameters(chunks), **global_persistent_buffers(chunks)}

@@ -114,3 +114,33 @@ def test_moe_layers_read_moe_layer_freq_as_mcore_does():
     assert moe_layers(3, num_experts=4, moe_layer_freq=[0, 1, 1]) == [False, True, True]
     with pytest.raises(ConfigError, match="lists 2 layers"):
         moe_layers(3, num_experts=4, moe_layer_freq=[0, 1])
+
+
+# -- the model class on the installed release (the default venv's megatron-core predates HybridModel) --------
+
+def test_the_model_class_comes_from_named_features(monkeypatch):
+    from bridge import compat
+    from bridge.errors import UnsupportedFeatureError
+    from bridge.hybrid_model import resolve_model_class
+
+    assert compat.has_feature("gpt_model") and not compat.has_feature("hybrid_model")
+    assert resolve_model_class("auto") == "gpt" and resolve_model_class("gpt") == "gpt"
+    with pytest.raises(UnsupportedFeatureError, match=r"model_class='hybrid' .* 0\.18"):
+        resolve_model_class("hybrid")
+    with pytest.raises(ConfigError, match="model_class must be one of"):
+        resolve_model_class("mamba")
+    monkeypatch.setitem(compat.FEATURES, "hybrid_model", lambda: True)
+    monkeypatch.setitem(compat.FEATURES, "gpt_model", lambda: False)  # upstream deleted GPTModel
+    assert resolve_model_class("auto") == "hybrid"
+    with pytest.raises(UnsupportedFeatureError, match="has no GPTModel"):
+        resolve_model_class("gpt")
+
+
+def test_a_provider_refuses_hybrid_before_building(fresh_parallel_state):
+    from bridge.errors import UnsupportedFeatureError
+    from bridge.providers import GPTModelProvider
+
+    provider = GPTModelProvider(model_class="hybrid")
+    with pytest.raises(UnsupportedFeatureError, match="megatron-core 0.16.1 does not have"):
+        provider.finalize()
+    assert GPTModelProvider().finalize().resolved_model_class() == "gpt"

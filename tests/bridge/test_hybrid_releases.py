@@ -176,3 +176,16 @@ def test_hybrid_layout_grid(release, family, request, tmp_path):
     pythonpath = request.getfixturevalue(release)
     for tp, pp in LAYOUTS:
         check_layout(pythonpath, family, tmp_path, tp=tp, pp=pp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", ["release_019", "release_018"])
+def test_contract_on_both_model_classes(release, request):
+    """tests/bridge/test_contract.py in the release's environment, where HybridModel exists: every parameter and
+    HF tensor mapped, shapes, bit-exact export, for GPTModel and HybridModel."""
+    pythonpath = request.getfixturevalue(release)
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "bridge" / "test_contract.py"), "-q", "-p",
+           "no:randomly", "-n", "0", "-k", "family_contract", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, env=_env(pythonpath), cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert " skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]  # both classes ran
