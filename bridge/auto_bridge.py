@@ -309,8 +309,7 @@ class AutoBridge:
         return _named(conversion.iter_export(tasks, registry, self.bridge.mapping_context(provider), on_host=host),
                       weight_dtype)
 
-    def save_hf_pretrained(
-self, model: Any, out_dir: str | Path, *, overwrite: bool = False,
+    def save_hf_pretrained(self, model: Any, path: str | Path, *, overwrite: bool = False,
                            max_shard_size: int | str | None = None, durable: bool = True) -> Path | None:
         """Export to an HF checkpoint directory (atomically, on global rank 0). Returns the path on rank 0.
 
@@ -318,7 +317,7 @@ self, model: Any, out_dir: str | Path, *, overwrite: bool = False,
         crash never leaves a committed but incomplete checkpoint; ``durable=False`` skips that (the rename is
         still atomic), which is what ``save_pretrained`` and Megatron-Bridge do, and much faster on slow disks.
         """
-        return self._write_hf(model, out_dir, companions=True, overwrite=overwrite, max_shard_size=max_shard_size,
+        return self._write_hf(model, path, companions=True, overwrite=overwrite, max_shard_size=max_shard_size,
                               durable=durable)
 
     def save_hf_weights(self, model: Any, path: str | Path, show_progress: bool = True, strict: bool = True,
