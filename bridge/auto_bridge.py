@@ -29,6 +29,7 @@ from bridge import conversion, hub, trust
 from bridge._logging import get_logger
 from bridge.checkpoint.companions import auto_map_modules
 from bridge.errors import CheckpointError, ConfigError, UnsupportedFeatureError, UnsupportedModelError
+from bridge.models.hf_validation import validate_hf_config
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge, bridge_for_architectures, registered_architectures
 
@@ -47,6 +48,7 @@ def _read_config_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{cfg} must hold a JSON object, found {type(data).__name__}")
+    validate_hf_config(data, source=cfg)  # before transformers parses it (it divides by num_attention_heads)
     return data
 
 
@@ -128,7 +130,8 @@ class AutoBridge:
 
     @classmethod
     def from_hf_config(cls, config: Any) -> "AutoBridge":
-        """A bridge for an HF config object (no weights)."""
+        """A bridge for an HF config object (no weights); the config is validated first (sizes, divisibility)."""
+        validate_hf_config(config)
         bridge_cls = bridge_for_architectures(getattr(config, "architectures", None), source=type(config).__name__)
         return cls(config, hf_path=None, bridge=bridge_cls())
 
@@ -184,7 +187,7 @@ class AutoBridge:
         """Whether a registered bridge handles the checkpoint's architecture (reads JSON only, runs no code)."""
         try:
             raw = _read_config_json(hub.resolve_hf_source(path, files=hub.CONFIG).path)
-        except (CheckpointError, OSError):
+        except (CheckpointError, ConfigError, OSError):
             return False
         return cls.supports(raw)
 
@@ -340,42 +343,15 @@ class AutoBridge:
     def _write_hf(self, model: Any, out_dir: str | Path, *, companions: bool, overwrite: bool,
                   max_shard_size: int | str | None, durable: bool,
                   weight_dtype: torch.dtype | None = None) -> Path | None:
-        from bridge.checkpoint.reader import HFCheckpointReader
-        from bridge.checkpoint.writer import HFCheckpointWriter
+        from bridge.hf_writing import write_hf_stream
 
-        rank = dist.get_rank() if dist.is_initialized() else 0
         stream = self.export_hf_weights(model, on_host=False)  # the writer stages device tensors itself
-        if rank != 0:
-            for _ in stream:
-                pass
-            dist.barrier()
-            return None
-        source_dir = (self.fetch(hub.ALL if companions else hub.WEIGHTS)) if self.hf_path is not None else None
-        source = HFCheckpointReader(source_dir) if source_dir is not None else None
-        target_dtype: dict[str, torch.dtype] = {}
-        expected = None
-        if source is not None:
-            target_dtype = {n: weight_dtype or source.dtype(n) for n in source.keys()}
-            # The source's tensors are what the stream will yield: the writer can write each as it arrives.
-            expected = {n: (target_dtype[n], source.shape(n)) for n in source.keys()}
-        kwargs: dict[str, Any] = {"overwrite": overwrite, "durable": durable, "expected": expected,
-                                  "source_dir": source_dir if companions else None}
-        if companions:
-            kwargs["config"] = self.bridge.export_config(self.hf_config)
-        if max_shard_size is not None:
-            kwargs["max_shard_size"] = max_shard_size
-        with HFCheckpointWriter(out_dir, **kwargs) as writer:
-            for name, tensor in stream:
-                dtype = target_dtype.get(name, weight_dtype or tensor.dtype)
-                # The stream's tensors stay unchanged until they are written: no second copy needed (a
-                # device tensor goes to disk through the writer's reused host slots).
-                writer.add(name, tensor.to(dtype), copy=False)
-                del tensor  # the stream gathers the next parameter on resuming: drop this one first
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            dist.barrier()
-        log.info("exported HF %s to %s", "checkpoint" if companions else "weights", out_dir)
-        return Path(out_dir)
-
+        rank0 = not dist.is_initialized() or dist.get_rank() == 0
+        source_dir = self.fetch(hub.ALL if companions else hub.WEIGHTS) if rank0 and self.hf_path is not None else None
+        config = self.bridge.export_config(self.hf_config) if companions else None
+        return write_hf_stream(stream, out_dir, source_dir=source_dir, config=config, companions=companions,
+                               overwrite=overwrite, max_shard_size=max_shard_size, durable=durable,
+                               weight_dtype=weight_dtype)
     # -- Megatron-LM torch_dist checkpoints (bridge.megatron_ckpt) ----------------------------
     @classmethod
     def import_ckpt(cls, hf_path: str | Path, megatron_path: str | Path, **provider_overrides: Any) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 
 from bridge.config import validation
 from bridge.errors import ConfigError, UnsupportedModelError
+from bridge.models.hf_validation import validate_hf_config
 from bridge.providers import GPTModelProvider
 
 __all__ = ["ModelConfig", "bridge_class_for"]
@@ -62,7 +63,8 @@ def _get(cfg: Any, name: str) -> Any:
 
 
 def _hf_config_object(bridge_cls: type, hf_config: Any) -> Any:
-    """A ``transformers`` config object from a dict (built locally; nothing is downloaded)."""
+    """A ``transformers`` config object from a dict (built locally; nothing is downloaded), validated first."""
+    validate_hf_config(hf_config)  # before transformers divides by num_attention_heads
     if not isinstance(hf_config, Mapping):
         return copy.deepcopy(hf_config)
     data = copy.deepcopy(dict(hf_config))
