@@ -84,7 +84,23 @@ def static_breaks(matrix: Matrix, baseline: str, target: str) -> list[Break]:
         if before["status"] in OK_STATIC and after["status"] not in OK_STATIC:
             out.append(Break(row["name"], row["kind"], "static", before["status"], after["status"],
                              after.get("details", "")))
+        elif before["status"] == "partial" and (lost := _variants_lost(before, after)):
+            out.append(Break(row["name"], row["kind"], "static", before["status"], after["status"],
+                             f"variants that ran no longer run: {', '.join(lost)}; {after.get('details', '')}"))
     return out
+
+
+def _running_variants(cell: dict[str, Any]) -> set[str] | None:
+    """The variants that run in a cell (None: all of them)."""
+    if cell["status"] in OK_STATIC:
+        return None
+    return {n for n, v in (cell.get("variants") or {}).items() if v.get("status") in OK_STATIC}
+
+
+def _variants_lost(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Variants of a ``partial`` baseline cell that ran there and do not at the target."""
+    ran, runs = _running_variants(before) or set(), _running_variants(after)
+    return [] if runs is None else sorted(ran - runs)
 
 
 def _covered(result: ProbeOutcome, families: Sequence[str], declared: Sequence[str]) -> list[str]:

@@ -69,3 +69,30 @@ def test_import_breaking_breaks_every_family():
     reason = "ImportError: cannot import name 'GPTModel'"
     assert found == sorted([("transformer_config", "feature", "dynamic:import", reason),
                             *((f, "family", "dynamic:import", reason) for f in FAMILIES)])
+
+
+def _partial(*running: str) -> dict:
+    names = ("v0(base)", "v1(tie_word_embeddings)", "v2(rope_parameters)")
+    return {"status": "partial", "details": "d", "variants": {
+        n: {"status": "supported" if n in running else "missing", "missing": [] if n in running else ["x"]}
+        for n in names}}
+
+
+def test_a_partial_family_breaks_when_a_variant_that_ran_stops_running():
+    from harness.ci import static_breaks
+    from harness.matrix import Matrix
+
+    def matrix(before: dict, after: dict) -> Matrix:
+        m = Matrix(rows=[{"name": "llama", "kind": "family", "description": ""}],
+                   revisions=[{"spec": "a"}, {"spec": "b"}])
+        m.cells = {("llama", "a"): before, ("llama", "b"): after}
+        return m
+
+    base = _partial("v0(base)", "v1(tie_word_embeddings)")
+    (brk,) = static_breaks(matrix(base, _partial("v1(tie_word_embeddings)")), "a", "b")
+    assert brk.row == "llama" and brk.reason.startswith("variants that ran no longer run: v0(base)")
+    (brk,) = static_breaks(matrix(base, {"status": "missing", "details": "missing 1: x"}), "a", "b")
+    assert "v0(base), v1(tie_word_embeddings)" in brk.reason
+    assert static_breaks(matrix(base, _partial("v0(base)", "v1(tie_word_embeddings)", "v2(rope_parameters)")),
+                         "a", "b") == []
+    assert static_breaks(matrix(base, {"status": "supported", "details": ""}), "a", "b") == []
