@@ -29,14 +29,16 @@ import torch
 
 from bridge import compat
 from bridge.errors import ConfigError, UnsupportedFeatureError
+from bridge.mappings import AutoMapping
 from bridge.models import hf_config as H
-from bridge.models._common import decoder_provider_kwargs
+from bridge.models._common import decoder_provider_kwargs, replace_rows
+from bridge.models._llama_like import llama_mappings
 from bridge.models._norms import ZeroCenteredRMSNorm, zero_centered_block_spec
 from bridge.models._window import sliding_window_kwargs
 from bridge.providers import GPTModelProvider
 
 __all__ = ["POST_NORM_LAYER_MODULES", "Gemma2ModelProvider", "GemmaModelProvider", "gemma2_provider_kwargs", "gemma_provider_kwargs",
-           "post_norm_layer_spec"]
+           "post_norm_layer_spec", "post_norm_mappings"]
 
 # HF activation names that mean GELU with the tanh approximation for Gemma (transformers maps the
 # legacy ``hidden_act="gelu"`` of the original releases to the tanh form, see GemmaConfig).
@@ -101,8 +103,9 @@ def _activation(cfg: Any) -> str:
     return "gelu_tanh"
 
 
-def gemma_provider_kwargs(cfg: Any) -> dict[str, Any]:
-    """Provider fields of an HF ``GemmaConfig``."""
+def gemma_provider_kwargs(cfg: Any, *, rope: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provider fields of an HF ``GemmaConfig``; ``rope``: the RoPE fields, for a family that reads
+    them its own way (Gemma 3), else plain RoPE from the config (scaling refused)."""
     if H.get(cfg, "attention_bias", default=False):
         raise ConfigError(
             "attention_bias=True: MCore adds output-projection and MLP biases only together (add_bias_linear), "
@@ -110,13 +113,15 @@ def gemma_provider_kwargs(cfg: Any) -> dict[str, Any]:
         )
     if H.get(cfg, "use_bidirectional_attention", default=False):
         raise ConfigError("use_bidirectional_attention=True: the bridge builds causal GPT models only")
-    theta, scaling = H.rope_parameters(cfg)
-    if scaling is not None:
-        raise ConfigError(f"RoPE scaling {scaling['rope_type']!r} is not supported for Gemma; expected none")
+    if rope is None:
+        theta, scaling = H.rope_parameters(cfg)
+        if scaling is not None:
+            raise ConfigError(f"RoPE scaling {scaling['rope_type']!r} is not supported for Gemma; expected none")
+        rope = {"rotary_base": theta}
     return {
         **decoder_provider_kwargs(cfg, seq_length=8192, tied=True),
         "activation": _activation(cfg),
-        "rotary_base": theta,
+        **rope,
     }
 
 
@@ -188,13 +193,13 @@ def post_norm_layer_spec(provider: Gemma2ModelProvider):
     return layer
 
 
-def gemma2_provider_kwargs(cfg: Any) -> dict[str, Any]:
+def gemma2_provider_kwargs(cfg: Any, *, rope: dict[str, Any] | None = None) -> dict[str, Any]:
     """Provider fields of an HF ``Gemma2Config`` (Gemma 3 adds its own on top).
 
     HF scales the scores by ``query_pre_attn_scalar ** -0.5``, which becomes MCore's ``softmax_scale``
     (always set: MCore's default ``1 / math.sqrt(head_dim)`` can differ from HF's constant by an ulp).
     """
-    kwargs = gemma_provider_kwargs(cfg)
+    kwargs = gemma_provider_kwargs(cfg, rope=rope)
     window = sliding_window_kwargs(cfg, kwargs["num_layers"])
     scalar = H.get(cfg, "query_pre_attn_scalar", default=kwargs["kv_channels"])
     return {
@@ -205,3 +210,17 @@ def gemma2_provider_kwargs(cfg: Any) -> dict[str, Any]:
         "config_overrides": {"softmax_scale": float(scalar) ** -0.5,
                              **{k: v for k, v in window.items() if k != "window_size"}},
     }
+
+
+def post_norm_mappings(*, tied: bool, prefix: str = "model") -> list[Any]:
+    """The Llama table with Gemma 2's (and 3's) four layer norms: HF's ``pre_feedforward_layernorm`` is
+    MCore's ``pre_mlp_layernorm``, and the two post-norms sit inside ``linear_proj`` and ``linear_fc2``."""
+    m, h = "decoder.layers.*", f"{prefix}.layers.*"
+    pre_ffn = f"{h}.pre_feedforward_layernorm.weight"
+    return [
+        *replace_rows(llama_mappings(tied=tied, prefix=prefix),
+                      AutoMapping(f"{m}.pre_mlp_layernorm.weight", pre_ffn),
+                      AutoMapping(f"{m}.mlp.linear_fc1.layer_norm_weight", pre_ffn)),
+        AutoMapping(f"{m}.self_attention.linear_proj.post_layernorm.weight", f"{h}.post_attention_layernorm.weight"),
+        AutoMapping(f"{m}.mlp.linear_fc2.post_layernorm.weight", f"{h}.post_feedforward_layernorm.weight"),
+    ]
