@@ -131,3 +131,19 @@ def test_failed_variants_reads_the_family_probe_details():
                                                                "no argument"}
     assert failed_variants("0/1 variants pass on cpu. v0(base): ImportError: no module x") == {
         "v0(base)": "ImportError: no module x"}
+
+
+def test_a_hub_id_is_resolved_through_the_bridge_offline(tmp_path, matrix_path, cache_dir, monkeypatch, capsys):
+    """A Hub ID goes through bridge.hub (config only, from an offline cache built here)."""
+    from tests.helpers.hub_cache import add_to_hub_cache
+
+    llama2 = config_dir(tmp_path / "llama2")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    add_to_hub_cache(tmp_path / "hub", "acme/llama-2-tiny", llama2, refs=("main",))
+    code, report = check("acme/llama-2-tiny", matrix_path, cache_dir, tmp_path / "r.json")
+    assert code == EXIT_OK and report["model"] == "acme/llama-2-tiny" and report["family"] == "llama"
+    assert all(r["runs"] for r in report["revisions"].values())
+    assert main(["check", "acme/absent", "--mcore", REVS[0], "--matrix", str(matrix_path),
+                 "--cache-dir", str(cache_dir)]) == EXIT_FAILURE
+    assert "acme/absent" in capsys.readouterr().err
