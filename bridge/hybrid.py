@@ -37,6 +37,7 @@ __all__ = [
     "hybrid_pattern",
     "hybrid_to_gpt",
     "moe_layers",
+    "rename_for",
 ]
 
 #: The provider's ``model_class`` values: ``auto`` is GPTModel while the installed MCore has it.
@@ -147,3 +148,14 @@ class HybridMappingRegistry(MegatronMappingRegistry):
         if mapping is None or mapping.is_pattern:
             return mapping
         return _renamed(mapping, gpt_to_hybrid(mapping.megatron_param))
+
+
+def rename_for(source: str, target: str):
+    """The name map from ``source``'s parameter layout to ``target``'s (``"gpt"`` / ``"hybrid"``)."""
+    maps = {("gpt", "hybrid"): gpt_to_hybrid, ("hybrid", "gpt"): hybrid_to_gpt}
+    if source == target:
+        return lambda name: name
+    try:
+        return maps[(source, target)]
+    except KeyError:
+        raise ConfigError(f"model classes are 'gpt' and 'hybrid'; found {source!r} -> {target!r}") from None

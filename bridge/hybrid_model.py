@@ -13,8 +13,13 @@
   ``HybridStack`` built with ``post_layer_norm=False`` (so ``TENorm`` is never called) that then builds the
   final norm from the GPT spec's own final norm (the local norm, or a family's, e.g. Gemma's zero-centred
   RMSNorm) and switches it on: the same ``final_norm`` module and forward path.
-* :func:`hybrid_config`: the provider's config with ``num_layers`` counting hybrid layers (``2n``),
-  pipeline stages given by ``|`` in the pattern (MCore refuses both), ``moe_layer_freq`` left to the pattern.
+* :func:`hybrid_config`: the provider's own config, but pipeline stages given by ``|`` in the pattern (MCore
+  refuses both). It stays the GPT config (``num_layers`` counts GPT blocks, per-layer lists such as
+  ``window_attn_skip_freq`` / ``no_rope_freq`` / ``moe_layer_freq`` keep one entry per block, same
+  initialisation) because every layer is built with its GPT block's number: HybridStack numbers layers
+  ``1 .. 2n``; :func:`block_numbered` subclasses build theirs with ``(number + 1) // 2`` (what the family's
+  modules and MCore's per-layer settings expect, e.g. Gemma 3's local-RoPE layers), then keep the stack's
+  number as ``layer_number`` (checkpoint names and the stack's bookkeeping use it).
 * :func:`note_gpt_deprecation`: from 0.19 GPTModel logs "GPTModel IS DEPRECATED ..." at every
   construction. Where the bridge builds GPTModel (the default path) it drops that record with a
   ``logging.Filter`` on MCore's ``gpt_model`` logger (standard logging configuration, no MCore code
@@ -35,6 +40,7 @@ from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.hybrid import MODEL_CLASSES, hybrid_pattern, moe_layers
 
 __all__ = [
+    "block_numbered",
     "build_hybrid_model",
     "hybrid_config",
     "local_hybrid_stack_spec",
@@ -111,18 +117,11 @@ def stage_pattern(provider: Any) -> str:
 
 
 def hybrid_config(provider: Any):
-    """The provider's ``TransformerConfig`` for HybridModel (``num_layers`` in hybrid layers, stages by ``|``)."""
+    """The provider's ``TransformerConfig`` for HybridModel: the GPT one, pipeline stages left to the pattern."""
     config = provider.transformer_config()
-    changes: dict[str, Any] = {
-        "num_layers": 2 * provider.num_layers,
-        "num_layers_in_first_pipeline_stage": None,
-        "num_layers_in_last_pipeline_stage": None,
-        "is_hybrid_model": True,
-    }
-    if provider.num_moe_experts:
-        changes["moe_layer_freq"] = 1  # the pattern says which layers are MoE
-    fields = {f.name for f in dataclasses.fields(config)}
-    return dataclasses.replace(config, **{k: v for k, v in changes.items() if k in fields})
+    if config.num_layers_in_first_pipeline_stage is None and config.num_layers_in_last_pipeline_stage is None:
+        return config
+    return dataclasses.replace(config, num_layers_in_first_pipeline_stage=None, num_layers_in_last_pipeline_stage=None)
 
 
 # --- the local stack spec --------------------------------------------------------------------
@@ -146,13 +145,26 @@ def _is_moe(layer: Any) -> bool:
     return isinstance(module, type) and issubclass(module, MoELayer)
 
 
+@functools.lru_cache(maxsize=None)
+def block_numbered(cls: type) -> type:
+    """``cls`` (a ``TransformerLayer`` class) building its modules with the GPT block's layer number."""
+
+    class BlockNumbered(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, config: Any, submodules: Any, layer_number: int = 1, **kwargs: Any) -> None:
+            super().__init__(config, submodules, layer_number=(layer_number + 1) // 2, **kwargs)
+            self.layer_number = layer_number  # HybridStack's numbering (checkpoint names, offsets)
+
+    BlockNumbered.__name__ = BlockNumbered.__qualname__ = f"BlockNumbered{cls.__name__}"
+    return BlockNumbered
+
+
 def _attention_part(layer: Any) -> Any:
     from megatron.core.transformer.identity_op import IdentityFuncOp, IdentityOp
     from megatron.core.transformer.transformer_layer import TransformerLayer
 
     sub = dataclasses.replace(copy.copy(layer.submodules), pre_mlp_layernorm=IdentityOp, mlp=IdentityOp,
                               mlp_bda=IdentityFuncOp)
-    return dataclasses.replace(layer, module=TransformerLayer, submodules=sub)
+    return dataclasses.replace(layer, module=block_numbered(TransformerLayer), submodules=sub)
 
 
 def _mlp_part(layer: Any, *, moe: bool) -> Any:
@@ -161,7 +173,7 @@ def _mlp_part(layer: Any, *, moe: bool) -> Any:
 
     sub = dataclasses.replace(copy.copy(layer.submodules), input_layernorm=IdentityOp, self_attention=IdentityOp,
                               self_attn_bda=IdentityFuncOp)
-    return dataclasses.replace(layer, module=layer.module if moe else MLPLayer, submodules=sub)
+    return dataclasses.replace(layer, module=block_numbered(layer.module if moe else MLPLayer), submodules=sub)
 
 
 @functools.lru_cache(maxsize=1)

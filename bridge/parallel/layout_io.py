@@ -207,15 +207,24 @@ def check_rank_files(directory: str | os.PathLike[str], layout: ParallelLayout) 
 
 
 def load_layout(
-    directory: str | os.PathLike[str],
+    directory: str | os.PathLike[str], *, model_class: str | None = None,
 ) -> tuple[ParallelLayout, dict[Rank, dict[str, torch.Tensor]]]:
-    """Read a saved layout: ``(layout, {(tp_rank, pp_rank): local state dict})``."""
+    """Read a saved layout: ``(layout, {(tp_rank, pp_rank): local state dict})``.
+
+    ``model_class`` (``"gpt"``/``"hybrid"``) gives the layout and the local state dicts that model's names
+    whatever the files hold (a GPT-layout checkpoint read for a ``HybridModel``, or the reverse); ``None``
+    keeps the saved names (``layout.model_class``).
+    """
+    from bridge.hybrid import rename_for
+
     layout = read_layout(directory)
     check_rank_files(directory, layout)
+    rename = rename_for(layout.model_class, model_class or layout.model_class)
     shards = {
-        rank: load_file(str(Path(directory) / rank_file_name(*rank))) for rank in layout.ranks()
+        rank: {rename(k): v for k, v in load_file(str(Path(directory) / rank_file_name(*rank))).items()}
+        for rank in layout.ranks()
     }
-    return layout, shards
+    return layout.relabeled(model_class or layout.model_class), shards
 
 
 def load_full_state(

@@ -87,6 +87,8 @@ def check_layout_document(data: Any, *, source: str = "layout.json") -> None:
         _optional_count(source, data, key)
     for key in ("share_embeddings_and_output_weights", "mtp"):
         _optional_bool(source, data, key)
+    if data.get("model_class", "gpt") not in ("gpt", "hybrid"):
+        raise _fail(source, "'model_class'", "\"gpt\" or \"hybrid\"", data.get("model_class"))
     params = data.get("params")
     if not isinstance(params, dict):
         raise _fail(source, "'params'", "an object mapping parameter names to specs", params)

@@ -127,6 +127,9 @@ class ParallelLayout:
         share_embeddings_and_output_weights: tied word embedding / output layer.
         mtp: the model has a multi-token-prediction block (it copies ``embedding.*`` to the
             last stage when ``pp > 1``).
+        model_class: the MCore model whose names ``params`` follow, ``"gpt"`` (``GPTModel``) or ``"hybrid"``
+            (``HybridModel``: ``decoder.layers.{2i}`` / ``{2i+1}``, see :mod:`bridge.hybrid`); the pipeline
+            counts GPT blocks either way. :meth:`relabeled` turns one into the other.
     """
 
     tp: int
@@ -134,9 +137,12 @@ class ParallelLayout:
     params: Mapping[str, ParamSpec] = field(default_factory=dict, hash=False)
     share_embeddings_and_output_weights: bool = False
     mtp: bool = False
+    model_class: str = "gpt"
 
     def __post_init__(self) -> None:
         check_size(self.tp, "tp")
+        if self.model_class not in ("gpt", "hybrid"):
+            raise ParallelLayoutError(f"model_class must be 'gpt' or 'hybrid', found {self.model_class!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
         experts = [
             n for n, s in self.params.items() if s.kind == "expert" and s.meta.get("ep", 1) != 1
@@ -172,6 +178,15 @@ class ParallelLayout:
         )
         return replace(self, tp=tp, pipeline=pipeline)
 
+    def relabeled(self, model_class: str) -> ParallelLayout:
+        """The same layout under ``model_class``'s parameter names (``"gpt"`` or ``"hybrid"``)."""
+        from bridge.hybrid import rename_for
+
+        if model_class == self.model_class:
+            return self
+        rename = rename_for(self.model_class, model_class)
+        return replace(self, params={rename(n): s for n, s in self.params.items()}, model_class=model_class)
+
     def to_json(self) -> dict[str, Any]:
         """The ``layout.json`` document."""
         return {
@@ -184,6 +199,7 @@ class ParallelLayout:
             "last_stage_layers": self.pipeline.last_stage_layers,
             "share_embeddings_and_output_weights": self.share_embeddings_and_output_weights,
             "mtp": self.mtp,
+            "model_class": self.model_class,
             "params": {name: spec.to_json() for name, spec in self.params.items()},
         }
 
@@ -209,6 +225,7 @@ class ParallelLayout:
                 params=params,
                 share_embeddings_and_output_weights=data.get("share_embeddings_and_output_weights", False),
                 mtp=data.get("mtp", False),
+                model_class=data.get("model_class", "gpt"),  # files before HybridModel support: GPT names
             )
         except ParallelLayoutError as exc:
             if str(exc).startswith(source):

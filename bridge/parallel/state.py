@@ -43,7 +43,16 @@ _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.")
 
 
 def placements(layout: ParallelLayout) -> dict[str, list[tuple[int, str]]]:
-    """Global name -> ``[(stage, local_name), ...]``: the owner first, then any tied copies."""
+    """Global name -> ``[(stage, local_name), ...]``: the owner first, then any tied copies.
+
+    A HybridModel layout is placed as its GPT twin (the pipeline counts GPT blocks), names renamed back.
+    """
+    if layout.model_class != "gpt":
+        from bridge.hybrid import rename_for
+
+        back = rename_for("gpt", layout.model_class)
+        gpt = placements(layout.relabeled("gpt"))
+        return {back(name): [(stage, back(local)) for stage, local in places] for name, places in gpt.items()}
     out = {name: [layout.pipeline.to_local(name)] for name in layout.params}
     copies = layout.pipeline.copies(
         layout.params,

@@ -15,6 +15,7 @@ and custom code files) and is the same whatever the number of threads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -190,6 +191,7 @@ def convert_checkpoint(
     workers: int | None = None,
     revision: str | None = None,
     should_pad_vocab: bool = False,
+    model_class: str = "gpt",
 ) -> ConversionResult:
     """Convert the HF checkpoint in ``hf_dir`` to a saved Megatron layout (TP x PP) in ``out_dir``.
 
@@ -211,6 +213,8 @@ def convert_checkpoint(
         should_pad_vocab: pad the vocabulary to a multiple of ``make_vocab_size_divisible_by`` x ``tp`` (as
             Megatron-LM does); by default it is padded only when ``tp`` does not divide it. ``layout.json``
             records the padding (``vocab_padding``), and export strips exactly it.
+        model_class: whose parameter names the layout holds: ``"gpt"`` (``GPTModel``, loads into both) or
+            ``"hybrid"`` (``HybridModel``, ``decoder.layers.{2i}``/``{2i+1}``); ``layout.json`` records it.
 
     Raises:
         ParallelLayoutError: ``tp``/``pp`` do not fit the model (e.g. ``tp`` does not divide the query
@@ -241,6 +245,12 @@ def convert_checkpoint(
                            first_stage_layers=first_stage_layers, last_stage_layers=last_stage_layers,
                            share_embeddings_and_output_weights=provider.share_embeddings_and_output_weights,
                            dtype=target)
+    if model_class != layout.model_class:  # planned under the family's GPT names, saved under the class's
+        from bridge.hybrid import rename_for
+
+        rename = rename_for(layout.model_class, model_class)
+        layout = layout.relabeled(model_class)
+        plans = [dataclasses.replace(p, name=rename(p.name)) for p in plans]
     entries = shard_entries(layout)  # every shard shape: raises before anything is read or written
     order = _stage_order(layout)
     by_name = {p.name: p for p in plans}

@@ -107,7 +107,8 @@ def export_checkpoint(
         )
     if Path(hf_dir).expanduser().resolve() in (source.resolve(), config_dir.resolve()):
         raise CheckpointError(f"cannot export into {hf_dir}: it is an input directory; choose another one")
-    _, provider, registry, ctx = family_for(config_dir, trust_remote_code) if auto is None else family_of(auto)
+    family, provider, registry, ctx = family_for(config_dir, trust_remote_code) if auto is None else family_of(auto)
+    registry = family.model_registry(provider, layout.model_class)  # the names the layout holds: GPT or Hybrid
     if provider.share_embeddings_and_output_weights != layout.share_embeddings_and_output_weights:
         raise ConfigError(
             f"{config_dir / 'config.json'} says tie_word_embeddings={provider.share_embeddings_and_output_weights} "

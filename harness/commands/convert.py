@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pad-vocab", action="store_true",
                         help="pad the vocabulary to a multiple of 128 x TP as Megatron-LM does (default: only when TP "
                              "does not divide it); layout.json records it and export strips it")
+    parser.add_argument("--model-class", choices=("gpt", "hybrid"), default="gpt",
+                        help="parameter names to save: GPTModel's (default; loads into GPT and Hybrid runs) or "
+                             "HybridModel's (decoder.layers.{2i}/{2i+1}); layout.json records it, export reads both")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             first_stage_layers=args.first_stage_layers, last_stage_layers=args.last_stage_layers,
             overwrite=args.overwrite, trust_remote_code=args.trust_remote_code or None,
             progress=False if args.no_progress else None, revision=args.revision, should_pad_vocab=args.pad_vocab,
+            model_class=args.model_class,
         )
     except ParallelLayoutError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)
@@ -55,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     except BridgeError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {result.path} (TP={result.layout.tp}, PP={result.layout.pp}, {len(result.layout.params)} "
-          f"parameters, {result.bytes / 1e9:.2f} GB in {result.seconds:.1f} s)")
+    print(f"wrote {result.path} (TP={result.layout.tp}, PP={result.layout.pp}, {result.layout.model_class} layout, "
+          f"{len(result.layout.params)} parameters, {result.bytes / 1e9:.2f} GB in {result.seconds:.1f} s)")
     return 0
