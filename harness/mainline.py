@@ -7,6 +7,7 @@ and every report names the same tree even when main moves during the run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,8 +37,10 @@ def resolve_main(repo: str | None, *, cache_dir: Path | None = None, ref: str = 
 
 
 def main_label(commit: str, ref: str = MAIN_REF) -> str:
-    """The column label of a main commit: ``main@1a2b3c4``."""
-    return f"{ref}@{commit[:7]}"
+    """The column label of a main commit: ``main@1a2b3c4`` (``dev@1a2b3c4`` for a branch ``dev``; a ref that is
+    itself a commit, as CI passes the one it resolved first, labels as main)."""
+    name = MAIN_REF if re.fullmatch(r"[0-9a-f]{7,40}", ref) else ref
+    return f"{name}@{commit[:7]}"
 
 
 def newest_release(intros: Sequence[Introspection]) -> Introspection | None:

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-main", action="store_true",
                         help="add upstream main (of --repo, default the submodule) as a main@<sha> column, with what "
                              "changed since the newest release")
+    parser.add_argument("--main-ref", default="main", metavar="REF",
+                        help="with --include-main: the branch taken as main, or the commit it was resolved to before "
+                             "(CI passes the one its sweep jobs used; default: main)")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_repo(parser)
@@ -92,21 +95,21 @@ def _keep_dynamic(matrix: Matrix, previous: Matrix | None, args: argparse.Namesp
 
 
 def _label_main(matrix: Matrix, intros: list[Introspection], rows: list[Row], renames: list[Rename],
-                main: Revision) -> None:
+                main: Revision, ref: str) -> None:
     """Label main's column and record what changed since the newest release."""
     release = newest_release(intros)
     main_intro = next(i for i in intros if i.revision.spec == main.spec)
     changes = None
     if release is not None and not main_intro.error:
         changes = changes_since_release(release, main_intro, rows, RenameTable([*KNOWN_RENAMES, *renames]))
-    label_main(matrix.revisions, main, changes)
+    label_main(matrix.revisions, main, changes, ref)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     previous = _previous(args)
     specs = list(args.revisions or default_revisions())
-    main = resolve_main(args.repo, cache_dir=args.cache_dir) if args.include_main else None
+    main = resolve_main(args.repo, cache_dir=args.cache_dir, ref=args.main_ref) if args.include_main else None
     if main is not None and main.spec not in specs:
         specs.append(main.spec)
     intros = scan_revisions(specs, repo=args.repo, introspector=introspector(args),
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     derived = time.perf_counter()
     built = build_matrix(intros, rows, renames)
     if main is not None:
-        _label_main(built, intros, rows, renames, main)
+        _label_main(built, intros, rows, renames, main, args.main_ref)
     matrix, dynamic = _keep_dynamic(built, previous, args)
     paths = write_reports(matrix, args.out)
     history_path = args.field_history

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamic", action="store_true",
                         help="only the releases the probes run against (0.8.0 onward), as `mcore-compat sweep` does")
     parser.add_argument("--include-main", action="store_true",
-                        help="append upstream main, resolved to its commit (git:<sha>; from --repo or the submodule)")
+                        help="append upstream main, resolved to its commit (git:<sha>; from --repo or the submodule), "
+                             "so every job of a fan-out tests the same commit")
     parser.add_argument("--json", action="store_true", help="print a JSON array of specs on one line")
     add_repo(parser)
     add_cache(parser)

@@ -84,3 +84,14 @@ def test_run_against_main_fails_only_for_the_upstream_rename(upstream, tmp_path,
     assert {"llama", "gqa"} <= broken
     summary = (out / "summary.md").read_text()
     assert BROKEN_FROM in summary
+
+
+def test_main_ref_pins_the_commit_ci_resolved_first(upstream, tmp_path):
+    """CI's publish job passes the commit its sweep jobs used: the column is that commit, labelled main."""
+    sha = git.Repo(upstream).commit("core_v0.17.0").hexsha  # as if main had moved on since
+    out = tmp_path / "m"
+    assert main(["matrix", "pypi:0.17.0", "--include-main", "--main-ref", sha, "--repo", str(upstream), "--out",
+                 str(out), "--static-only", "--no-field-history", "--no-families", "--no-progress"]) == EXIT_OK
+    revs = json.loads((out / "matrix.json").read_text())["revisions"]
+    assert revs[-1]["spec"] == f"git:{sha}" and revs[-1]["label"] == f"main@{sha[:7]}"
+    assert revs[-1]["changes_since_release"]["fields_added"] == []  # the same tree as the release

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,9 @@ def test_fan_out_jobs_are_wired_to_the_cli(jobs):
     from harness.cli import build_parser
 
     listing = next(s for s in jobs["revisions"]["steps"] if s.get("id") == "list")
-    assert "python -m harness.cli revisions --json --dynamic" in listing["run"]
+    line = next(x for x in listing["run"].splitlines() if "harness.cli revisions" in x)
+    listed = build_parser().parse_args(shlex.split(line.split("python -m harness.cli ", 1)[1].rstrip(")")))
+    assert listed.json and listed.dynamic and listed.include_main and listed.repo == "$MCORE_REPO"
     assert jobs["revisions"]["outputs"]["revisions"] == "${{ steps.list.outputs.revisions }}"
     for name, device in (("sweep", None), ("sweep-gpu", "cuda")):
         job = jobs[name]
@@ -96,10 +99,15 @@ def test_fan_out_jobs_are_wired_to_the_cli(jobs):
         (run,) = [s["run"] for s in job["steps"] if "mcore-compat sweep" in s.get("run", "")]
         args = build_parser().parse_args(run.split()[1:])  # the CLI's own parser: a renamed flag fails here
         assert args.revisions == ['"$REVISION"'] and args.fresh_matrix and args.device == (device or "cpu")
+        assert args.repo == '"$MCORE_REPO"'  # git:<sha> of main resolves in the same repository
         upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
         assert upload["with"]["path"] == f"{args.out}/matrix.json"
         assert "${{ strategy.job-index }}" in upload["with"]["name"]
     assert jobs["sweep-gpu"]["runs-on"] == "${{ fromJSON(inputs.gpu_runner_labels) }}"  # labels are an input
+    static = next(s["run"] for s in jobs["publish"]["steps"] if "mcore-compat matrix" in s.get("run", ""))
+    line = static.replace("\\\n", " ").split(".venv/bin/mcore-compat ", 1)[1].splitlines()[0]
+    parsed = build_parser().parse_args(shlex.split(line))
+    assert parsed.include_main and parsed.main_ref == "$main" and parsed.static_only and parsed.out == Path("static")
     merge = next(s["run"] for s in jobs["publish"]["steps"] if "mcore-compat merge" in s.get("run", ""))
     assert '.venv/bin/mcore-compat merge "${inputs[@]}" --out site' in merge
     pages = next(s for s in jobs["publish"]["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact"))
