@@ -67,7 +67,8 @@ def test_hit_loads_and_exports_like_the_local_directory(offline_cache: Path, tin
     diff = (forward_logits(model, ids, vocab_size=VOCAB) - hf_logits(tiny_llama_checkpoint, ids)).abs().max()
     assert diff.item() <= 1e-5
     bridge.save_hf_pretrained(model, tmp_path / "out")
-    before, after = load_file(tiny_llama_checkpoint / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    before = load_file(tiny_llama_checkpoint / "model.safetensors")
+    after = load_file(tmp_path / "out" / "model.safetensors")
     assert sorted(before) == sorted(after) and all(torch.equal(before[n], after[n]) for n in before)
     assert not (tmp_path / "out" / "config.json").is_symlink()  # a real file, not a link into the cache
 

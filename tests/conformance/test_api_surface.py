@@ -95,7 +95,8 @@ def test_save_hf_weights_writes_weights_only(guide_run, tmp_path: Path) -> None:
     assert sorted(after) == sorted(before) and all(torch.equal(after[n], t) for n, t in before.items())
     run.bridge.save_hf_weights(run.model, tmp_path / "half", weight_dtype=torch.bfloat16)
     half = source_tensors(tmp_path / "half")
-    assert all(half[n].dtype == torch.bfloat16 and torch.equal(half[n], t.to(torch.bfloat16)) for n, t in before.items())
+    assert all(half[n].dtype == torch.bfloat16 and torch.equal(half[n], t.to(torch.bfloat16))
+               for n, t in before.items())
     with pytest.raises(UnsupportedFeatureError, match="distributed_save"):
         run.bridge.save_hf_weights(run.model, tmp_path / "d", distributed_save=True)
     assert not (tmp_path / "d").exists()
@@ -113,7 +114,8 @@ def test_cpu_and_on_host_are_one_switch(guide_run) -> None:
 def test_mla_transformer_config_for_mla_families_only(guide_run) -> None:
     mla = guide_run(DEEPSEEK_V3, False).bridge.mla_transformer_config
     assert type(mla).__name__ == "MLATransformerConfig"
-    assert (mla.q_lora_rank, mla.kv_lora_rank) == (DEEPSEEK_V3.fields["q_lora_rank"], DEEPSEEK_V3.fields["kv_lora_rank"])
+    fields = DEEPSEEK_V3.fields
+    assert (mla.q_lora_rank, mla.kv_lora_rank) == (fields["q_lora_rank"], fields["kv_lora_rank"])
     with pytest.raises(ConfigError, match="does not use Multi-Latent Attention"):
         guide_run(LLAMA, False).bridge.mla_transformer_config
 
