@@ -189,3 +189,21 @@ def test_contract_on_both_model_classes(release, request):
     proc = subprocess.run(cmd, env=_env(pythonpath), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert " skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]  # both classes ran
+
+
+@pytest.mark.slow
+def test_a_gpt_layout_saved_checkpoint_reads_into_hybrid_model_0_19(release_019, tmp_path):
+    """mcore-compat convert's default (GPT-layout) output, read with load_layout(model_class="hybrid") into a live
+    HybridModel: every parameter filled (load_state_dict: nothing missing or unexpected), logits match HF."""
+    families = ("llama", "qwen3_moe", "deepseek_v3")
+    out = tmp_path / "saved.json"
+    cmd = [sys.executable, "-m", "tests.helpers.hybrid_runs", "--saved-layout", "--families", ",".join(families),
+           "--out", str(out)]
+    proc = subprocess.run(cmd, env=_env(release_019), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = json.loads(out.read_text())["saved"]
+    assert [r["family"] for r in rows] == list(families)
+    for r in rows:
+        assert (r["saved_model_class"], r["model_class"]) == ("gpt", "HybridModel"), r
+        assert not r["missing"] and not r["unexpected"], r
+        assert r["max_abs_diff"] <= 1e-4, r

@@ -33,11 +33,49 @@ class _Count(logging.Handler):
         self.banners += msg.startswith("GPTModel IS DEPRECATED")
 
 
+def saved_layout_into_hybrid(family: str, tmp: Path) -> dict:
+    """A GPT-layout saved checkpoint (``convert_checkpoint``) read into a live HybridModel; logits vs HF."""
+    from bridge.auto_bridge import AutoBridge
+    from bridge.inference import forward_logits
+    from bridge.parallel.layout_io import load_layout
+    from bridge.parity import hf_reference_logits, logits_agreement, token_ids
+    from bridge.runtime import reset_model_parallel
+    from bridge.streaming import convert_checkpoint
+    from harness.probes.tiny_models import family_variants, write_checkpoint
+
+    variant = family_variants(family)[0]
+    src = tmp / family
+    write_checkpoint(variant, src, seed=0)
+    trust = variant.trust_remote_code or None
+    saved = convert_checkpoint(src, tmp / f"{family}-mcore", progress=False, trust_remote_code=trust)
+    reset_model_parallel()
+    bridge = AutoBridge.from_hf_pretrained(src, trust_remote_code=trust)
+    provider = bridge.to_megatron_provider(load_weights=False)
+    provider.model_class = "hybrid"
+    provider.finalize()
+    model = provider.provide_distributed_model()
+    layout, shards = load_layout(saved.path, model_class="hybrid")
+    result = model[0].load_state_dict(shards[(0, 0)], strict=False)
+    ids = token_ids(bridge.hf_config.vocab_size, seq=17)
+    ours = forward_logits(model, ids, vocab_size=bridge.hf_config.vocab_size)
+    ref = hf_reference_logits(src, ids, device=ours.device, trust_remote_code=bool(trust))
+    return {"family": family, "saved_model_class": read_class(saved.path), "model_class": type(model[0]).__name__,
+            "missing": sorted(k for k in result.missing_keys if not k.endswith("_extra_state")),
+            "unexpected": sorted(result.unexpected_keys), "max_abs_diff": logits_agreement(ours, ref).max_abs_diff}
+
+
+def read_class(path: Path) -> str:
+    return json.loads((path / "layout.json").read_text())["model_class"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-classes", default="auto", help="comma-separated: auto, gpt, hybrid")
     ap.add_argument("--families", required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--saved-layout", action="store_true",
+                    help="instead: convert each family's first variant to a GPT-layout saved checkpoint and read it "
+                         "into a HybridModel (load_layout(model_class='hybrid') + load_state_dict), logits vs HF")
     args = ap.parse_args(argv)
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -51,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.probes.tiny_models import family_variants
 
     rows = []
+    if args.saved_layout:
+        with tempfile.TemporaryDirectory(prefix="hybrid-saved-") as tmp:
+            rows = [saved_layout_into_hybrid(family, Path(tmp)) for family in args.families.split(",")]
+        args.out.write_text(json.dumps({"mcore_version": megatron.core.__version__, "saved": rows}, indent=2))
+        return 0
     with tempfile.TemporaryDirectory(prefix="hybrid-runs-") as tmp:
         for requested in args.model_classes.split(","):
             for family in args.families.split(","):
