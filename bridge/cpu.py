@@ -34,6 +34,11 @@ here with the MCore error it fixes (measured on 0.8.0, 0.12.3, 0.16.1; see ``doc
    -> "TypeError: isinstance() arg 2 must be a type" when building any MLA layer.
    Patch: ``HAVE_TE = False`` in that module.
 
+Not a patch: ``HybridStack`` (0.18, 0.19) builds its final norm with ``TENorm`` unconditionally, which raises
+"Transformer Engine is not installed" without TE. The bridge's local hybrid stack spec needs no patch for it:
+its stack module (:func:`bridge.hybrid_model.local_hybrid_stack`) is built with ``post_layer_norm=False``, so
+``TENorm`` is never called, and builds the final norm from the spec (the local norm, or the family's own).
+
 Patches are idempotent and recorded in :data:`APPLIED`.
 """
 
