@@ -4,7 +4,9 @@ Megatron-LM's layout (``megatron/training/checkpointing.py``)::
 
     <dir>/latest_checkpointed_iteration.txt     the iteration ("0") or "release"
     <dir>/iter_0000000/metadata.json            dist_checkpointing backend record
-    <dir>/iter_0000000/common.pt                args, checkpoint_version, iteration (torch.save)
+    <dir>/iter_0000000/common.pt                args, checkpoint_version, iteration (torch.save); from
+                                                megatron-core 0.17 on, inside the DCP files instead
+                                                (item ``common_state``)
     <dir>/iter_0000000/.metadata, __*_*.distcp  the torch_dist (PyTorch DCP) tensors
 
 What mcore-compat adds, so that export needs no other input::
@@ -114,8 +116,8 @@ def locate(path: str | os.PathLike[str]) -> CheckpointDirs:
             f"{path} has no {TRACKER_FILE} and is not an iteration directory (no metadata.json): "
             "expected a checkpoint written by Megatron-LM or mcore-compat import-ckpt"
         )
-    for name, what in (("metadata.json", "dist_checkpointing's backend record"), ("common.pt", "the common state"),
-                       (".metadata", "the torch_dist tensor index")):
+    for name, what in (("metadata.json", "dist_checkpointing's backend record"),
+                       (".metadata", "the torch_dist tensor index")):  # common.pt: up to 0.16 only (see reader)
         if not (iteration_dir / name).is_file():
             raise CheckpointError(
                 f"{iteration_dir / name} is missing ({what}); the checkpoint is incomplete or was not written "

@@ -70,19 +70,56 @@ def check_files(dirs: CheckpointDirs) -> None:
             )
 
 
+#: The DCP item where megatron-core 0.17+ keeps the common state (earlier releases write ``common.pt``).
+_COMMON_ITEM = "common_state/shard_0_1"
+
+
+def _common_from_dcp(dirs: CheckpointDirs) -> Any:
+    import io
+
+    from torch.distributed.checkpoint import FileSystemReader, load
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+
+    class _RawBytes(DefaultLoadPlanner):
+        """DCP's default planner unpickles byte items with ``weights_only=False``; this one copies the raw bytes
+        into the caller's buffer, unpickled below with ``weights_only=True``."""
+
+        def load_bytes(self, read_item: Any, value: Any) -> None:
+            self.state_dict[read_item.dest_index.fqn].write(value.read())
+
+    if _COMMON_ITEM not in _storage_index(dirs).state_dict_metadata:
+        raise CheckpointError(
+            f"{dirs.iteration_dir} has neither common.pt nor the {_COMMON_ITEM!r} item (the common state with "
+            "Megatron-LM's args); the checkpoint is incomplete: re-save it"
+        )
+    buffer = io.BytesIO()
+    load({_COMMON_ITEM: buffer}, storage_reader=FileSystemReader(str(dirs.iteration_dir)),
+         planner=_RawBytes(flatten_state_dict=False), no_dist=True)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)  # MCore registers its safe globals (argparse.Namespace...)
+    return loaded[0] if isinstance(loaded, list) and len(loaded) == 1 else loaded
+
+
 def load_common(dirs: CheckpointDirs) -> dict[str, Any]:
-    """``common.pt`` (args, iteration, checkpoint_version) through MCore's own loader (``weights_only``)."""
+    """The common state (args, iteration, checkpoint_version): ``common.pt`` as megatron-core up to 0.16
+    writes it (read by MCore's own loader), or the DCP item 0.17+ writes instead (read the way 0.17+ does,
+    so a checkpoint from a newer Megatron-LM is readable here too). Both unpickle with ``weights_only``."""
     from megatron.core import dist_checkpointing
 
     try:
-        common = dist_checkpointing.load_common_state_dict(str(dirs.iteration_dir))
+        if (dirs.iteration_dir / "common.pt").is_file():
+            common = dist_checkpointing.load_common_state_dict(str(dirs.iteration_dir))
+        else:
+            common = _common_from_dcp(dirs)
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise CheckpointError(
-            f"{dirs.iteration_dir / 'common.pt'} cannot be read ({type(exc).__name__}: {str(exc)[:300]}); "
+            f"the common state of {dirs.iteration_dir} cannot be read ({type(exc).__name__}: {str(exc)[:300]}); "
             "it is damaged, or holds objects this megatron-core does not know"
         ) from None
     if not isinstance(common, dict):
-        raise CheckpointError(f"{dirs.iteration_dir / 'common.pt'} holds a {type(common).__name__}, expected a dict")
+        raise CheckpointError(f"the common state of {dirs.iteration_dir} is a {type(common).__name__}, expected a dict")
     return common
 
 
@@ -133,6 +170,20 @@ def check_shapes(dirs: CheckpointDirs, sharded: Mapping[str, Any]) -> None:
             )
 
 
+def _common_strategy(dirs: CheckpointDirs) -> Any:
+    """None (MCore's default) when ``common.pt`` exists; else a strategy that leaves the common state to
+    :func:`load_common`: releases up to 0.16 insist on ``common.pt``, which 0.17+ no longer write."""
+    if (dirs.iteration_dir / "common.pt").is_file():
+        return None
+    from megatron.core.dist_checkpointing.strategies.common import TorchCommonLoadStrategy
+
+    class _CommonInDCP(TorchCommonLoadStrategy):
+        def load_common(self, checkpoint_dir: Any) -> dict[str, Any]:
+            return {}
+
+    return _CommonInDCP()
+
+
 def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
     """Fill this rank's ``chunks`` from the checkpoint (every rank calls it), strictly."""
     from megatron.core import dist_checkpointing
@@ -142,7 +193,7 @@ def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
     check_shapes(dirs, sharded)
     try:
         loaded, missing, unexpected = dist_checkpointing.load(
-            sharded, str(dirs.iteration_dir), strict=StrictHandling.RETURN_ALL
+            sharded, str(dirs.iteration_dir), common_strategy=_common_strategy(dirs), strict=StrictHandling.RETURN_ALL
         )
     except CheckpointError:
         raise
@@ -150,9 +201,11 @@ def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
         raise CheckpointError(
             f"loading {dirs.iteration_dir} failed ({type(exc).__name__}: {str(exc)[:500]})"
         ) from exc
-    missing = sorted(k for k in missing if not k.endswith("_extra_state"))
-    if missing:
-        raise CheckpointError(f"{dirs.iteration_dir} lacks {missing[:5]} (and {max(len(missing) - 5, 0)} more)")
+    # MCore's naming: "unexpected" = asked for by the model but absent from the checkpoint; "missing" = in the
+    # checkpoint but not asked for (e.g. the common state, optimizer state): only the former is an error.
+    absent = sorted(k for k in unexpected if not k.endswith("_extra_state"))
+    if absent:
+        raise CheckpointError(f"{dirs.iteration_dir} lacks {absent[:5]} (and {max(len(absent) - 5, 0)} more)")
     for key, chunk in zip(model_state_keys(len(chunks)), chunks):
         result = chunk.load_state_dict(loaded[key], strict=False)
         absent = sorted(k for k in result.missing_keys if not k.endswith("_extra_state"))
@@ -161,5 +214,5 @@ def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
                 f"{dirs.iteration_dir}: {key} did not match the model: missing {absent[:5]}, "
                 f"unexpected {sorted(result.unexpected_keys)[:5]}"
             )
-    log.debug("loaded %s into %d chunk(s) (%d unexpected checkpoint keys ignored)", dirs.iteration_dir, len(chunks),
-              len(unexpected))
+    log.debug("loaded %s into %d chunk(s) (%d checkpoint keys not asked for)", dirs.iteration_dir, len(chunks),
+              len(missing))
