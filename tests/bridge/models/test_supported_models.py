@@ -12,8 +12,12 @@ from bridge.registry import registered_bridges
 
 FAMILIES = {
     "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma2",
+    "Gemma3ForCausalLM": "gemma3",
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
+    "NemotronForCausalLM": "nemotron",
+    "Phi3ForCausalLM": "phi3",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "TinyGPTForCausalLM": "tiny_gpt",
@@ -45,7 +49,7 @@ def test_can_handle_agrees_with_the_list(tmp_path: Path) -> None:
     listed = AutoBridge.list_supported_models()
     for arch in listed:
         assert AutoBridge.can_handle(_checkpoint_dir(tmp_path, [arch])), arch
-    near_misses = ["Qwen2Model", "MistralForSequenceClassification", "Gemma2ForCausalLM", "TinyGPTModel"]
+    near_misses = ["Qwen2Model", "MistralForSequenceClassification", "Gemma3ForConditionalGeneration", "TinyGPTModel"]
     for arch in near_misses:
         assert arch not in listed
         assert not AutoBridge.can_handle(_checkpoint_dir(tmp_path, [arch])), arch
