@@ -56,8 +56,14 @@ def _harness(session: nox.Session, *args: str) -> None:
     session.run(str(_base_bin(session) / "mcore-compat"), *args, external=True)
 
 
-def _pytest(session: nox.Session, *args: str) -> None:
-    session.run(str(_base_bin(session) / "python"), "-m", "pytest", *args, *session.posargs, external=True)
+REQUIRE_ENV = "MCORE_COMPAT_REQUIRE"
+"""Markers a session requires: their tests fail instead of skipping where the GPU / browser is absent
+(tests/helpers/required.py reads it)."""
+
+
+def _pytest(session: nox.Session, *args: str, require: tuple[str, ...] = ()) -> None:
+    env = {REQUIRE_ENV: ",".join(require)} if require else None
+    session.run(str(_base_bin(session) / "python"), "-m", "pytest", *args, *session.posargs, env=env, external=True)
 
 
 @nox.session
@@ -138,16 +144,16 @@ def matrix(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", requires=["base"])
 def gpu(session: nox.Session) -> None:
-    """GPU tests (marker ``gpu``: staging slots, device load and export); needs CUDA, never runs in CI.
-    Results are committed in matrices/gpu/ (pytest-gpu.txt)."""
-    _pytest(session, "-m", "gpu", "-rA", "tests/gpu")
+    """GPU tests (marker ``gpu``: staging slots, device load and export); needs two CUDA GPUs, never runs in CI.
+    A test that skips for lack of them fails. Results are committed in matrices/gpu/ (pytest-gpu.txt)."""
+    _pytest(session, "-m", "gpu", "-rA", "tests/gpu", require=("gpu",))
 
 
 @nox.session(venv_backend="none", requires=["base"])
 def browser(session: nox.Session) -> None:
-    """Open the HTML matrix in Debian's chromium and read a cell (marker ``browser``)."""
+    """Open the HTML matrix in Debian's chromium and read a cell (marker ``browser``; fails without chromium)."""
     session.run("apt-get", "install", "-y", "-q", "chromium", external=True)
-    _pytest(session, "-m", "browser", "tests/harness")
+    _pytest(session, "-m", "browser", "tests/harness", require=("browser",))
 
 
 @nox.session

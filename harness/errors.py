@@ -6,6 +6,8 @@ __all__ = [
     "HarnessError",
     "RevisionError",
     "SourceError",
+    "ReleaseNotFoundError",
+    "IndexUnreachableError",
     "ProbeError",
     "CacheError",
 ]
@@ -21,6 +23,14 @@ class RevisionError(HarnessError, ValueError):
 
 class SourceError(HarnessError):
     """A revision's sources are missing or cannot be parsed."""
+
+
+class ReleaseNotFoundError(SourceError):
+    """The package index answered, and it has no release of that version."""
+
+
+class IndexUnreachableError(SourceError):
+    """pip found no release at all: the package index could not be reached (or lists no megatron-core)."""
 
 
 class ProbeError(HarnessError):

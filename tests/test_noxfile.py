@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,80 @@ def test_harness_command_lines_parse_with_the_cli(noxfile):
     for mcore in ("pypi:0.16.1", "git:core_v0.15.0"):
         args = parser.parse_args([*noxfile.compat_command(mcore, Path("out")), "--repo", "r", "--tests", "import"])
         assert (args.command, args.revisions, args.repo, args.tests) == ("sweep", [mcore], "r", "import")
+
+
+class RecordingSession:
+    """The part of ``nox.Session`` the sessions use; ``run`` records instead of running."""
+
+    def __init__(self, env_dir: Path) -> None:
+        self.env_dir = str(env_dir / "this")
+        self.posargs: list[str] = []
+        self.runs: list[tuple[tuple[str, ...], dict]] = []
+        (env_dir / "base" / "bin").mkdir(parents=True)
+        (env_dir / "base" / "bin" / "mcore-compat").touch()
+
+    def run(self, *args: str, **kwargs) -> None:
+        self.runs.append((args, kwargs))
+
+    def error(self, message: str) -> None:
+        raise AssertionError(message)
+
+
+def _pytest_env(sessions, name: str, tmp_path: Path) -> dict | None:
+    session = RecordingSession(tmp_path / name)
+    sessions[name](session)
+    (args, kwargs), = [(a, k) for a, k in session.runs if a[1:3] == ("-m", "pytest")]
+    return kwargs.get("env")
+
+
+def test_gpu_and_browser_sessions_require_what_they_test(noxfile, sessions, tmp_path):
+    from tests.helpers.required import REQUIRE_ENV
+
+    assert noxfile.REQUIRE_ENV == REQUIRE_ENV
+    assert _pytest_env(sessions, "gpu", tmp_path) == {REQUIRE_ENV: "gpu"}
+    assert _pytest_env(sessions, "browser", tmp_path) == {REQUIRE_ENV: "browser"}
+    assert _pytest_env(sessions, "tests", tmp_path) is None  # the default suite skips what is absent
+
+
+SKIPPING_TESTS = '''
+import pytest
+
+@pytest.mark.gpu
+@pytest.mark.skipif(True, reason="needs a CUDA GPU")
+def test_on_gpu():
+    pass
+
+@pytest.mark.browser
+def test_in_browser():
+    pytest.skip("chromium is not installed")
+
+def test_unmarked_skip():
+    pytest.skip("nothing to do with hardware")
+
+@pytest.mark.gpu
+@pytest.mark.xfail(reason="known", strict=True)
+def test_expected_to_fail_on_gpu():
+    assert False
+'''
+
+
+@pytest.mark.parametrize(("args", "require", "failed"), [
+    (["-m", "gpu or browser or not gpu"], "", set()),  # nothing required: skips stay skips
+    (["-m", "gpu or browser or not gpu"], "gpu,browser", {"test_on_gpu", "test_in_browser"}),  # as nox sets it
+    (["-m", "browser"], "", {"test_in_browser"}),  # asked for on the command line
+])
+def test_a_required_marker_turns_its_skips_into_failures(tmp_path, args, require, failed):
+    (tmp_path / "test_skipping.py").write_text(SKIPPING_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: g\n    browser: b\n")
+    env = {k: v for k, v in os.environ.items() if k != "MCORE_COMPAT_REQUIRE"}
+    env |= {"MCORE_COMPAT_REQUIRE": require, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.helpers.required", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", "-rA", "-q", *args, str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    # a skip in setup (skipif) is reported as ERROR, one in the test as FAILED: either fails the run
+    reported = {line.split("::")[-1].split()[0] for line in proc.stdout.splitlines()
+                if line.startswith(("FAILED", "ERROR"))}
+    assert reported == failed, proc.stdout
+    assert proc.returncode == (1 if failed else 0), proc.stdout
+    assert proc.stdout.count("but this run requires") == len(failed), proc.stdout
+    assert "xfailed" in proc.stdout.splitlines()[-1] or args == ["-m", "browser"]

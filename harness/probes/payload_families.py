@@ -4,8 +4,8 @@
 Per variant (see :mod:`harness.probes.tiny_models`): write the checkpoint, ``AutoBridge`` ->
 provider -> ``TransformerConfig`` -> ``GPTModel`` on the device (TP = PP = 1), compare the logits with
 HF's (``eager``), export back to HF and compare every tensor bit for bit. A variant passes with
-``max_abs_diff`` within :data:`DENSE_ATOL` (:data:`MOE_ATOL` for mixture-of-experts models: MCore sums the
-weighted expert outputs in another order) and a bit-exact export. A :class:`~bridge.errors.BridgeError`
+``max_abs_diff`` within :data:`bridge.parity.PARITY_ATOL` (the bound of the bridge's own tests, mixture-of-experts
+families included) and a bit-exact export. A :class:`~bridge.errors.BridgeError`
 (the bridge refusing, release-aware, what this MCore cannot represent) or any other exception fails the
 variant with its message. The family's row passes when every variant passes.
 """
@@ -22,10 +22,7 @@ import torch
 from harness.probes.payload_common import FAILED, PASSED, Outcome, Row, describe_exception
 from harness.probes.tiny_models import TinyVariant, family_variants, write_checkpoint
 
-__all__ = ["DENSE_ATOL", "MOE_ATOL", "convert_and_compare", "probe_family", "run_variant"]
-
-DENSE_ATOL = 1e-5
-MOE_ATOL = 1e-4
+__all__ = ["convert_and_compare", "probe_family", "run_variant"]
 
 
 def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool = False,
@@ -33,7 +30,7 @@ def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool
     """One round trip at TP = PP = 1 on the current device; metrics, or raises what the bridge raised."""
     from bridge.auto_bridge import AutoBridge
     from bridge.inference import forward_logits
-    from bridge.parity import compare_checkpoints, hf_reference_logits, logits_agreement, token_ids
+    from bridge.parity import PARITY_ATOL, compare_checkpoints, hf_reference_logits, logits_agreement, token_ids
     from bridge.runtime import reset_model_parallel
 
     reset_model_parallel()
@@ -53,8 +50,7 @@ def convert_and_compare(hf_path: Path, out_dir: Path, *, trust_remote_code: bool
     agreement = logits_agreement(ours, ref)
     bridge.save_hf_pretrained(model, out_dir, overwrite=True)
     comparison = compare_checkpoints(hf_path, out_dir)
-    moe = bool(provider.num_moe_experts)
-    atol = MOE_ATOL if moe else DENSE_ATOL
+    moe, atol = bool(provider.num_moe_experts), PARITY_ATOL
     reset_model_parallel()
     return {
         "config_class": type(model[0].config).__name__,

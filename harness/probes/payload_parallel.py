@@ -23,9 +23,7 @@ from harness.probes.payload_common import (
 )
 from harness.probes.tiny_models import llama_checkpoint
 
-__all__ = ["LAYOUT_ATOL", "judge_layout", "probe_layout"]
-
-LAYOUT_ATOL = 1e-5
+__all__ = ["judge_layout", "probe_layout"]
 _TINY = dict(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6, initializer_range=0.02)
 
@@ -105,6 +103,8 @@ def probe_layout(*, tp: int, pp: int, timeout_s: float = 240.0) -> Outcome:
 
 def judge_layout(ranks: list[dict[str, Any]], problem: str | None, *, tp: int, pp: int, tied: bool,
            seconds: float) -> Outcome:
+    from bridge.parity import PARITY_ATOL
+
     layout = f"TP={tp} x PP={pp}{' (tied embeddings)' if tied else ''}"
     errors = [f"rank {r['rank']}: {r['error']}" for r in ranks if "error" in r]
     if problem:
@@ -125,8 +125,8 @@ def judge_layout(ranks: list[dict[str, Any]], problem: str | None, *, tp: int, p
     caught = tuple(merge_warnings(*(r.get("warnings", []) for r in ranks)))
     if errors:
         return Outcome({"llama": Row(FAILED, f"{layout}: " + "; ".join(errors), metrics)}, notes, caught)
-    ok = diffs and exports and max(diffs) <= LAYOUT_ATOL and exports[0]["export_bit_exact"]
+    ok = diffs and exports and max(diffs) <= PARITY_ATOL and exports[0]["export_bit_exact"]
     text = (f"{layout} over {backend}: max_abs_diff {max(diffs) if diffs else float('nan'):.2e} "
-            f"(<= {LAYOUT_ATOL:.0e}), export {exports[0]['export_summary'] if exports else 'not written'}")
+            f"(<= {PARITY_ATOL:.0e}), export {exports[0]['export_summary'] if exports else 'not written'}")
     return Outcome({"llama": Row(PASSED if ok else FAILED, text, metrics)}, notes, caught)
 

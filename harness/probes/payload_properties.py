@@ -3,7 +3,7 @@
 Each example (layers, hidden size, heads, query groups, head size, FFN size, vocabulary, tied or not)
 is written as a perturbed HF checkpoint, loaded into a ``GPTModel`` by the bridge, compared with HF's
 logits and exported back; the property holds when the logits agree within
-:data:`~harness.probes.payload_families.DENSE_ATOL` and the export is bit-exact. The run is
+:data:`bridge.parity.PARITY_ATOL` and the export is bit-exact. The run is
 deterministic (``derandomize``), has no example database and does not shrink, so its time is bounded by
 ``max_examples``. Without Hypothesis installed the row is skipped.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.probes.payload_common import FAILED, PASSED, SKIPPED, Outcome, Row, describe_exception
-from harness.probes.payload_families import DENSE_ATOL, convert_and_compare
+from harness.probes.payload_families import convert_and_compare
 from harness.probes.tiny_models import llama_checkpoint
 
 __all__ = ["LlamaArchitecture", "llama_architectures", "probe_properties"]
@@ -67,6 +67,7 @@ def probe_properties(*, max_examples: int = 10) -> Outcome:
     except ImportError:
         why = "hypothesis is not installed in this environment"
         return Outcome({"llama": Row(SKIPPED, why)}, notes=(why,))
+    from bridge.parity import PARITY_ATOL
 
     seen: list[dict[str, Any]] = []
     worst = {"max_abs_diff": 0.0, "cosine": 1.0}
@@ -81,7 +82,7 @@ def probe_properties(*, max_examples: int = 10) -> Outcome:
             m = convert_and_compare(src, Path(tmp) / "export")
         worst["max_abs_diff"] = max(worst["max_abs_diff"], m["max_abs_diff"])
         worst["cosine"] = min(worst["cosine"], m["cosine"])
-        assert m["max_abs_diff"] <= DENSE_ATOL, f"max_abs_diff {m['max_abs_diff']:.2e} > {DENSE_ATOL:.0e}"
+        assert m["max_abs_diff"] <= PARITY_ATOL, f"max_abs_diff {m['max_abs_diff']:.2e} > {PARITY_ATOL:.0e}"
         assert m["export_bit_exact"], f"export not bit-exact: {m['export_summary']}"
 
     metrics: dict[str, Any] = {"max_examples": max_examples}
@@ -93,5 +94,5 @@ def probe_properties(*, max_examples: int = 10) -> Outcome:
         return Outcome({"llama": Row(FAILED, f"falsified by {example}: {describe_exception(e)}", metrics)})
     metrics.update(examples=len(seen), **worst)
     return Outcome({"llama": Row(PASSED, f"{len(seen)} random Llama architectures: logits within "
-                                         f"{DENSE_ATOL:.0e} (worst {worst['max_abs_diff']:.2e}), exports "
+                                         f"{PARITY_ATOL:.0e} (worst {worst['max_abs_diff']:.2e}), exports "
                                          "bit-exact", metrics)})

@@ -93,11 +93,14 @@ def test_masks_are_installed_where_mcore_looks_them_up(applied):
     import megatron.core.fusions.fused_softmax as fused_softmax
     import megatron.core.transformer.utils as utils
 
-    for module in (utils, fused_softmax):
-        if hasattr(module, "get_default_causal_mask"):
-            assert module.get_default_causal_mask(4).device.type == "cpu"
-        if hasattr(module, "get_sliding_window_causal_mask"):
-            assert module.get_sliding_window_causal_mask(4, 4, (2, 0)).device.type == "cpu"
+    calls = {"get_default_causal_mask": (4,), "get_sliding_window_causal_mask": (4, 4, (2, 0))}
+    holders = {name: [m for m in (utils, fused_softmax) if getattr(m, name, None) is not None] for name in calls}
+    # every mask function is somewhere (else MCore moved it and bridge.cpu no longer patches it), and
+    # wherever MCore looks one up, it builds on the CPU
+    assert all(holders.values()), {name: [m.__name__ for m in ms] for name, ms in holders.items()}
+    for name, modules in holders.items():
+        for module in modules:
+            assert getattr(module, name)(*calls[name]).device.type == "cpu", f"{module.__name__}.{name}"
 
 
 # -- the masks equal MCore's formulas ------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.parity import PARITY_ATOL
 from tests.helpers.tiny import make_hf_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,5 +97,5 @@ def test_expert_parallel_ranks_load_their_own_experts_and_export_them_all(moe_ch
     global experts (rank r: r*n ..) and the export must collect every expert once, from one replica each."""
     rep = _torchrun(moe_checkpoints[family], tp, pp, tmp_path / "out", ep=ep, nproc=nproc)
     assert rep["world_size"] == nproc and rep["ep"] == ep
-    assert rep["max_abs_diff"] <= 1e-5, rep  # as the single-process MoE parity (family_checks.PARITY_ATOL)
+    assert rep["max_abs_diff"] <= PARITY_ATOL, rep  # as the single-process MoE parity
     assert rep["export_bit_exact"], rep["export_mismatches"]

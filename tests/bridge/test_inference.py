@@ -20,11 +20,11 @@ import torch
 
 from bridge.errors import ParallelLayoutError
 from bridge.inference import sample_next_tokens
+from bridge.parity import PARITY_ATOL
 from tests.helpers.tiny import make_hf_checkpoint
 from tests.helpers.vocab_padding import run_case
 
 ROOT = Path(__file__).resolve().parents[2]
-PARITY_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")

@@ -481,7 +481,9 @@ def test_random_patterns_build_or_raise_mapping_error(kind, meg, suffix, hf):
     meg += suffix
     try:
         mapping = _BUILDERS[kind](meg, hf)
-    except MappingError:
+    except MappingError as exc:  # a refusal names the pattern it refused (its text; a '*' may show as an index)
+        message = str(exc)
+        assert any(all(part in message for part in repr(p)[1:-1].split("*")) for p in (meg, *hf)), message
         return
     n = meg.count("*")
     assert meg and all(h and h.count("*") == n for h in mapping.hf_names())

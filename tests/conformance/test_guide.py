@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from bridge.parity import PARITY_ATOL
 from tests.conformance import guide
 from tests.conformance.conftest import source_tensors
 from tests.conformance.families import CASES
 
-PARITY_ATOL = 1e-5
 CASE_IDS = [f"{f.name}-{'tied' if t else 'untied'}" for f, t in CASES]
 cases = pytest.mark.parametrize(("family", "tied"), CASES, ids=CASE_IDS)
 

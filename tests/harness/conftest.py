@@ -52,6 +52,19 @@ def tc_source(extra: str = "") -> str:
     return TC_SOURCE.replace("{extra}", extra)
 
 
+NETWORK_FIXTURES = frozenset({"archive_cache"})
+"""Fixtures that read megatron-core releases through the shared cache (``$MCORE_COMPAT_CACHE``): on an
+empty cache they download them from the package index, so every test using one is marked ``network``."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())) and item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture(scope="session")
 def archive_cache() -> Path:
     """Where release archives (and the release repository) are cached across runs."""

@@ -39,7 +39,7 @@ def test_a_layout_exists_exactly_when_its_tp_fits_and_the_error_suggests_the_one
     # MCore's rules, written out in the strategy, are enough for every sharding kind
     assert set(arch.valid_tps()) <= set(fits)
     if tp in fits:
-        split_state(full, layout_for(full, kinds, tp=tp, **tied))
+        assert len(split_state(full, layout_for(full, kinds, tp=tp, **tied))) == tp  # one state per rank
         return
     with pytest.raises(ParallelLayoutError) as info:
         layout_for(full, kinds, tp=tp, **tied)

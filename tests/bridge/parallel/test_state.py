@@ -75,7 +75,8 @@ def test_layouts_that_do_not_fit_raise_a_readable_error(
     full, kinds = megatron_state(arch)
     fits = tp in valid_tps(arch) and arch.num_layers % pp == 0
     if fits:
-        split_full_state(full, kinds, tp=tp, pp=pp, share_embeddings_and_output_weights=arch.tied)
+        ranks = split_full_state(full, kinds, tp=tp, pp=pp, share_embeddings_and_output_weights=arch.tied)
+        assert len(ranks) == tp * pp  # one state per rank
         return
     with pytest.raises(ParallelLayoutError) as info:
         split_full_state(full, kinds, tp=tp, pp=pp, share_embeddings_and_output_weights=arch.tied)
