@@ -354,11 +354,12 @@ class AutoBridge:
                                weight_dtype=weight_dtype)
     # -- Megatron-LM torch_dist checkpoints (bridge.megatron_ckpt) ----------------------------
     @classmethod
-    def import_ckpt(cls, hf_path: str | Path, megatron_path: str | Path, **provider_overrides: Any) -> Path:
-        """HF checkpoint -> Megatron-LM ``torch_dist`` checkpoint (see :func:`bridge.megatron_ckpt.import_ckpt`)."""
+    def import_ckpt(cls, hf_model_id: str | Path, megatron_path: str | Path, **provider_overrides: Any) -> Path:
+        """HF checkpoint (path or Hub ID) -> Megatron-LM ``torch_dist`` checkpoint (see
+        :func:`bridge.megatron_ckpt.import_ckpt`); ``hf_model_id`` is Megatron-Bridge's parameter name."""
         from bridge.megatron_ckpt import import_ckpt
 
-        return import_ckpt(hf_path, megatron_path, **provider_overrides)
+        return import_ckpt(hf_model_id, megatron_path, **provider_overrides)
 
     @classmethod
     def export_ckpt(cls, megatron_path: str | Path, hf_path: str | Path, **kwargs: Any) -> Path:
