@@ -16,6 +16,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -23,6 +24,10 @@ from harness.errors import HarnessError, RevisionError
 from harness.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+#: MCore's notices, when its modules are imported, that the optional accelerators (Transformer Engine, Apex) are
+#: missing: expected on CPU, and no news to a user of the static commands. ``-v`` shows them.
+MCORE_IMPORT_NOTICES = r"(Transformer Engine and Apex are|Apex is) not installed"
 
 COMMANDS: dict[str, str] = {
     "scan": "harness.commands.scan",
@@ -73,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        warnings.filterwarnings("ignore", message=MCORE_IMPORT_NOTICES, category=UserWarning, module=r"megatron\.")
     try:
         return int(args._run(args))
     except RevisionError as exc:

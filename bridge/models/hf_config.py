@@ -35,8 +35,26 @@ def rope_parameters(cfg: Any) -> tuple[float, dict[str, Any] | None]:
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _dtype_field(cfg: Any) -> Any:
+    """The config's dtype without touching a deprecated attribute.
+
+    transformers 4.56+ names it ``dtype`` and turned ``torch_dtype`` into a property that logs
+    "`torch_dtype` is deprecated! Use `dtype` instead!" on every read (once per process); releases before
+    4.56 (the project allows 4.45+) store only ``torch_dtype``; a ``config.json`` dict may hold either. Both
+    are read from the object's own attributes, never through the property.
+    """
+    if isinstance(cfg, dict):
+        return get(cfg, "dtype", "torch_dtype")
+    stored = vars(cfg) if hasattr(cfg, "__dict__") else {}
+    for name in ("dtype", "torch_dtype"):
+        if stored.get(name) is not None:
+            return stored[name]
+    return None
+
+
 def torch_dtype(cfg: Any, default: torch.dtype = torch.float32) -> torch.dtype:
-    value = get(cfg, "dtype", "torch_dtype")
+    """The config's parameter dtype (``dtype``, or ``torch_dtype`` before transformers 4.56); ``default`` if unset."""
+    value = _dtype_field(cfg)
     if value is None:
         return default
     if isinstance(value, torch.dtype):
