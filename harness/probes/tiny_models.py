@@ -7,7 +7,8 @@ class (``save_pretrained``), every parameter and persistent buffer perturbed aft
 so that a mapping that drops, swaps or transposes any tensor changes the logits and the export.
 
 ``tiny_gpt`` is the project's ``trust_remote_code`` architecture: its checkpoint (configuration and
-modelling code included) comes from :mod:`harness.probes.fixtures.tiny_gpt`, shipped in the package.
+modelling code included) comes from :mod:`harness.probes.fixtures.tiny_gpt`, shipped in the package;
+``kimi_k2``'s (a DeepSeek-V3 under its own name and code) from :mod:`harness.probes.fixtures.kimi_k2`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from harness.errors import ProbeError
 
 __all__ = ["TinyVariant", "family_variants", "llama_checkpoint", "write_checkpoint"]
 
-REMOTE_CODE_FAMILIES = frozenset({"tiny_gpt"})
+REMOTE_CODE_FAMILIES = frozenset({"tiny_gpt", "kimi_k2"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ def write_checkpoint(variant: TinyVariant, directory: str | Path, *, seed: int =
                      buffer_noise: float = 0.5) -> Path:
     """Save ``variant`` as an fp32 HF checkpoint in ``directory`` (created); returns the directory."""
     directory = Path(directory)
+    if variant.family == "kimi_k2":
+        from harness.probes.fixtures.kimi_k2 import make_kimi_k2_checkpoint
+
+        return make_kimi_k2_checkpoint(directory, variant.config, seed=seed, prepare=lambda model: _perturb(
+            model, seed=seed, noise=noise, buffer_noise=buffer_noise))
     if variant.trust_remote_code:
         return _write_tiny_gpt(variant.config, directory, seed=seed)
     from transformers import AutoModelForCausalLM

@@ -25,6 +25,8 @@ from bridge.auto_bridge import AutoBridge
 from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.parallel import kinds
 from bridge.registry import MegatronModelBridge, registered_bridges
+from harness.probes.fixtures.kimi_k2 import ARCHITECTURE as KIMI_K2_ARCH
+from harness.probes.fixtures.kimi_k2 import make_kimi_k2_checkpoint
 from harness.probes.fixtures.tiny_gpt import ARCHITECTURE as TINY_GPT_ARCH
 from harness.probes.fixtures.tiny_gpt import make_custom_checkpoint, spec_from_config
 
@@ -45,6 +47,9 @@ def write_checkpoint(cls: type[MegatronModelBridge], config: Any, path: Path, *,
     if cls.architecture == TINY_GPT_ARCH:
         spec = spec_from_config(_config_dict(config))
         make_custom_checkpoint(path, sentinel=path.parent / "sentinel.txt", seed=seed, **asdict(spec))
+        return True
+    if cls.architecture == KIMI_K2_ARCH:
+        make_kimi_k2_checkpoint(path, config, seed=seed)
         return True
     torch.manual_seed(seed)
     if cls.registration == "type" and cls.hf_class is not None:
