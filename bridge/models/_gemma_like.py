@@ -188,7 +188,7 @@ def post_norm_layer_spec(provider: Gemma2ModelProvider):
         attention.submodules.core_attention = L.configured(L.SoftCappedDotProductAttention,
                                                            softcap=float(provider.attn_logit_softcapping))
     if provider.local_rotary_base is not None:
-        attention.module = L.configured(L.LocalRopeSelfAttention, local_layers=frozenset(provider.local_layers),
+        attention.module = L.configured(L.PerLayerRopeSelfAttention, local_layers=frozenset(provider.local_layers),
                                         local_rotary_base=float(provider.local_rotary_base))
     return layer
 

@@ -10,9 +10,10 @@ module it extends and changes one thing; none patches MCore:
 * :class:`RowParallelLinearWithPostNorm`: a row-parallel linear (``linear_proj``, ``linear_fc2``)
   followed by a norm on its (all-reduced) output: HF's ``post_attention_layernorm`` and
   ``post_feedforward_layernorm``, applied before the residual add.
-* :class:`LocalRopeSelfAttention`: ``SelfAttention`` that, on the layers named ``local_layers``
+* :class:`PerLayerRopeSelfAttention`: ``SelfAttention`` that, on the layers named ``local_layers``
   (1-based, global), replaces the model's rotary embedding with its own of base ``local_rotary_base``
-  (Gemma 3's sliding layers); the other layers use the model's.
+  (Gemma 3's sliding layers), and on the layers ``nope_layers`` applies none (SmolLM3's NoPE layers);
+  the other layers use the model's. Layer numbers are global, so every pipeline stage agrees.
 
 Their settings (the cap, the norm class, the local layers) are class attributes of a subclass made
 by :func:`configured`: MCore builds some submodules through ``build_module`` (spec ``params`` would
@@ -32,7 +33,8 @@ from megatron.core.transformer.dot_product_attention import DotProductAttention
 
 from bridge.errors import UnsupportedFeatureError
 
-__all__ = ["LocalRopeSelfAttention", "RowParallelLinearWithPostNorm", "SoftCappedDotProductAttention", "configured"]
+__all__ = ["PerLayerRopeSelfAttention", "RowParallelLinearWithPostNorm", "SoftCappedDotProductAttention", "configured",
+           "with_self_attention"]
 
 
 def configured(cls: type, **settings: Any) -> type:
@@ -81,9 +83,10 @@ class RowParallelLinearWithPostNorm(RowParallelLinear):
         return self.post_layernorm(out), bias
 
 
-class LocalRopeSelfAttention(SelfAttention):
+class PerLayerRopeSelfAttention(SelfAttention):
     local_layers: frozenset[int] = frozenset()
     local_rotary_base: float = 10000.0
+    nope_layers: frozenset[int] = frozenset()
 
     def __init__(self, config: Any, submodules: Any, layer_number: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, submodules, layer_number, *args, **kwargs)
@@ -94,6 +97,22 @@ class LocalRopeSelfAttention(SelfAttention):
                                                 use_cpu_initialization=config.use_cpu_initialization)
 
     def forward(self, *args: Any, rotary_pos_emb: Any = None, **kwargs: Any):
-        if self.local_rotary is not None and isinstance(rotary_pos_emb, torch.Tensor):
+        if self.layer_number in self.nope_layers:
+            rotary_pos_emb = None
+        elif self.local_rotary is not None and isinstance(rotary_pos_emb, torch.Tensor):
             rotary_pos_emb = self.local_rotary(rotary_pos_emb.shape[0]).to(rotary_pos_emb.device)
         return super().forward(*args, rotary_pos_emb=rotary_pos_emb, **kwargs)
+
+
+def with_self_attention(spec: Any, module: type) -> Any:
+    """A copy of ``spec`` (a layer spec, or a block spec of layer specs) whose self-attention is ``module``."""
+    import copy
+
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+
+    spec = copy.deepcopy(spec)
+    layers = spec.submodules.layer_specs if isinstance(spec.submodules, TransformerBlockSubmodules) else [spec]
+    for layer in layers:
+        layer.submodules.self_attention.module = module
+    return spec
+

@@ -1,7 +1,7 @@
 """Gemma 3 (text) provider: Gemma 2's layer with per-head QK norms (zero-centred RMSNorm) and two RoPE
 bases: the full-attention layers use the model's rotary embedding (``rope_theta``, optionally linear
 scaling), the sliding layers their own (``rope_local_base_freq``, no scaling; see
-:class:`bridge.models._mcore_layers.LocalRopeSelfAttention`)."""
+:class:`bridge.models._mcore_layers.PerLayerRopeSelfAttention`)."""
 
 from __future__ import annotations
 

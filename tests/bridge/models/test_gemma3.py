@@ -8,7 +8,7 @@ import pytest
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 from bridge.errors import ConfigError
-from bridge.models._mcore_layers import LocalRopeSelfAttention
+from bridge.models._mcore_layers import PerLayerRopeSelfAttention
 from bridge.models._norms import ZeroCenteredRMSNorm
 from bridge.models.gemma3.bridge import Gemma3Bridge
 from tests.bridge.models.family_checks import (
@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_parity_and_bit_exact_round_trip(checkpoint: Path, tmp_path: Path) -> None:
     bridge, model = build(checkpoint)
     layers = model[0].decoder.layers
-    assert all(isinstance(layer.self_attention, LocalRopeSelfAttention) for layer in layers)
+    assert all(isinstance(layer.self_attention, PerLayerRopeSelfAttention) for layer in layers)
     assert [layer.self_attention.local_rotary is not None for layer in layers] == [True, True, False]
     assert isinstance(layers[0].self_attention.q_layernorm, ZeroCenteredRMSNorm)
     ids = token_ids(TINY["vocab_size"])
