@@ -42,6 +42,8 @@ def shared_imports(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bridge.models._"):
             names += [f"{node.module.rsplit('.', 1)[1]}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "bridge.models":  # a whole shared module
+            names += [f"{a.name}.*" for a in node.names if a.name.startswith("_")]
     return names
 
 
