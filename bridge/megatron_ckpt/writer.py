@@ -130,7 +130,7 @@ def _param_shapes(sharded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(value, ShardedTensor):
             out[value.key] = {"shape": list(value.global_shape), "dtype": str(value.dtype).removeprefix("torch.")}
         elif isinstance(value, ShardedTensorFactory):
-            out[value.key] = {"shape": None, "dtype": str(value.data.dtype).removeprefix("torch.")}
+            visit(value.build())  # e.g. gated fc1: its gate and up halves, under the factory's key
         elif isinstance(value, Mapping):
             for v in value.values():
                 visit(v)

@@ -4,6 +4,10 @@ Streams :func:`bridge.streaming.convert_checkpoint`: no MCore model is built; ea
 written from only that rank's rows or columns of the HF tensors, so memory stays about one fused
 group (q/k/v, gate/up) whatever the model size. The output (``layout.json``, one safetensors file
 per (TP, PP) rank, the HF config, tokenizer and custom code files) appears atomically.
+
+``--format torch_dist`` writes a Megatron-LM ``torch_dist`` checkpoint instead (as ``import-ckpt``
+does, but without building the model: :func:`bridge.megatron_ckpt.offline.convert_to_torch_dist`);
+it has no TP/PP of its own, since ``dist_checkpointing`` reshards on load.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pad-vocab", action="store_true",
                         help="pad the vocabulary to a multiple of 128 x TP as Megatron-LM does (default: only when TP "
                              "does not divide it); layout.json records it and export strips it")
+    parser.add_argument("--format", choices=("layout", "torch_dist"), default="layout",
+                        help="layout: our TP x PP safetensors layout (default); torch_dist: a Megatron-LM "
+                             "checkpoint (dist_checkpointing), loadable at any TP x PP")
     parser.add_argument("--model-class", choices=("gpt", "hybrid"), default="gpt",
                         help="parameter names to save: GPTModel's (default; loads into GPT and Hybrid runs) or "
                              "HybridModel's (decoder.layers.{2i}/{2i+1}); layout.json records it, export reads both")
@@ -45,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from bridge.errors import BridgeError, ParallelLayoutError
     from bridge.streaming import convert_checkpoint
 
+    if args.format == "torch_dist":
+        return _run_torch_dist(args)
     try:
         result = convert_checkpoint(
             args.hf_dir, args.out_dir, tp=args.tp, pp=args.pp, dtype=args.dtype,
@@ -61,4 +70,25 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {result.path} (TP={result.layout.tp}, PP={result.layout.pp}, {result.layout.model_class} layout, "
           f"{len(result.layout.params)} parameters, {result.bytes / 1e9:.2f} GB in {result.seconds:.1f} s)")
+    return 0
+
+
+def _run_torch_dist(args: argparse.Namespace) -> int:
+    from bridge.errors import BridgeError
+    from bridge.megatron_ckpt.offline import convert_to_torch_dist
+
+    if (args.tp, args.pp) != (1, 1) or args.first_stage_layers or args.last_stage_layers or args.model_class != "gpt":
+        print("mcore-compat convert: error: --format torch_dist takes no --tp/--pp/--*-stage-layers/--model-class: "
+              "a torch_dist checkpoint loads at any TP x PP (dist_checkpointing reshards on load)", file=sys.stderr)
+        return 2
+    try:
+        result = convert_to_torch_dist(args.hf_dir, args.out_dir, dtype=args.dtype, overwrite=args.overwrite,
+                                       trust_remote_code=args.trust_remote_code or None,
+                                       progress=False if args.no_progress else None, should_pad_vocab=args.pad_vocab,
+                                       revision=args.revision)
+    except BridgeError as e:
+        print(f"mcore-compat convert: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {result.path} (torch_dist, {result.tensors} parameters, {result.bytes / 1e9:.2f} GB in "
+          f"{result.seconds:.1f} s)")
     return 0

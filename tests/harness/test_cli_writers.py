@@ -25,6 +25,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 WRITERS = {
     "convert": lambda s, dst: ["convert", str(s["hf"]), dst, "--no-progress"],
+    "convert-torch_dist": lambda s, dst: ["convert", str(s["hf"]), dst, "--format", "torch_dist", "--no-progress"],
     "export": lambda s, dst: ["export", str(s["layout"]), dst, "--no-progress"],
     "import-ckpt": lambda s, dst: ["import-ckpt", str(s["hf"]), dst, "--no-progress"],
     "export-ckpt": lambda s, dst: ["export-ckpt", str(s["torch_dist"]), dst, "--no-progress"],

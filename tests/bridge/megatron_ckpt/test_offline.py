@@ -1,0 +1,123 @@
+"""``convert --format torch_dist``: the offline checkpoint (no model built) and the model-built one
+(``import_ckpt``) hold the same keys and global shapes and load to identical tensors; Megatron-LM's layout,
+MoE refused clearly, peak memory about one parameter group."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bridge.errors import UnsupportedFeatureError
+from bridge.megatron_ckpt import export_ckpt, import_ckpt
+from bridge.megatron_ckpt.api import load_checkpoint_model
+from bridge.megatron_ckpt.offline import convert_to_torch_dist, sharded_key
+from bridge.runtime import reset_model_parallel
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.usefixtures("fresh_parallel_state")
+
+
+def _index(path: Path) -> dict[str, tuple]:
+    from torch.distributed.checkpoint import FileSystemReader
+
+    meta = FileSystemReader(str(path / "iter_0000000")).read_metadata().state_dict_metadata
+    return {k: tuple(getattr(v, "size", ())) for k, v in meta.items()}
+
+
+def _loaded(path: Path) -> dict[str, torch.Tensor]:
+    reset_model_parallel()
+    state = load_checkpoint_model(path).model[0].state_dict()
+    reset_model_parallel()
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_offline_and_model_built_checkpoints_load_to_identical_tensors(tmp_path: Path, tied: bool) -> None:
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=12, tie_word_embeddings=tied)
+    offline = convert_to_torch_dist(hf, tmp_path / "offline", progress=False).path
+    reset_model_parallel()
+    built = import_ckpt(hf, tmp_path / "built")
+    assert _index(offline) == _index(built)  # same keys (extra states included) and global shapes
+    a, b = _loaded(offline), _loaded(built)
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    record = json.loads((offline / "mcore_compat.json").read_text())
+    assert record["params"] == json.loads((built / "mcore_compat.json").read_text())["params"]
+    back = export_ckpt(offline, tmp_path / "back")
+    assert (back / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
+
+
+def test_sharded_keys_follow_mcores_local_spec() -> None:
+    assert sharded_key("decoder.layers.0.pre_mlp_layernorm.weight") == ("decoder.layers.mlp.linear_fc1.layer_norm_weight", 0)
+    assert sharded_key("decoder.layers.12.self_attention.q_layernorm.weight") == \
+        ("decoder.layers.self_attention.q_layernorm.weight", 12)
+    assert sharded_key("embedding.word_embeddings.weight") == ("embedding.word_embeddings.weight", None)
+
+
+def test_mixture_of_experts_is_refused_with_the_alternative(tmp_path: Path) -> None:
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    from tests.bridge.models.test_qwen3_moe import TINY
+
+    Qwen3MoeForCausalLM(Qwen3MoeConfig(**TINY)).save_pretrained(tmp_path / "moe")
+    with pytest.raises(UnsupportedFeatureError, match="use `mcore-compat import-ckpt`"):
+        convert_to_torch_dist(tmp_path / "moe", tmp_path / "out", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moe"]
+
+
+def test_cli_convert_format_torch_dist(tmp_path: Path, capsys) -> None:
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=13)
+    assert main(["convert", str(hf), str(tmp_path / "td"), "--format", "torch_dist", "--no-progress"]) == 0
+    assert "torch_dist" in capsys.readouterr().out
+    assert main(["convert", str(hf), str(tmp_path / "x"), "--format", "torch_dist", "--tp", "2"]) == 2
+    assert "loads at any TP x PP" in capsys.readouterr().err
+    assert main(["export-ckpt", str(tmp_path / "td"), str(tmp_path / "back"), "--no-progress"]) == 0
+    assert (tmp_path / "back" / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
+
+
+MEASURE = r"""
+import sys
+src, out = sys.argv[1:3]
+
+def rss(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+from bridge.megatron_ckpt.offline import convert_to_torch_dist
+from bridge.streaming.convert import family_for
+
+family_for(src, None)  # imports and config parsing before the measurement
+base = rss("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+convert_to_torch_dist(src, out, progress=False, durable=False)
+print(rss("VmHWM") - base)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_is_about_one_parameter_group(tmp_path: Path) -> None:
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=0, vocab_size=4000, hidden_size=1024, intermediate_size=2816,
+                            num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=4,
+                            initializer_range=0.02)
+    size = (hf / "model.safetensors").stat().st_size
+    group = 2 * 2816 * 1024 * 4  # the largest group: gate + up of one layer, fp32
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(hf), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak = int(proc.stdout.strip().splitlines()[-1])
+    assert peak < max(4 * group, size // 4), (peak, size, group)
