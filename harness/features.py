@@ -80,6 +80,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("cuda_graphs", "CUDA graphs", ("field:enable_cuda_graph",)),
     Feature("hybrid_ssm", "Mamba / hybrid SSM models",
             ("module:megatron.core.ssm", "module:megatron.core.models.mamba")),
+    Feature("hybrid_model", "HybridModel (GPT blocks as '*-'/'*E' layer pairs; the bridge's model_class='hybrid')",
+            ("module:megatron.core.models.hybrid.hybrid_model", "module:megatron.core.models.hybrid.hybrid_block")),
 )  # fmt: skip
 """Every feature row of the matrix, in report order."""
 
