@@ -10,6 +10,8 @@ module it extends and changes one thing; none patches MCore:
 * :class:`RowParallelLinearWithPostNorm`: a row-parallel linear (``linear_proj``, ``linear_fc2``)
   followed by a norm on its (all-reduced) output: HF's ``post_attention_layernorm`` and
   ``post_feedforward_layernorm``, applied before the residual add.
+* :class:`ScaledRowParallelLinear`: a row-parallel linear whose output is multiplied by ``multiplier``
+  before the residual add (Granite's ``residual_multiplier``).
 * :class:`PerLayerRopeSelfAttention`: ``SelfAttention`` that, on the layers named ``local_layers``
   (1-based, global), replaces the model's rotary embedding with its own of base ``local_rotary_base``
   (Gemma 3's sliding layers), and on the layers ``nope_layers`` applies none (SmolLM3's NoPE layers);
@@ -33,8 +35,8 @@ from megatron.core.transformer.dot_product_attention import DotProductAttention
 
 from bridge.errors import UnsupportedFeatureError
 
-__all__ = ["PerLayerRopeSelfAttention", "RowParallelLinearWithPostNorm", "SoftCappedDotProductAttention", "configured",
-           "with_self_attention"]
+__all__ = ["PerLayerRopeSelfAttention", "RowParallelLinearWithPostNorm", "ScaledRowParallelLinear",
+           "SoftCappedDotProductAttention", "configured", "edit_layers", "with_self_attention"]
 
 
 def configured(cls: type, **settings: Any) -> type:
@@ -83,6 +85,20 @@ class RowParallelLinearWithPostNorm(RowParallelLinear):
         return self.post_layernorm(out), bias
 
 
+class ScaledRowParallelLinear(RowParallelLinear):
+    multiplier: float = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.bias is not None:
+            raise UnsupportedFeatureError("an output multiplier after a linear with a bias is not supported; "
+                                          "use add_bias_linear=False")
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
+        out, bias = super().forward(x, *args, **kwargs)
+        return out * self.multiplier, bias
+
+
 class PerLayerRopeSelfAttention(SelfAttention):
     local_layers: frozenset[int] = frozenset()
     local_rotary_base: float = 10000.0
@@ -104,15 +120,24 @@ class PerLayerRopeSelfAttention(SelfAttention):
         return super().forward(*args, rotary_pos_emb=rotary_pos_emb, **kwargs)
 
 
-def with_self_attention(spec: Any, module: type) -> Any:
-    """A copy of ``spec`` (a layer spec, or a block spec of layer specs) whose self-attention is ``module``."""
+def edit_layers(spec: Any, edit: Any) -> Any:
+    """A copy of ``spec`` (a layer spec, or a block spec of layer specs) with ``edit(layer_spec)`` applied
+    to each layer spec (releases before 0.10 give RMSNorm families a block spec, see :mod:`bridge.compat`)."""
     import copy
 
     from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
 
     spec = copy.deepcopy(spec)
     layers = spec.submodules.layer_specs if isinstance(spec.submodules, TransformerBlockSubmodules) else [spec]
-    for layer in layers:
-        layer.submodules.self_attention.module = module
+    for layer in {id(layer): layer for layer in layers}.values():
+        edit(layer)
     return spec
 
+
+def with_self_attention(spec: Any, module: type) -> Any:
+    """A copy of ``spec`` (a layer spec, or a block spec of layer specs) whose self-attention is ``module``."""
+
+    def edit(layer: Any) -> None:
+        layer.submodules.self_attention.module = module
+
+    return edit_layers(spec, edit)

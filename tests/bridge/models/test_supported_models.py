@@ -15,11 +15,13 @@ FAMILIES = {
     "Gemma2ForCausalLM": "gemma2",
     "Gemma3ForCausalLM": "gemma3",
     "LlamaForCausalLM": "llama",
+    "GraniteForCausalLM": "granite",
     "MistralForCausalLM": "mistral",
     "NemotronForCausalLM": "nemotron",
     "Phi3ForCausalLM": "phi3",
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
+    "SmolLM3ForCausalLM": "smollm3",
     "TinyGPTForCausalLM": "tiny_gpt",
 }
 
