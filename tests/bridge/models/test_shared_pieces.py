@@ -100,3 +100,14 @@ def test_replace_rows_swaps_rows_in_place_and_refuses_a_row_that_replaces_nothin
     assert replaced[[m.megatron_param for m in table].index(row.megatron_param)] is row
     with pytest.raises(MappingError, match="linear_fc3"):
         replace_rows(table, AutoMapping("decoder.layers.*.mlp.linear_fc3.weight", "x.*.w"))
+
+
+def test_registering_the_families_imports_no_megatron_module():
+    """``_mcore_layers`` (MCore subclasses) is imported only while a model is built, never at registration."""
+    import subprocess
+    import sys
+
+    code = "import sys, bridge.models; print(sorted(m for m in sys.modules if m.split('.')[0] == 'megatron'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=MODELS.parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout
