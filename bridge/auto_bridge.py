@@ -359,14 +359,14 @@ class AutoBridge:
         :func:`bridge.megatron_ckpt.import_ckpt`); ``hf_model_id`` is Megatron-Bridge's parameter name."""
         from bridge.megatron_ckpt import import_ckpt
 
-        return import_ckpt(hf_model_id, megatron_path, **provider_overrides)
+        return import_ckpt(hf_model_id, megatron_path, open_bridge=cls.from_hf_pretrained, **provider_overrides)
 
     @classmethod
     def export_ckpt(cls, megatron_path: str | Path, hf_path: str | Path, **kwargs: Any) -> Path:
         """Megatron-LM ``torch_dist`` checkpoint -> HF checkpoint (see :func:`bridge.megatron_ckpt.export_ckpt`)."""
         from bridge.megatron_ckpt import export_ckpt
 
-        return export_ckpt(megatron_path, hf_path, **kwargs)
+        return export_ckpt(megatron_path, hf_path, open_bridge=cls.from_hf_pretrained, **kwargs)
 
     def save_megatron_model(self, model: Any, path: str | Path, *, overwrite: bool = False) -> Path:
         """Save built chunks as a ``torch_dist`` checkpoint with this bridge's HF files (every rank calls it)."""

@@ -9,12 +9,16 @@ The provider of a checkpoint comes from, in order:
   tensors, with the provider settings recorded at import (dtype, vocabulary padding, overrides);
 * for a checkpoint Megatron-LM wrote (no record): the HF config or Hub ID the user names
   (``hf_config=``), checked against the ``args`` in ``common.pt``, which fix dtype and vocab padding.
+
+``open_bridge`` is :meth:`AutoBridge.from_hf_pretrained` (passed in by ``AutoBridge``'s methods, so that
+this package never imports ``bridge.auto_bridge``, which imports it).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +52,20 @@ def _apply(provider: Any, settings: dict[str, Any], *, source: str) -> None:
             raise CheckpointError(f"{source}: the recorded provider setting {name!r} cannot be applied here: {exc}")
 
 
-def provider_for_checkpoint(dirs: CheckpointDirs, record: dict[str, Any] | None, *,
+OpenBridge = Callable[..., Any]
+
+
+def provider_for_checkpoint(dirs: CheckpointDirs, record: dict[str, Any] | None, *, open_bridge: OpenBridge,
                             hf_config: str | os.PathLike[str] | None = None,
                             trust_remote_code: bool | None = None) -> tuple[Any, Any]:
     """``(AutoBridge, provider)`` for a located checkpoint (see the module docstring); TP = PP = 1."""
-    from bridge.auto_bridge import AutoBridge
-
     if hf_config is None and record is None:
         raise CheckpointError(
             f"{dirs.root} has no {dirs.record.name} (it was not written by mcore-compat, e.g. Megatron-LM's "
             "save_checkpoint): name the model's HF config directory or Hub ID (hf_config= / --hf-config)"
         )
     source = hf_config if hf_config is not None else dirs.hf_dir
-    bridge = AutoBridge.from_hf_pretrained(source, trust_remote_code=trust_remote_code)
+    bridge = open_bridge(source, trust_remote_code=trust_remote_code)
     provider = bridge.to_megatron_provider(load_weights=False)
     if record is not None:
         architectures = list(getattr(bridge.hf_config, "architectures", None) or [])
@@ -95,11 +100,15 @@ class LoadedCheckpoint:
 
 def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int = 1, ep: int = 1,
                           hf_config: str | os.PathLike[str] | None = None, provider: Any = None,
-                          bridge: Any = None, trust_remote_code: bool | None = None) -> LoadedCheckpoint:
-    """Build the model at ``tp`` x ``pp`` x ``ep`` and fill it from the checkpoint (every rank calls it)."""
+                          bridge: Any = None, open_bridge: OpenBridge | None = None,
+                          trust_remote_code: bool | None = None) -> LoadedCheckpoint:
+    """Build the model at ``tp`` x ``pp`` x ``ep`` and fill it from the checkpoint (every rank calls it):
+    with ``provider`` (and its ``bridge``) as given, else from the checkpoint through ``open_bridge``."""
     dirs, record = open_checkpoint(path)
     if provider is None:
-        bridge, provider = provider_for_checkpoint(dirs, record, hf_config=hf_config,
+        if open_bridge is None:
+            raise ConfigError("load_checkpoint_model needs provider= or open_bridge= (AutoBridge.from_hf_pretrained)")
+        bridge, provider = provider_for_checkpoint(dirs, record, open_bridge=open_bridge, hf_config=hf_config,
                                                    trust_remote_code=trust_remote_code)
         provider.tensor_model_parallel_size = tp
         provider.pipeline_model_parallel_size = pp
@@ -112,7 +121,7 @@ def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int 
     return LoadedCheckpoint(bridge, provider, chunks, dirs)
 
 
-def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLike[str], *,
+def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
                 overwrite: bool = False, durable: bool = True, trust_remote_code: bool | None = None,
                 **provider_overrides: Any) -> Path:
     """HF checkpoint -> ``torch_dist`` checkpoint at ``megatron_path`` (with ``hf/`` and ``mcore_compat.json``).
@@ -120,10 +129,8 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
     ``provider_overrides`` are set on the provider first (``tensor_model_parallel_size=2``,
     ``params_dtype=torch.bfloat16``, ``should_pad_vocab=True``...). Every rank calls it.
     """
-    from bridge.auto_bridge import AutoBridge
-
     started = time.perf_counter()
-    bridge = AutoBridge.from_hf_pretrained(hf_path, trust_remote_code=trust_remote_code)
+    bridge = open_bridge(hf_path, trust_remote_code=trust_remote_code)
     provider = bridge.to_megatron_provider(load_weights=True)
     for name, value in provider_overrides.items():
         setattr(provider, name, value)
@@ -135,7 +142,7 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
     return out
 
 
-def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLike[str], *,
+def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
                 hf_config: str | os.PathLike[str] | None = None, overwrite: bool = False, durable: bool = True,
                 max_shard_size: int | str | None = None, trust_remote_code: bool | None = None,
                 progress: bool | None = False) -> Path:
@@ -150,7 +157,8 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
 
     AtomicDirectory(hf_path, overwrite=overwrite, durable=False).abort()  # the guard, before any work
     started = time.perf_counter()
-    loaded = load_checkpoint_model(megatron_path, hf_config=hf_config, trust_remote_code=trust_remote_code)
+    loaded = load_checkpoint_model(megatron_path, hf_config=hf_config, open_bridge=open_bridge,
+                                   trust_remote_code=trust_remote_code)
     bridge = loaded.bridge
     source = hf_config if hf_config is not None and Path(hf_config).is_dir() else loaded.dirs.hf_dir
     kwargs: dict[str, Any] = {"overwrite": overwrite, "durable": durable,

@@ -33,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.errors import BridgeError
-    from bridge.megatron_ckpt import export_ckpt
+    from bridge.auto_bridge import AutoBridge
 
     started = time.perf_counter()
     try:
-        out = export_ckpt(args.megatron_dir, args.hf_dir, hf_config=args.hf_config, overwrite=args.overwrite,
+        out = AutoBridge.export_ckpt(args.megatron_dir, args.hf_dir, hf_config=args.hf_config, overwrite=args.overwrite,
                           max_shard_size=args.max_shard_size, trust_remote_code=args.trust_remote_code or None,
                           progress=False if args.no_progress else None)
     except BridgeError as e:

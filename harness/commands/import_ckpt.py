@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bridge.errors import BridgeError
-    from bridge.megatron_ckpt import import_ckpt
+    from bridge.auto_bridge import AutoBridge
 
     overrides: dict = {"tensor_model_parallel_size": args.tp, "pipeline_model_parallel_size": args.pp}
     if args.dtype:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tqdm(total=1, desc="import-ckpt", unit="checkpoint", disable=True if args.no_progress else None,
                   leave=False) as bar:
-            out = import_ckpt(args.hf_dir, args.megatron_dir, overwrite=args.overwrite,
+            out = AutoBridge.import_ckpt(args.hf_dir, args.megatron_dir, overwrite=args.overwrite,
                               trust_remote_code=args.trust_remote_code or None, **overrides)
             bar.update(1)
     except BridgeError as e:

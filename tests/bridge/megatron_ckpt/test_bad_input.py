@@ -10,8 +10,9 @@ import pytest
 
 from bridge.auto_bridge import AutoBridge
 from bridge.errors import CheckpointError
-from bridge.megatron_ckpt import export_ckpt, import_ckpt
 from bridge.megatron_ckpt.layout import RECORD_FILE, TRACKER_FILE
+
+import_ckpt, export_ckpt = AutoBridge.import_ckpt, AutoBridge.export_ckpt
 
 pytestmark = pytest.mark.usefixtures("fresh_parallel_state")
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.megatron_ckpt import export_ckpt, import_ckpt
+from bridge.auto_bridge import AutoBridge
 from harness.versions import RELEASES, version_key
+
+import_ckpt, export_ckpt = AutoBridge.import_ckpt, AutoBridge.export_ckpt
 
 ROOT = Path(__file__).resolve().parents[3]
 TRAINING_RELEASES = [v for v in RELEASES if version_key(v) >= (0, 17, 0)]

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from bridge.auto_bridge import AutoBridge
 from bridge.errors import UnsupportedFeatureError
-from bridge.megatron_ckpt import export_ckpt, import_ckpt
 from bridge.megatron_ckpt.api import load_checkpoint_model
 from bridge.megatron_ckpt.offline import convert_to_torch_dist, sharded_key
 from bridge.runtime import reset_model_parallel
 from harness.cli import main
+
+import_ckpt, export_ckpt = AutoBridge.import_ckpt, AutoBridge.export_ckpt
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.usefixtures("fresh_parallel_state")
@@ -33,7 +35,7 @@ def _index(path: Path) -> dict[str, tuple]:
 
 def _loaded(path: Path) -> dict[str, torch.Tensor]:
     reset_model_parallel()
-    state = load_checkpoint_model(path).model[0].state_dict()
+    state = load_checkpoint_model(path, open_bridge=AutoBridge.from_hf_pretrained).model[0].state_dict()
     reset_model_parallel()
     return {k: v for k, v in state.items() if torch.is_tensor(v)}
 
