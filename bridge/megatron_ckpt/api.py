@@ -123,21 +123,33 @@ def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int 
 
 def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
                 overwrite: bool = False, durable: bool = True, trust_remote_code: bool | None = None,
-                **provider_overrides: Any) -> Path:
+                progress: bool | None = False, **provider_overrides: Any) -> Path:
     """HF checkpoint -> ``torch_dist`` checkpoint at ``megatron_path`` (with ``hf/`` and ``mcore_compat.json``).
 
     ``provider_overrides`` are set on the provider first (``tensor_model_parallel_size=2``,
-    ``params_dtype=torch.bfloat16``, ``should_pad_vocab=True``...). Every rank calls it.
+    ``params_dtype=torch.bfloat16``, ``should_pad_vocab=True``...). Every rank calls it. ``progress``
+    shows the three phases (config, model built and filled, checkpoint written) on global rank 0.
     """
+    import torch.distributed as dist
+    from tqdm import tqdm
+
     started = time.perf_counter()
-    bridge = open_bridge(hf_path, trust_remote_code=trust_remote_code)
-    provider = bridge.to_megatron_provider(load_weights=True)
-    for name, value in provider_overrides.items():
-        setattr(provider, name, value)
-    chunks = provider.provide_distributed_model()
-    architecture = (list(getattr(bridge.hf_config, "architectures", None) or []) or [type(bridge.bridge).__name__])[0]
-    out = save_megatron_model(chunks, megatron_path, provider=provider, architecture=architecture,
-                              hf_source=bridge.hf_path, overwrite=overwrite, durable=durable)
+    quiet = dist.is_initialized() and dist.get_rank() != 0
+    with tqdm(total=3, desc="import-ckpt: config", unit="phase", leave=False,
+              disable=True if quiet or progress is False else None) as bar:
+        bridge = open_bridge(hf_path, trust_remote_code=trust_remote_code)
+        provider = bridge.to_megatron_provider(load_weights=True)
+        for name, value in provider_overrides.items():
+            setattr(provider, name, value)
+        bar.update(1)
+        bar.set_description("import-ckpt: build + load HF weights")
+        chunks = provider.provide_distributed_model()
+        bar.update(1)
+        bar.set_description("import-ckpt: write torch_dist")
+        architectures = list(getattr(bridge.hf_config, "architectures", None) or []) or [bridge.bridge.architecture]
+        out = save_megatron_model(chunks, megatron_path, provider=provider, architecture=architectures[0],
+                                  hf_source=bridge.hf_path, overwrite=overwrite, durable=durable)
+        bar.update(1)
     log.info("imported %s -> %s in %.2f s", hf_path, out, time.perf_counter() - started)
     return out
 

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.errors import BridgeError
     from bridge.auto_bridge import AutoBridge
+    from bridge.errors import BridgeError
 
     started = time.perf_counter()
     try:

@@ -38,10 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm import tqdm
 
-    from bridge.errors import BridgeError
     from bridge.auto_bridge import AutoBridge
+    from bridge.errors import BridgeError
 
     overrides: dict = {"tensor_model_parallel_size": args.tp, "pipeline_model_parallel_size": args.pp}
     if args.dtype:
@@ -50,11 +49,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["should_pad_vocab"] = True
     started = time.perf_counter()
     try:
-        with tqdm(total=1, desc="import-ckpt", unit="checkpoint", disable=True if args.no_progress else None,
-                  leave=False) as bar:
-            out = AutoBridge.import_ckpt(args.hf_dir, args.megatron_dir, overwrite=args.overwrite,
-                              trust_remote_code=args.trust_remote_code or None, **overrides)
-            bar.update(1)
+        out = AutoBridge.import_ckpt(args.hf_dir, args.megatron_dir, overwrite=args.overwrite,
+                                     trust_remote_code=args.trust_remote_code or None,
+                                     progress=False if args.no_progress else None, **overrides)
     except BridgeError as e:
         print(f"mcore-compat import-ckpt: error: {e}", file=sys.stderr)
         return 1
