@@ -141,3 +141,12 @@ def test_a_required_marker_turns_its_skips_into_failures(tmp_path, args, require
     assert proc.returncode == (1 if failed else 0), proc.stdout
     assert proc.stdout.count("but this run requires") == len(failed), proc.stdout
     assert "xfailed" in proc.stdout.splitlines()[-1] or args == ["-m", "browser"]
+
+
+def test_only_markers_that_skip_for_missing_hardware_can_be_required(pytestconfig):
+    from tests.helpers.required import REQUIRE_ENV, required_markers
+
+    assert required_markers(pytestconfig, {REQUIRE_ENV: " gpu, browser "}) == {"gpu", "browser"}
+    assert required_markers(pytestconfig, {}) == set()  # this run's -m is the default expression
+    with pytest.raises(pytest.UsageError, match=r"expected markers among \['browser', 'gpu'\], found \['slow'\]"):
+        required_markers(pytestconfig, {REQUIRE_ENV: "gpu,slow"})
