@@ -75,24 +75,27 @@ def _free_port() -> int:
 
 _EXPECTED = {"untied200": (200, 200, "none"), "tied200": (200, 200, "none"),
              "untied201": (201, 202, "tensor_parallel"), "tied201": (201, 202, "tensor_parallel"),
-             "untied200:pad": (200, 256, "requested")}
+             "untied200:pad": (200, 256, "requested"), "tied200:pad": (200, 256, "requested")}
 
 
 @pytest.mark.parametrize(
-    "cases",
+    ("tp", "pp", "cases"),
     [
-        pytest.param(("untied200", "tied201"), id="hf-width-and-tp-forced-padding"),
-        pytest.param(("tied200", "untied201", "untied200:pad"), id="the-other-cases", marks=pytest.mark.slow),
+        pytest.param(2, 1, ("untied200", "tied201"), id="tp2-hf-width-and-tp-forced-padding"),
+        pytest.param(2, 1, ("tied200", "untied201", "untied200:pad"), id="tp2-the-other-cases",
+                     marks=pytest.mark.slow),
+        pytest.param(1, 2, ("tied200:pad",), id="pp2-tied-padded", marks=pytest.mark.slow),
     ],
 )
-def test_tp2_over_gloo_hf_width_and_padding_forced_by_tp(checkpoints, cases, tmp_path: Path) -> None:
+def test_tp2_over_gloo_hf_width_and_padding_forced_by_tp(checkpoints, tp, pp, cases, tmp_path: Path) -> None:
     """One torchrun (2 ranks) per group of cases: vocab 200 (TP=2 divides it: no padding), vocab 201 (TP=2
-    forces one padding row), vocab 200 with should_pad_vocab=True (256 rows); untied and tied."""
+    forces one padding row), vocab 200 with should_pad_vocab=True (256 rows); untied and tied. At PP=2 the last
+    stage strips and samples, and generate hands each token to the first stage."""
     report = tmp_path / "report.json"
     args = [str(checkpoints[c.partition(":")[0]]) + (":pad" if c.endswith(":pad") else "") for c in cases]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_free_port()}",
-           "--master-addr=127.0.0.1", str(ROOT / "tests" / "helpers" / "vocab_padding.py"), "--tp", "2",
+           "--master-addr=127.0.0.1", str(ROOT / "tests" / "helpers" / "vocab_padding.py"), "--tp", str(tp), "--pp", str(pp),
            "--report", str(report), "--out", str(tmp_path / "out"), *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -6,7 +6,7 @@ one padded id the best raw logit on purpose (its output row set to a large multi
 and checks that :func:`generate` still picks HF's token, then exports (padding included) and compares the
 export with the source bit for bit. Run under torchrun it does every case given on the command line::
 
-    torchrun --nproc-per-node=2 tests/helpers/vocab_padding.py --report R.json --tp 2 CASE_DIR[:pad] ...
+    torchrun --nproc-per-node=2 tests/helpers/vocab_padding.py --report R.json --tp 2 [--pp 1] CASE_DIR[:pad] ...
 """
 
 from __future__ import annotations
@@ -29,16 +29,20 @@ def _output_weight(chunk: torch.nn.Module) -> torch.Tensor:
     return chunk.output_layer.weight
 
 
-def _make_a_padded_id_win(chunk: torch.nn.Module, ids: torch.Tensor, vocab: int, padded: int) -> bool:
+def _make_a_padded_id_win(model: list[torch.nn.Module], ids: torch.Tensor, vocab: int, padded: int) -> bool:
     """Set the output row of the last padded id to 50 x the final hidden state of batch row 0's last position,
-    so that its raw logit there beats every real one; returns whether this rank holds that row."""
+    so that its raw logit there beats every real one; returns whether this rank holds that row. Every rank calls
+    it (a forward pass runs through every pipeline stage)."""
     from megatron.core import parallel_state as ps
 
     from bridge.inference import forward_logits
 
+    chunk, last = model[0], ps.is_pipeline_last_stage()
     seen: dict[str, torch.Tensor] = {}
-    hook = chunk.decoder.final_layernorm.register_forward_hook(lambda m, i, o: seen.setdefault("h", o))
-    forward_logits([chunk], ids)
+    hook = chunk.decoder.final_layernorm.register_forward_hook(lambda m, i, o: seen.setdefault("h", o)) if last else None
+    forward_logits(model, ids)
+    if hook is None:
+        return False
     hook.remove()
     weight = _output_weight(chunk)
     rows, rank = weight.shape[0], ps.get_tensor_model_parallel_rank()
@@ -50,9 +54,11 @@ def _make_a_padded_id_win(chunk: torch.nn.Module, ids: torch.Tensor, vocab: int,
     return True
 
 
-def run_case(hf: Path, out: Path, *, tp: int, should_pad: bool = False, seq: int = 8) -> dict[str, Any]:
-    """One model: widths, parity with HF, masked sampling, export (global rank 0 gets the full report)."""
+def run_case(hf: Path, out: Path, *, tp: int, pp: int = 1, should_pad: bool = False, seq: int = 8) -> dict[str, Any]:
+    """One model: widths, parity with HF, masked sampling, export. Every rank calls it; the last pipeline stage
+    reports the logits, global rank 0 the export."""
     import torch.distributed as dist
+    from megatron.core import parallel_state as ps
 
     from bridge.auto_bridge import AutoBridge
     from bridge.inference import forward_logits, generate
@@ -63,27 +69,32 @@ def run_case(hf: Path, out: Path, *, tp: int, should_pad: bool = False, seq: int
     bridge = AutoBridge.from_hf_pretrained(hf)
     provider = bridge.to_megatron_provider(load_weights=True)
     provider.tensor_model_parallel_size = tp
+    provider.pipeline_model_parallel_size = pp
     provider.should_pad_vocab = should_pad
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False)
+    last = ps.is_pipeline_last_stage()
     vocab, padded = bridge.hf_config.vocab_size, provider.padded_vocab_size
     ids = token_ids(vocab, seq=seq)
-    position_ids = torch.arange(seq).unsqueeze(0).expand_as(ids)
-    raw = model[0](ids, position_ids, attention_mask=None)  # the guide's call
-    ours = forward_logits(model, ids)  # no vocab_size: the model knows its padding
     ref = hf_reference_logits(hf, ids)
-    report: dict[str, Any] = {
-        "vocab": vocab, "padded": padded, "reason": provider.vocab_padding.reason,
-        "raw_width": raw.shape[-1], "forward_width": ours.shape[-1],
-        "max_abs_diff": (ours - ref).abs().max().item() if ours.shape == ref.shape else None,
-    }
+    report: dict[str, Any] = {"vocab": vocab, "padded": padded, "reason": provider.vocab_padding.reason}
+    if pp == 1:  # the guide's call (one stage holds the whole model)
+        position_ids = torch.arange(seq).unsqueeze(0).expand_as(ids)
+        report["raw_width"] = model[0](ids, position_ids, attention_mask=None).shape[-1]
+    raw = forward_logits(model, ids, vocab_size=padded)  # every column
+    ours = forward_logits(model, ids)  # no vocab_size: the model knows its padding
+    if last:
+        report["raw_width"] = report.get("raw_width", raw.shape[-1])
+        report["forward_width"] = ours.shape[-1]
+        report["max_abs_diff"] = (ours - ref).abs().max().item() if ours.shape == ref.shape else None
     if padded > vocab:
-        held = _make_a_padded_id_win(model[0], ids, vocab, padded)
-        raw = forward_logits(model, ids, vocab_size=padded)  # every column, padding included
-        report["poisoned_rank_holds_row"] = held
-        report["raw_argmax_is_padding"] = bool(raw[0, -1].argmax().item() >= vocab)
-        report["forward_width_after"] = forward_logits(model, ids).shape[-1]
-    new = generate(model, ids, max_new_tokens=2)[:, seq:]
+        report["poisoned_rank_holds_row"] = _make_a_padded_id_win(model, ids, vocab, padded)
+        raw = forward_logits(model, ids, vocab_size=padded)
+        after = forward_logits(model, ids)
+        if last:
+            report["raw_argmax_is_padding"] = bool(raw[0, -1].argmax().item() >= vocab)
+            report["forward_width_after"] = after.shape[-1]
+    new = generate(model, ids, max_new_tokens=2)[:, seq:]  # the same ids on every rank
     report["generated_max"] = int(new.max())
     report["first_token_is_hf_greedy"] = bool(torch.equal(new[:, 0], ref[:, -1].argmax(-1)))
     bridge.save_hf_pretrained(model, out, overwrite=True)  # the poisoned padding row must not leak
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", type=Path, required=True)
     ap.add_argument("--tp", type=int, default=2)
+    ap.add_argument("--pp", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("cases", nargs="+", help="HF_DIR, or HF_DIR:pad for should_pad_vocab=True")
     args = ap.parse_args(argv)
@@ -109,12 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for i, case in enumerate(args.cases):
         path, _, flag = case.partition(":")
-        rep = run_case(Path(path), args.out / f"case{i}", tp=args.tp, should_pad=flag == "pad")
+        rep = run_case(Path(path), args.out / f"case{i}", tp=args.tp, pp=args.pp, should_pad=flag == "pad")
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, rep)
-        merged = {**gathered[0], "poisoned_rank_holds_row": any(g.get("poisoned_rank_holds_row") for g in gathered),
-                  "raw_argmax_is_padding": any(g.get("raw_argmax_is_padding") for g in gathered)}
-        reports.append({"case": case, **merged})
+        merged: dict[str, Any] = {"case": case}
+        for part in gathered:  # the last stage's logits, rank 0's export; a flag holds if some rank saw it
+            for key, value in part.items():
+                if key in ("poisoned_rank_holds_row", "raw_argmax_is_padding"):
+                    merged[key] = merged.get(key, False) or value
+                else:
+                    merged.setdefault(key, value)
+        reports.append(merged)
     if dist.get_rank() == 0:
         args.report.write_text(json.dumps(reports, indent=1))
     dist.barrier()
