@@ -129,3 +129,15 @@ def test_offline_convert_refuses_the_config_before_writing(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "num_hidden_layers=0 must be a positive integer" in err and str(src / "config.json") in err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_hub_id_is_validated_from_its_cached_config_json(tmp_path: Path, monkeypatch) -> None:
+    from tests.helpers.hub_cache import add_to_hub_cache
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = add_to_hub_cache(cache, "acme/broken", _bad_checkpoint(tmp_path, num_key_value_heads=3))
+    with pytest.raises(ConfigError, match=r"num_attention_heads=4 must be a multiple of num_key_value_heads=3") as e:
+        AutoBridge.from_hf_pretrained("acme/broken")
+    assert str(snapshot / "config.json") in str(e.value)
