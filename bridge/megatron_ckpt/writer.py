@@ -245,9 +245,13 @@ def save_megatron_model(
         failure = _agree(_attempt(dist_checkpointing.save, state, str(iteration_dir)))
         if failure:
             raise CheckpointError(f"writing the torch_dist checkpoint {path} failed on some rank: {failure}")
+        finished = None
         if stage is not None:
-            _finish(stage, staging, provider=provider, architecture=architecture, world=world, params=params,
-                    hf_source=hf_source, hf_config=hf_config)
+            finished = _attempt(lambda: _finish(stage, staging, provider=provider, architecture=architecture,
+                                                world=world, params=params, hf_source=hf_source, hf_config=hf_config))
+        failure = _agree(finished)  # every rank learns whether rank 0 committed
+        if failure:
+            raise CheckpointError(f"finishing the torch_dist checkpoint {path} failed on {failure}")
     except BaseException:
         if stage is not None:
             stage.abort()
