@@ -138,7 +138,8 @@ class LayoutParity:
 
 def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: int, ep: int = 1,
                       dtype: torch.dtype = torch.float32, seq: int = 16,
-                      trust_remote_code: bool | None = None, model_class: str = "auto") -> LayoutParity:
+                      trust_remote_code: bool | None = None, model_class: str = "auto",
+                      first_stage_layers: int | None = None) -> LayoutParity:
     """Load ``hf_path`` at TP x PP (x EP for MoE models; every rank of the process group calls this), compare the logits with
     HF on the last stage, export to ``out_dir`` from global rank 0 and compare it with the source there.
 
@@ -155,6 +156,7 @@ def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: 
     provider.pipeline_model_parallel_size = pp
     provider.expert_model_parallel_size = ep
     provider.model_class = model_class
+    provider.num_layers_in_first_pipeline_stage = first_stage_layers
     provider.params_dtype = dtype
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False)

@@ -36,13 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default="auto",
                     help="MCore model class to build (the provider's model_class)")
     ap.add_argument("--trust-remote-code", action="store_true", help="the checkpoint's own modelling code may run")
+    ap.add_argument("--first-stage-layers", type=int, default=None,
+                    help="layers of the first pipeline stage (uneven PP; default: an even split)")
     args = ap.parse_args(argv)
 
     from bridge.parity import run_layout_parity
 
     result = run_layout_parity(args.hf, args.out_dir, tp=args.tp, pp=args.pp, ep=args.ep, dtype=_DTYPES[args.dtype],
                                seq=args.seq, model_class=args.model_class,
-                               trust_remote_code=True if args.trust_remote_code else None)
+                               trust_remote_code=True if args.trust_remote_code else None,
+                               first_stage_layers=args.first_stage_layers)
     gathered: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, result)
     if result.rank == 0:

@@ -134,28 +134,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(pythonpath: tuple[str, ...], hf: Path, out: Path, *, tp: int, pp: int, trust: bool = False) -> dict:
+def torchrun(pythonpath: tuple[str, ...], hf: Path, out: Path, *, tp: int, pp: int, trust: bool = False,
+             first_stage_layers: int | None = None) -> dict:
     report = out.with_suffix(".json")
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={tp * pp}", f"--master-port={_free_port()}",
            "--master-addr=127.0.0.1", str(ROOT / "scripts" / "parallel_parity.py"), "--hf", str(hf), "--tp", str(tp),
            "--pp", str(pp), "--out-dir", str(out), "--report", str(report), "--model-class", "hybrid",
-           *(["--trust-remote-code"] if trust else [])]
+           *(["--trust-remote-code"] if trust else []),
+           *(["--first-stage-layers", str(first_stage_layers)] if first_stage_layers else [])]
     proc = subprocess.run(cmd, env=_env(pythonpath), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(report.read_text())
 
 
-def _checkpoint(family: str, base: Path) -> tuple[Path, bool]:
+def _checkpoint(family: str, base: Path) -> tuple[Path, bool, int]:
     variant = family_variants(family)[0]
     path = base / family
     if not path.exists():
         write_checkpoint(variant, path, seed=0)
-    return path, variant.trust_remote_code
+    return path, variant.trust_remote_code, variant.config.num_hidden_layers
 
 
 def check_layout(pythonpath: tuple[str, ...], family: str, tmp: Path, *, tp: int, pp: int) -> None:
-    hf, trust = _checkpoint(family, tmp)
-    rep = torchrun(pythonpath, hf, tmp / f"{family}-tp{tp}-pp{pp}", tp=tp, pp=pp, trust=trust)
+    hf, trust, layers = _checkpoint(family, tmp)
+    first = layers // pp + layers % pp if layers % pp else None  # uneven stages (pipes in the pattern)
+    rep = torchrun(pythonpath, hf, tmp / f"{family}-tp{tp}-pp{pp}", tp=tp, pp=pp, trust=trust,
+                   first_stage_layers=first)
     assert rep["model_class"] == "HybridModel" and rep["world_size"] == tp * pp, rep
     atol = 1e-4 if "moe" in family or family.startswith("deepseek") or family in ("mixtral",) else 1e-5
     assert rep["max_abs_diff"] <= atol, rep
