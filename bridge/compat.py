@@ -34,6 +34,7 @@ from bridge.errors import ConfigError, UnsupportedFeatureError
 
 __all__ = [
     "FEATURES",
+    "MODEL_CLASS_SOURCES",
     "adapt_call_kwargs",
     "adapt_config_kwargs",
     "check_config_fields",
@@ -50,6 +51,14 @@ __all__ = [
 ]
 
 log = get_logger("compat")
+
+MODEL_CLASS_SOURCES: dict[str, tuple[str, str]] = {
+    "gpt": ("megatron.core.models.gpt.gpt_model", "GPTModel"),
+    "hybrid": ("megatron.core.models.hybrid.hybrid_model", "HybridModel"),
+}
+"""``model_class -> (module, class)`` of each MCore model class the bridge builds: the named features
+``gpt_model`` / ``hybrid_model`` import from here, and :mod:`bridge.requirements` tells the harness which
+module each model class needs (the matrix's GPTModel / HybridModel verdicts)."""
 
 # Known renames, new name -> old name. Extended by the generated field history.
 _KNOWN_RENAMES: dict[str, str] = {}
@@ -405,8 +414,8 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "local_attention_softmax_module": _local_attention_softmax_module,
     "softmax_scale": _has_fields("softmax_scale"),
     # GPTModel -> HybridModel (bridge.hybrid_model): which model classes exist, and whether GPTModel is deprecated
-    "gpt_model": _importable("megatron.core.models.gpt", "GPTModel"),
-    "hybrid_model": _importable("megatron.core.models.hybrid.hybrid_model", "HybridModel"),
+    "gpt_model": _importable(*MODEL_CLASS_SOURCES["gpt"]),
+    "hybrid_model": _importable(*MODEL_CLASS_SOURCES["hybrid"]),
     "gpt_model_deprecated": _gpt_model_deprecated,
 }
 

@@ -40,9 +40,12 @@ from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.hybrid import MODEL_CLASSES, hybrid_pattern, moe_layers
 
 __all__ = [
+    "HYBRID_BUILD_MODULES",
+    "HYBRID_MODEL_ARGUMENTS",
     "block_numbered",
     "build_hybrid_model",
     "hybrid_config",
+    "hybrid_model_kwargs",
     "local_hybrid_stack_spec",
     "note_gpt_deprecation",
     "resolve_model_class",
@@ -50,6 +53,17 @@ __all__ = [
 ]
 
 log = get_logger("hybrid")
+
+HYBRID_BUILD_MODULES = ("megatron.core.models.hybrid.hybrid_block", "megatron.core.ssm.mlp_layer")
+"""MCore modules the local hybrid build imports besides HybridModel's own (``HybridStack``, ``MLPLayer``);
+:mod:`bridge.requirements` hands them to the harness (a test keeps this in step with the imports below)."""
+
+HYBRID_MODEL_ARGUMENTS = ("hybrid_stack_spec", "hybrid_layer_pattern")
+"""``HybridModel.__init__`` parameters :func:`build_hybrid_model` always passes by name, besides config,
+pre/post-process and :func:`hybrid_model_kwargs`."""
+
+_GPT_ONLY_KWARGS = ("rope_scaling", "rope_scaling_factor")
+"""GPTModel arguments HybridModel does not take (:func:`_rope_scaled` does their job)."""
 
 _MCORE_GPT_LOGGER = "megatron.core.models.gpt.gpt_model"
 _MCORE_BANNER = "GPTModel IS DEPRECATED"
@@ -232,13 +246,18 @@ def _rope_scaled(model: Any, provider: Any) -> None:
                                                                      "RotaryEmbedding"))
 
 
+def hybrid_model_kwargs(provider: Any) -> dict[str, Any]:
+    """The provider's ``GPTModel`` keyword arguments that ``HybridModel`` takes too (all but Llama 3.1's
+    ``rope_scaling``, see :func:`_rope_scaled`); pure (what :mod:`bridge.requirements` records)."""
+    return {k: v for k, v in provider.gpt_model_kwargs().items() if k not in _GPT_ONLY_KWARGS}
+
+
 def build_hybrid_model(provider: Any, *, pre_process: bool, post_process: bool, vp_stage: int | None = None):
     """One ``HybridModel`` chunk for this rank (model-parallel groups must exist)."""
     from megatron.core.models.hybrid.hybrid_model import HybridModel
 
-    gpt_kwargs = provider.gpt_model_kwargs()
-    kwargs = {k: v for k, v in gpt_kwargs.items() if k not in ("rope_scaling", "rope_scaling_factor")}
-    kwargs = compat.adapt_call_kwargs(HybridModel.__init__, {**kwargs, "vp_stage": vp_stage}, "HybridModel")
+    kwargs = compat.adapt_call_kwargs(HybridModel.__init__, {**hybrid_model_kwargs(provider), "vp_stage": vp_stage},
+                                      "HybridModel")
     pattern = stage_pattern(provider)
     log.debug("HybridModel pattern %r", pattern)
     model = HybridModel(config=hybrid_config(provider), hybrid_stack_spec=local_hybrid_stack_spec(provider),

@@ -123,12 +123,14 @@ class MegatronModelBridge:
         return hf_config.to_dict() if hasattr(hf_config, "to_dict") else dict(hf_config)
 
     @classmethod
-    def requirements(cls) -> list[Requirements]:
-        """What this family needs from MCore, derived by running its provider on its configs (one
-        :class:`~bridge.requirements.Variant` per config)."""
+    def requirements(cls, model_class: str = "gpt") -> list[Requirements]:
+        """What this family needs from MCore to build ``model_class`` (``"gpt"``: GPTModel, ``"hybrid"``:
+        HybridModel), derived by running its provider on its configs (one :class:`~bridge.requirements.Variant`
+        per config)."""
         configs = cls.representative_configs()
-        usages = [(name, provider_usage(cls().provider_bridge(c))) for name, c in zip(variant_names(configs), configs)]
-        req = derive_requirements(cls.family or cls.architecture, usages)
+        usages = [(name, provider_usage(cls().provider_bridge(c), model_class))
+                  for name, c in zip(variant_names(configs), configs)]
+        req = derive_requirements(cls.family or cls.architecture, usages, model_class)
         return [req] if req is not None else []
 
     # -- registration -------------------------------------------------------------------------
@@ -179,11 +181,12 @@ def registered_bridges() -> list[type[MegatronModelBridge]]:
     return [_BY_ARCH[a] for a in sorted(_BY_ARCH)]
 
 
-def all_requirements() -> list[Requirements]:
-    """Requirements of every registered family, sorted by family name (read by the harness)."""
+def all_requirements(model_class: str = "gpt") -> list[Requirements]:
+    """Requirements of every registered family on ``model_class`` (``"gpt"``, ``"hybrid"``), sorted by family
+    name (read by the harness)."""
     reqs: list[Requirements] = []
     for bridge_cls in registered_bridges():
-        reqs.extend(bridge_cls.requirements())
+        reqs.extend(bridge_cls.requirements(model_class))
     return sorted(reqs, key=lambda r: r.family)
 
 

@@ -5,6 +5,7 @@
 ``field:MLATransformerConfig.rope_type``  a field of a config subclass (inherited ones count)
 ``class:MLATransformerConfig``           a config class in ``transformer_config.py``
 ``gpt_param:rope_scaling``               a ``GPTModel.__init__`` parameter
+``hybrid_param:hybrid_layer_pattern``    a ``HybridModel.__init__`` parameter (absent class: fails)
 ``layer_spec:get_gpt_decoder_block_spec`` a function of ``models/gpt/gpt_layer_specs.py``
 ``module:megatron.core.transformer.moe``  an MCore module or package
 =======================================  ===============================================
@@ -18,7 +19,7 @@ from harness.introspect import CONFIG_CLASS, Introspection
 
 __all__ = ["CHECK_KINDS", "Check", "check_satisfied", "parse_check"]
 
-CHECK_KINDS = ("field", "class", "gpt_param", "layer_spec", "module")
+CHECK_KINDS = ("field", "class", "gpt_param", "hybrid_param", "layer_spec", "module")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ def check_satisfied(check: Check, intro: Introspection) -> bool:
         return intro.config_fields(check.name) is not None
     if check.kind == "gpt_param":
         return check.name in intro.gpt_model_params
+    if check.kind == "hybrid_param":
+        hybrid = intro.model_class("HybridModel")
+        return hybrid is not None and check.name in hybrid["params"]
     if check.kind == "layer_spec":
         return check.name in intro.layer_specs
     assert check.kind == "module", check

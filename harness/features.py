@@ -22,6 +22,8 @@ class Feature:
     description: str
     requires: tuple[str, ...] = ()
     any_of: tuple[tuple[str, ...], ...] = ()
+    model_class: str | None = None
+    """The model class the feature is (``"gpt"``, ``"hybrid"``): its cells say where that class is deprecated."""
 
     def checks(self) -> tuple[Check, ...]:
         return tuple(parse_check(c) for c in self.requires)
@@ -34,7 +36,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("transformer_config", "TransformerConfig dataclass",
             ("class:TransformerConfig", "module:megatron.core.transformer.transformer_config")),
     Feature("gpt_model", "GPTModel with layer specs",
-            ("module:megatron.core.models.gpt.gpt_model", "layer_spec:get_gpt_layer_local_spec")),
+            ("module:megatron.core.models.gpt.gpt_model", "layer_spec:get_gpt_layer_local_spec"), model_class="gpt"),
     Feature("gqa", "grouped-query attention (num_query_groups)", ("field:num_query_groups",)),
     Feature("rope_fusion", "fused rotary embedding", ("field:apply_rope_fusion",)),
     Feature("rotary_interleaved", "interleaved rotary embedding", ("field:rotary_interleaved",)),
@@ -81,7 +83,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("hybrid_ssm", "Mamba / hybrid SSM models",
             ("module:megatron.core.ssm", "module:megatron.core.models.mamba")),
     Feature("hybrid_model", "HybridModel (GPT blocks as '*-'/'*E' layer pairs; the bridge's model_class='hybrid')",
-            ("module:megatron.core.models.hybrid.hybrid_model", "module:megatron.core.models.hybrid.hybrid_block")),
+            ("module:megatron.core.models.hybrid.hybrid_model", "module:megatron.core.models.hybrid.hybrid_block"),
+            model_class="hybrid"),
 )  # fmt: skip
 """Every feature row of the matrix, in report order."""
 

@@ -3,7 +3,9 @@
 The result (:class:`Introspection`) holds every ``TransformerConfig`` field as the dataclass
 exposes it at run time (own fields plus inherited ones, later declarations overriding
 earlier ones, ``ClassVar``/``InitVar`` skipped), the config subclasses, ``GPTModel.__init__``
-parameters, the layer-spec functions and which MCore modules exist.
+parameters, the layer-spec functions, which MCore modules exist, and the model classes
+(:data:`MODEL_CLASS_PATHS`: ``GPTModel``, ``HybridModel``) with their constructor parameters and
+any deprecation notice their source carries (0.19's ``GPTModel IS DEPRECATED``).
 
 Per-file facts are cached by git blob id (see :mod:`harness.pyfacts`), so a second scan of
 the same sources re-parses nothing.
@@ -28,6 +30,8 @@ __all__ = [
     "GPT_MODEL_PATH",
     "INTROSPECTOR_VERSION",
     "LAYER_SPECS_PATH",
+    "MODEL_CLASSES",
+    "MODEL_CLASS_PATHS",
     "MODULE_CHECKS",
     "TC_PATH",
     "Introspection",
@@ -42,6 +46,13 @@ TC_PATH = "megatron/core/transformer/transformer_config.py"
 GPT_MODEL_PATH = "megatron/core/models/gpt/gpt_model.py"
 LAYER_SPECS_PATH = "megatron/core/models/gpt/gpt_layer_specs.py"
 CONFIG_CLASS = "TransformerConfig"
+MODEL_CLASS_PATHS: dict[str, str] = {
+    "GPTModel": GPT_MODEL_PATH,
+    "HybridModel": "megatron/core/models/hybrid/hybrid_model.py",
+}
+"""The model classes a bridge builds, and the file each is defined in (the matrix's model-class verdicts)."""
+MODEL_CLASSES: dict[str, str] = {"gpt": "GPTModel", "hybrid": "HybridModel"}
+"""The bridge's ``model_class`` names (``bridge.compat.MODEL_CLASS_SOURCES``, kept in step by a test) -> class."""
 
 MODULE_CHECKS: dict[str, str] = {
     "moe": "megatron.core.transformer.moe",
@@ -76,6 +87,7 @@ class Introspection:
     layer_specs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     modules: dict[str, bool] = field(default_factory=dict)
     module_index: frozenset[str] = frozenset()
+    model_classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     error: str | None = None
 
@@ -88,6 +100,11 @@ class Introspection:
     def has_module(self, dotted: str) -> bool:
         return dotted in self.module_index
 
+    def model_class(self, name: str) -> dict[str, Any] | None:
+        """``{"params": [...], "deprecation": str | None}`` of a model class (:data:`MODEL_CLASS_PATHS`);
+        None when this revision does not define it."""
+        return self.model_classes.get(name)
+
     def to_json(self, *, with_index: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "revision": self.revision.to_json(),
@@ -96,6 +113,7 @@ class Introspection:
             "gpt_model_params": list(self.gpt_model_params),
             "layer_specs": {k: list(v) for k, v in self.layer_specs.items()},
             "modules": self.modules,
+            "model_classes": self.model_classes,
             "notes": list(self.notes),
             "error": self.error,
         }
@@ -117,6 +135,15 @@ def _module_index(files: list[str]) -> frozenset[str]:
         for i in range(1, len(parts) + 1):
             out.add(".".join(parts[:i]))
     return frozenset(out)
+
+
+def _model_class(resolver: ClassResolver, path: str, name: str) -> dict[str, Any] | None:
+    """Constructor parameters and deprecation notice of the model class ``name`` in ``path`` (None: absent)."""
+    cls = resolver.cls((path, name))
+    if cls is None:
+        return None
+    init = resolver.method_params(path, name, "__init__")
+    return {"params": [p["name"] for p in (init or [])[1:]], "deprecation": cls.get("deprecation")}
 
 
 class Introspector:
@@ -211,13 +238,15 @@ class Introspector:
             name: tuple(p["name"] for p in ps)
             for name, ps in (specs_facts or {}).get("functions", {}).items()
         }
+        model_classes = {name: entry for name, path in MODEL_CLASS_PATHS.items()
+                         if (entry := _model_class(resolver, path, name)) is not None}
         notes += resolver.notes
         index = self.module_index(source)
         modules = {name: dotted in index for name, dotted in MODULE_CHECKS.items()}
         return Introspection(
             revision=revision, transformer_config=tc or {}, subclasses=subclasses,
             gpt_model_params=params, layer_specs=layer_specs, modules=modules,
-            module_index=index, notes=tuple(dict.fromkeys(notes)),
+            module_index=index, model_classes=model_classes, notes=tuple(dict.fromkeys(notes)),
         )
 
     def introspect(self, spec: str | Revision, *, repo: str | None = None) -> Introspection:

@@ -14,11 +14,13 @@ from typing import Any
 
 __all__ = ["FACTS_VERSION", "file_facts"]
 
-FACTS_VERSION = 2
+FACTS_VERSION = 3
 """Bump when the shape or meaning of :func:`file_facts` output changes (invalidates caches)."""
 
 _CLASSVAR = re.compile(r"^\s*(?:typing\.)?ClassVar\b")
 _INITVAR = re.compile(r"^\s*(?:dataclasses\.)?InitVar\b")
+_NOTICE_METHODS = ("__init__", "__new__", "__post_init__")
+"""Methods whose messages speak for the whole class (a deprecation logged or warned at construction)."""
 
 
 def _text(node: ast.AST | None) -> str | None:
@@ -135,6 +137,30 @@ def _params(args: ast.arguments) -> list[dict[str, Any]]:
     return out
 
 
+def _deprecation(node: ast.ClassDef) -> str | None:
+    """The notice by which ``node`` announces its own deprecation, or None.
+
+    Two forms, both read from the source: a ``@deprecated(...)`` decorator (PEP 702 / ``typing_extensions``),
+    and a string built at construction (in ``__init__`` / ``__new__`` / ``__post_init__``) that says
+    "<ClassName> is (or has been) deprecated", e.g. megatron-core 0.19's ``GPTModel IS DEPRECATED. ...``
+    logged by ``GPTModel.__init__``. Messages about a parameter ("``inference_params`` is deprecated")
+    do not name the class that way and do not count.
+    """
+    for deco in node.decorator_list:
+        if _tail_name(deco.func if isinstance(deco, ast.Call) else deco) == "deprecated":
+            args = deco.args if isinstance(deco, ast.Call) else []
+            text = args[0].value if args and isinstance(args[0], ast.Constant) else None
+            return str(text)[:300] if isinstance(text, str) else f"@{ast.unparse(deco)}"[:300]
+    says = re.compile(rf"\b{re.escape(node.name)}\b\W{{0,3}}(?:is|has been)\s+deprecated\b", re.IGNORECASE)
+    for stmt in node.body:
+        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) or stmt.name not in _NOTICE_METHODS:
+            continue
+        for sub in ast.walk(stmt):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and says.search(sub.value):
+                return sub.value.strip()[:300]
+    return None
+
+
 def _class(node: ast.ClassDef) -> dict[str, Any]:
     is_dc = any(_is_dataclass_decorator(d) for d in node.decorator_list)
     fields: list[dict[str, Any]] = []
@@ -160,6 +186,7 @@ def _class(node: ast.ClassDef) -> dict[str, Any]:
         "class_vars": pseudo["classvar"],
         "init_vars": pseudo["initvar"],
         "methods": methods,
+        "deprecation": _deprecation(node),
         "line": node.lineno,
     }
 

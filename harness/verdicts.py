@@ -13,16 +13,21 @@
 A ``partial`` cell keeps ``missing`` (every check some variant lacks) and adds
 ``variants``: ``{name: {"status": "supported"|"renamed"|"missing", "missing": [...],
 "renamed": {...}}}``, in the family's variant order.
+
+A row about a model class (a family on ``GPTModel`` or ``HybridModel``, the ``gpt_model`` feature) gets
+``deprecated``, the notice the revision's source gives for that class (0.19's ``GPTModel IS DEPRECATED ...``),
+whatever its status: deprecated is a marker on the verdict, not a status (the class still works).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks import Check, check_satisfied
-from harness.introspect import Introspection
+from harness.introspect import MODEL_CLASS_PATHS, Introspection
 from harness.renames import RenameTable
 from harness.requirements import Row
 
@@ -41,13 +46,20 @@ class Verdict:
     renamed: dict[str, str] = field(default_factory=dict)
     details: str = ""
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deprecated: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "missing": list(self.missing), "renamed": dict(self.renamed),
                                "details": self.details}
         if self.variants:
             out["variants"] = {name: dict(v) for name, v in self.variants.items()}
+        if self.deprecated:
+            out["deprecated"] = self.deprecated
         return out
+
+
+def _module_of(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
 
 
 def _missing(checks: Sequence[Check], intro: Introspection) -> list[Check]:
@@ -68,8 +80,10 @@ def judge_checks(checks: Sequence[Check], intro: Introspection, table: RenameTab
     """``(checks still missing, {field: the other name this revision has})`` of one set of checks."""
     missing = _missing(checks, intro)
     absent_classes = {c.name for c in missing if c.kind == "class"}
-    # the fields of an absent config class are implied by the class itself
-    missing = [c for c in missing if not (c.kind == "field" and c.config_class in absent_classes)]
+    hybrid_absent = Check("module", _module_of(MODEL_CLASS_PATHS["HybridModel"])) in missing
+    # the fields of an absent config class (the parameters of an absent HybridModel) are implied by it
+    missing = [c for c in missing if not (c.kind == "field" and c.config_class in absent_classes)
+               and not (c.kind == "hybrid_param" and hybrid_absent)]
     if any_of:
         options = [_missing(group, intro) for group in any_of]
         missing += min(options, key=len)
@@ -102,7 +116,15 @@ def _partial(row: Row, intro: Introspection, table: RenameTable, still: list[str
 
 
 def evaluate(row: Row, intro: Introspection, renames: RenameTable | None = None) -> Verdict:
-    """The verdict of ``row`` at the revision ``intro`` describes."""
+    """The verdict of ``row`` at the revision ``intro`` describes (with the model class's deprecation notice)."""
+    verdict = _judge(row, intro, renames)
+    cls = intro.model_class(row.model_class_name) if row.model_class_name and not intro.error else None
+    if cls and cls.get("deprecation"):
+        return dataclasses.replace(verdict, deprecated=str(cls["deprecation"]))
+    return verdict
+
+
+def _judge(row: Row, intro: Introspection, renames: RenameTable | None) -> Verdict:
     if intro.error:
         return Verdict("error", details=intro.error)
     table = (renames or RenameTable()).with_pairs(row.renames)

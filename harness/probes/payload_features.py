@@ -6,6 +6,7 @@ The static matrix reads a revision's sources; this test asks the running release
 ``field:X``        ``X`` is a field of ``dataclasses.fields`` of the config class
 ``class:C``        ``transformer_config.C`` is ``TransformerConfig`` or a dataclass subclass of it
 ``gpt_param:p``    ``p`` is a parameter of ``inspect.signature(GPTModel.__init__)``
+``hybrid_param:p`` ``p`` is a parameter of ``inspect.signature(HybridModel.__init__)``
 ``layer_spec:fn``  ``gpt_layer_specs.fn`` exists and is callable with an inspectable signature
 ``module:m``       ``importlib.import_module(m)`` succeeds (so a module that exists but cannot be
                    imported here, e.g. for want of Transformer Engine, fails with the reason)
@@ -53,6 +54,11 @@ def check_at_runtime(check: Check) -> tuple[bool, str]:
 
             ok = check.name in inspect.signature(GPTModel.__init__).parameters
             return ok, "" if ok else f"GPTModel.__init__ has no parameter {check.name!r}"
+        if check.kind == "hybrid_param":
+            from megatron.core.models.hybrid.hybrid_model import HybridModel
+
+            ok = check.name in inspect.signature(HybridModel.__init__).parameters
+            return ok, "" if ok else f"HybridModel.__init__ has no parameter {check.name!r}"
         if check.kind == "layer_spec":
             specs = importlib.import_module("megatron.core.models.gpt.gpt_layer_specs")
             fn = getattr(specs, check.name, None)

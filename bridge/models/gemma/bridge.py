@@ -42,9 +42,9 @@ class GemmaBridge(MegatronModelBridge):
         ]
 
     @classmethod
-    def requirements(cls) -> list[Requirements]:
+    def requirements(cls, model_class: str = "gpt") -> list[Requirements]:
         """The derived requirements, plus the block-spec API the local zero-centred norms are built with."""
         return [
             dataclasses.replace(req, modules=req.modules | {"megatron.core.transformer.transformer_block"})
-            for req in super().requirements()
+            for req in super().requirements(model_class)
         ]

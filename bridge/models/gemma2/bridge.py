@@ -34,6 +34,7 @@ class Gemma2Bridge(MegatronModelBridge):
         return [Gemma2Config(**base), Gemma2Config(**base, tie_word_embeddings=False, attn_logit_softcapping=None)]
 
     @classmethod
-    def requirements(cls) -> list[Requirements]:
+    def requirements(cls, model_class: str = "gpt") -> list[Requirements]:
         """The derived requirements, plus the MCore modules the custom layer is built from."""
-        return [dataclasses.replace(req, modules=req.modules | POST_NORM_LAYER_MODULES) for req in super().requirements()]
+        return [dataclasses.replace(req, modules=req.modules | POST_NORM_LAYER_MODULES)
+                for req in super().requirements(model_class)]

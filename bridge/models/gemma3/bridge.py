@@ -39,6 +39,7 @@ class Gemma3Bridge(MegatronModelBridge):
         return [Gemma3TextConfig(**base), Gemma3TextConfig(**base, tie_word_embeddings=False, rope_parameters=linear)]
 
     @classmethod
-    def requirements(cls) -> list[Requirements]:
+    def requirements(cls, model_class: str = "gpt") -> list[Requirements]:
         """The derived requirements, plus the MCore modules the custom layer is built from."""
-        return [dataclasses.replace(req, modules=req.modules | POST_NORM_LAYER_MODULES) for req in super().requirements()]
+        return [dataclasses.replace(req, modules=req.modules | POST_NORM_LAYER_MODULES)
+                for req in super().requirements(model_class)]

@@ -36,7 +36,7 @@ class GraniteBridge(MegatronModelBridge):
         return [GraniteConfig(**base), GraniteConfig(**base, tie_word_embeddings=True)]
 
     @classmethod
-    def requirements(cls) -> list[Requirements]:
+    def requirements(cls, model_class: str = "gpt") -> list[Requirements]:
         """The derived requirements, plus the MCore module the scaled residual branch is built from."""
         return [dataclasses.replace(req, modules=req.modules | {"megatron.core.tensor_parallel"})
-                for req in super().requirements()]
+                for req in super().requirements(model_class)]

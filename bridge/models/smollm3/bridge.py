@@ -35,7 +35,7 @@ class SmolLM3Bridge(MegatronModelBridge):
         return [SmolLM3Config(**base, tie_word_embeddings=False), SmolLM3Config(**base)]  # SmolLM3-3B is tied
 
     @classmethod
-    def requirements(cls) -> list[Requirements]:
+    def requirements(cls, model_class: str = "gpt") -> list[Requirements]:
         """The derived requirements, plus the MCore modules the per-layer RoPE attention is built from."""
         extra = {"megatron.core.transformer.attention", "megatron.core.models.common.embeddings.rotary_pos_embedding"}
-        return [dataclasses.replace(req, modules=req.modules | extra) for req in super().requirements()]
+        return [dataclasses.replace(req, modules=req.modules | extra) for req in super().requirements(model_class)]
