@@ -173,7 +173,7 @@ def provider_settings_from_args(args: Any, *, source: str) -> dict[str, Any]:
         out["params_dtype"] = torch.float16
     divisible = values.get("make_vocab_size_divisible_by")
     tp = values.get("tensor_model_parallel_size") or 1
-    if isinstance(divisible, int) and divisible > 1:
+    if isinstance(divisible, int) and divisible * tp > 1:  # e.g. 17 rows at TP=2: padded to 18, kept at TP=1
         out["should_pad_vocab"] = True
         out["make_vocab_size_divisible_by"] = divisible * tp
     return out

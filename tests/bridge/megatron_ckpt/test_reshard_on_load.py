@@ -1,6 +1,6 @@
 """Resharding on load over gloo under torchrun: a torch_dist checkpoint written at one TP x PP loads at
-another with the HF logits (scripts/megatron_ckpt_parity.py). The default suite covers TP=2 -> TP=1 (about a
-minute on the shared 2-core box); TP=1 -> PP=2, PP=2 -> TP=2, TP=2 x PP=2 -> TP=1 x PP=1 and the reverse are slow."""
+another with the HF logits (scripts/megatron_ckpt_parity.py). The default suite writes at TP=2 and loads at
+PP=2 (torchrun) and at TP=1 (in process); PP=2 -> TP=2, TP=2 x PP=2 -> TP=1 x PP=1 and the reverse are slow."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,12 +52,20 @@ def _check(hf: Path, tmp_path: Path, write: tuple[int, int], read: tuple[int, in
     assert loaded["max_abs_diff"] is not None and loaded["max_abs_diff"] <= 1e-5, loaded
 
 
-def test_a_checkpoint_written_at_tp2_loads_at_tp1_with_the_hf_logits(hf: Path, tmp_path: Path) -> None:
-    _check(hf, tmp_path, (2, 1), (1, 1))
+@pytest.mark.usefixtures("fresh_parallel_state")
+def test_a_checkpoint_written_at_tp2_loads_at_pp2_and_at_tp1_with_the_hf_logits(hf: Path, tmp_path: Path) -> None:
+    _check(hf, tmp_path, (2, 1), (1, 2))
+    from bridge.auto_bridge import AutoBridge
+    from bridge.inference import forward_logits
+    from tests.helpers.tiny import hf_logits
+
+    model = AutoBridge.from_hf_pretrained(hf).load_megatron_model(tmp_path / "mc")  # TP = PP = 1, in this process
+    ids = torch.randint(0, 96, (2, 16), generator=torch.Generator().manual_seed(0))
+    assert (forward_logits(model, ids) - hf_logits(hf, ids)).abs().max().item() <= 1e-5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("write", "read"), [((2, 2), (1, 1)), ((1, 1), (2, 2)), ((1, 2), (2, 1)), ((1, 1), (1, 2))],
-                         ids=["tp2xpp2-to-tp1", "tp1-to-tp2xpp2", "pp2-to-tp2", "tp1-to-pp2"])
+@pytest.mark.parametrize(("write", "read"), [((2, 2), (1, 1)), ((1, 1), (2, 2)), ((1, 2), (2, 1))],
+                         ids=["tp2xpp2-to-tp1", "tp1-to-tp2xpp2", "pp2-to-tp2"])
 def test_a_checkpoint_loads_at_another_layout_slow(hf: Path, tmp_path: Path, write, read) -> None:
     _check(hf, tmp_path, write, read)
