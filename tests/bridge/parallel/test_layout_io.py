@@ -207,3 +207,29 @@ def test_load_reports_a_missing_rank_file_and_a_foreign_layout(tmp_path: Path) -
         read_layout(tmp_path / "c")
     with pytest.raises(CheckpointError, match="is missing"):
         read_layout(tmp_path / "nowhere")
+
+
+@settings(max_examples=10, deadline=None)
+@given(case=architectures_and_layouts(max_layers=2))
+def test_layout_json_records_the_vocab_padding_and_reads_without_it(case: tuple[Architecture, Layout]) -> None:
+    """``vocab_padding`` says which rows export strips; files written before it existed still read."""
+    from bridge.parallel.layout_io import layout_vocab_padding
+    from bridge.parallel.vocab import VocabPadding, padded_vocab_size
+
+    arch, layout = case
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "ckpt"
+        _, parallel = _saved(arch, layout, target)
+        data = json.loads((target / LAYOUT_FILE).read_text())
+        record = VocabPadding.from_json(data["vocab_padding"])
+        assert record == layout_vocab_padding(parallel)
+        assert (record.vocab_size, record.tp) == (arch.vocab_size, layout.tp)
+        assert record.padded_size == padded_vocab_size(arch.vocab_size, tp=layout.tp,
+                                                       divisible_by=arch.make_vocab_size_divisible_by)
+        del data["vocab_padding"]  # a layout.json from before the record
+        (target / LAYOUT_FILE).write_text(json.dumps(data))
+        assert read_layout(target) == parallel
+        data["vocab_padding"] = {**record.to_json(), "tp": layout.tp + 1}
+        (target / LAYOUT_FILE).write_text(json.dumps(data))
+        with pytest.raises((CheckpointError, ParallelLayoutError), match="vocab padding"):
+            read_layout(target)
