@@ -56,9 +56,6 @@ _SCRIPT = textwrap.dedent(
              main(["export", str(out / "mcore"), str(out / "exported"), "--no-progress"])]
     dtypes = [str(AutoBridge.from_hf_pretrained(o).to_megatron_provider(load_weights=False).params_dtype)
               for o in others]  # config.json variants: the old torch_dtype key, no dtype at all
-    from bridge.registry import all_requirements
-
-    all_requirements()  # what `mcore-compat matrix` derives from every family's configs (none states a dtype)
     print(json.dumps({"width": logits.shape[-1], "codes": codes, "dtypes": dtypes, "logged": logged}))
     """
 )
