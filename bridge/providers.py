@@ -23,6 +23,7 @@ from bridge import compat, runtime
 from bridge._logging import get_logger
 from bridge.errors import ConfigError, ParallelLayoutError, UnsupportedFeatureError
 from bridge.inference import record_vocab_padding
+from bridge.parallel.vocab import VocabPadding, vocab_padding
 
 __all__ = ["GPTModelProvider", "ACTIVATIONS"]
 
@@ -138,11 +139,9 @@ class GPTModelProvider:
         return self.num_query_groups or self.num_attention_heads
 
     @property
-    def vocab_padding(self):
+    def vocab_padding(self) -> VocabPadding:
         """The :class:`~bridge.parallel.vocab.VocabPadding` of this model: none unless ``should_pad_vocab`` or a TP
         size that does not divide ``vocab_size``."""
-        from bridge.parallel.vocab import vocab_padding
-
         return vocab_padding(self.vocab_size, tp=self.tensor_model_parallel_size, should_pad=self.should_pad_vocab,
                              divisible_by=self.make_vocab_size_divisible_by)
 
