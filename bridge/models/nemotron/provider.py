@@ -34,7 +34,7 @@ def nemotron_provider_kwargs(cfg: Any) -> dict[str, Any]:
     if H.get(cfg, "hidden_act", default="relu2") != "relu2":
         raise ConfigError(f"expected Nemotron hidden_act 'relu2' (squared ReLU), found {cfg.hidden_act!r}")
     if H.get(cfg, "attention_bias", default=False) or H.get(cfg, "mlp_bias", default=False):
-        raise ConfigError("attention_bias/mlp_bias=True: no released Nemotron has them and the bridge maps none; "
-                          "use a checkpoint without biases")
+        raise ConfigError("attention_bias/mlp_bias=True: the bridge maps no Nemotron biases (Nemotron-4 and "
+                          "Minitron have none); use a checkpoint without them")
     return {**decoder_provider_kwargs(cfg), "layernorm_epsilon": H.get(cfg, "norm_eps", default=1e-5),
             **rope_kwargs(cfg)}
