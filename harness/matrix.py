@@ -4,10 +4,15 @@ Schema (``schema_version`` 2)::
 
     {"schema_version": 2, "tool": "mcore-compat", "tool_version": "...", "generated_at": "ISO",
      "revisions": [{"spec", "kind", "version", "commit", "error", "notes"}],
-     "rows": [{"name", "kind", "description", "variants"?}],
+     "rows": [{"name", "kind", "description", "model_class"?, "variants"?}],
      "renames": [{"old", "new", "release", "source"}],
-     "cells": [{"row", "revision", "status", "missing", "renamed", "details", "provenance"}],
+     "cells": [{"row", "revision", "status", "missing", "renamed", "details", "deprecated"?, "provenance"}],
      "tables": {"warnings": [...], "provenance": [...]}}
+
+A row's ``model_class`` (``gpt`` / ``hybrid``) says which MCore model class a family row (``llama``,
+``hybrid:llama``) or feature row is about; a cell's ``deprecated`` is that class's deprecation notice at the
+revision (:mod:`harness.verdicts`). Both keys are optional: files without them load (a family row without
+``model_class`` is a GPTModel row).
 
 In the file, every ``provenance`` and every probe warning is an index into ``tables`` (each
 distinct value stored once; :mod:`harness.matrix_file`); in memory (:class:`Matrix`) they are the
@@ -195,6 +200,8 @@ def _row_entry(row: Row) -> dict[str, Any]:
     """A row of the file; a family with variants lists each variant's checks (what ``partial`` cells and
     ``mcore-compat check`` are judged from)."""
     entry: dict[str, Any] = {"name": row.name, "kind": row.kind, "description": row.description}
+    if row.model_class:
+        entry["model_class"] = row.model_class
     if row.variants:
         entry["variants"] = {v.name: [str(c) for c in v.checks] for v in row.variants}
     return entry

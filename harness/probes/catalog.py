@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.features import FEATURES
+from harness.requirements import family_row_name
 
 __all__ = ["TESTS", "ProbeTest", "family_names", "test_by_name", "test_names"]
 
@@ -66,7 +67,8 @@ def _tests() -> tuple[ProbeTest, ...]:
     ]
     tests += [
         ProbeTest(f"hybrid:{f}", f"the family:{f} round trip on MCore's HybridModel (provider model_class='hybrid', "
-                  "megatron-core 0.18+): logits vs HF, export back bit-exact", (f"hybrid:{f}",), timeout_s=300.0)
+                  "megatron-core 0.18+): logits vs HF, export back bit-exact", (family_row_name(f, "hybrid"),),
+                  timeout_s=300.0)
         for f in families
     ]
     tests += [

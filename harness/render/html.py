@@ -28,6 +28,7 @@ from harness.render.common import (
     variants_runs_from,
 )
 from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
+from harness.render.model_classes import DEPRECATED_MARK, model_class_summaries, row_model_class, span
 
 __all__ = ["render_html"]
 
@@ -60,6 +61,8 @@ td.cell[data-agreement="explained"]{box-shadow:inset 0 0 0 2px #fff}
 td.cell[data-outside-python="true"]{background-image:repeating-linear-gradient(45deg,transparent 0 4px,
  rgba(255,255,255,.45) 4px 6px)}
 ul.dis li{margin:.2rem 0} .muted{color:#666}
+td.cell[data-deprecated="true"]{background-image:linear-gradient(135deg,#fff 0 6px,#111 6px 7px,transparent 7px)}
+tr.group th{text-align:left;padding:10px 8px 2px;font-weight:600}
 """
 
 _JS = """
@@ -112,7 +115,8 @@ def _grid(matrix: Matrix) -> str:
         f'{OUTSIDE_MARK if outside[r["spec"]] else ""}</th>'
         for r in revs
     )
-    body = []
+    body: list[str] = []
+    current = None
     for row in matrix.rows:
         tds = []
         for rev in revs:
@@ -126,18 +130,54 @@ def _grid(matrix: Matrix) -> str:
                 extra += f' data-variants="{_attr(json.dumps(cell["variants"], sort_keys=True))}"'
             if outside[rev["spec"]] and platforms:
                 extra += ' data-outside-python="true"'
+            if cell and cell.get("deprecated"):
+                extra += ' data-deprecated="true"'
             tds.append(
                 f'<td class="cell{" dyn" if platforms else ""}" tabindex="0" style="background:{colour}" '
                 f'data-key="{_attr(key)}" data-row="{_attr(row["name"])}" data-revision="{_attr(rev["spec"])}" '
                 f'data-status="{_attr(status)}"{extra} data-details="{_attr(cell_text(row["name"], rev, cell, runs_from))}">'
                 f'{inner}</td>'
             )
+        group = _group_title(row)
+        if group != current:
+            current = group
+            body.append(f'<tr class="group" data-group="{_attr(group)}"><th colspan="{len(revs) + 1}">'
+                        f'{_attr(group)}</th></tr>')
+        kind = f'{row["kind"]}, HybridModel' if row_model_class(row) == "hybrid" else row["kind"]
         body.append(
             f'<tr><th class="rowname" title="{_attr(row.get("description", ""))}">{_attr(row["name"])} '
-            f'<small>{_attr(row["kind"])}</small></th>{"".join(tds)}</tr>'
+            f'<small>{_attr(kind)}</small></th>{"".join(tds)}</tr>'
         )
     return (f'<div class="wrap"><table class="grid" id="grid"><thead><tr><th></th>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _group_title(row: dict) -> str:
+    model_class = row_model_class(row) if row["kind"] == "family" else None
+    return {"gpt": "Families on GPTModel", "hybrid": 'Families on HybridModel (rows hybrid:<family>: the provider\'s '
+            'model_class="hybrid")'}.get(model_class or "", "Features and other rows")
+
+
+def _model_classes(matrix: Matrix) -> str:
+    """Per family: first release on each model class, HybridModel probes, GPTModel deprecated / gone."""
+    summaries = model_class_summaries(matrix)
+    if not summaries:
+        return ""
+    platforms = list(summaries[0].hybrid_probed)
+    head = "".join(f"<th>HybridModel probe passes from ({_attr(p)})</th>" for p in platforms)
+    rows = []
+    for m in summaries:
+        hybrid = (m.hybrid_first or "never") + (" (partial)" if m.hybrid_first_partial else "")
+        probed = "".join(f'<td data-platform="{_attr(p)}">{_attr(m.hybrid_probed[p] or "—")}</td>' for p in platforms)
+        rows.append(f'<tr data-family="{_attr(m.family)}"><td>{_attr(m.family)}</td><td>{_attr(m.gpt_first or "never")}'
+                    f'</td><td class="deprecated">{_attr(span(m.gpt_deprecated))}</td><td class="gone">'
+                    f'{_attr(span(m.gpt_gone))}</td><td class="hybrid-first">{_attr(hybrid)}</td>{probed}</tr>')
+    return ('<h2 id="model-classes-title">Model classes</h2><p class="muted">Each family on MCore\'s two model '
+            'classes: the first release where it runs (static verdict supported, renamed or partial), the first release where '
+            f'its HybridModel probe passed, the revisions whose GPTModel announces its deprecation ({DEPRECATED_MARK}, '
+            'a corner mark in the grid) and those that lack GPTModel.</p><table class="avail" id="model-classes">'
+            '<thead><tr><th>family</th><th>GPTModel from</th><th>GPTModel deprecated in</th><th>GPTModel gone in</th>'
+            f'<th>HybridModel from</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def _availability(matrix: Matrix) -> str:
@@ -222,6 +262,10 @@ def render_html(matrix: Matrix) -> str:
         f'{_attr(style(name)[2])}</span>'
         for name in STATIC_STATUSES
     )
+    legend += (f'<span data-status="deprecated"><i style="background:linear-gradient(135deg,#fff 0 6px,#111 6px 7px,'
+               f'#2e9e4f 7px)"></i>{DEPRECATED_MARK} deprecated (corner mark): the revision\'s source announces the '
+               "row's model class as deprecated (GPTModel: GPTModel IS DEPRECATED, megatron-core 0.19 on); the class "
+               "still runs</span>")
     platforms = platforms_in(matrix)
     if platforms:
         legend += (f'<br>Small bars, left to right: probes on {_attr(", ".join(platforms))}. ' + "".join(
@@ -248,6 +292,7 @@ def render_html(matrix: Matrix) -> str:
 <div id="details" aria-live="polite">Click a cell to see what it needs.</div>
 {_grid(matrix)}
 {f"<h2>Revisions that could not be read</h2><ul>{errors}</ul>" if errors else ""}
+{_model_classes(matrix)}
 {_main_sections(matrix)}
 {_dynamic_sections(matrix)}
 <h2>Feature availability</h2>

@@ -20,6 +20,13 @@ from harness.render.common import (
     variants_runs_from,
 )
 from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
+from harness.render.model_classes import (
+    DEPRECATED_MARK,
+    MODEL_CLASS_LABELS,
+    model_class_summaries,
+    row_model_class,
+    span,
+)
 
 __all__ = ["render_features_markdown", "render_matrix_markdown"]
 
@@ -52,7 +59,45 @@ def _cell_symbols(cell: dict | None, platforms: list[str], outside: bool) -> str
         parts.append(dynamic_style(dyn.get("status") if dyn else None)[0])
     text = " / ".join(parts) if platforms else parts[0]
     text += AGREEMENT_MARK.get(cell.get("agreement") or "", "")
+    text += DEPRECATED_MARK if cell.get("deprecated") else ""
     return text + (OUTSIDE_MARK if outside and platforms else "")
+
+
+_GROUP_TITLES = {
+    "gpt": "Families on GPTModel",
+    "hybrid": "Families on HybridModel (rows `hybrid:<family>`: the provider's `model_class=\"hybrid\"`)",
+    "other": "Features and other rows",
+}
+
+
+def _row_groups(matrix: Matrix) -> list[tuple[str, list[dict]]]:
+    """The grid's tables: families on GPTModel, families on HybridModel, then the other rows (non-empty ones)."""
+    groups: dict[str, list[dict]] = {"gpt": [], "hybrid": [], "other": []}
+    for row in matrix.rows:
+        model_class = row_model_class(row) if row["kind"] == "family" else None
+        groups[model_class if model_class in groups else "other"].append(row)
+    return [(_GROUP_TITLES[k], rows) for k, rows in groups.items() if rows]
+
+
+def _model_class_section(matrix: Matrix) -> list[str]:
+    """Per family: first release on each model class, HybridModel probes, GPTModel deprecated / gone."""
+    summaries = model_class_summaries(matrix)
+    if not summaries:
+        return []
+    platforms = list(summaries[0].hybrid_probed)
+    out = ["## Model classes", "",
+           "Each family on MCore's two model classes: the first release where it runs (static verdict supported, "
+           "renamed or partial), the first release where its HybridModel probe passed, the revisions whose GPTModel "
+           f"announces its deprecation ({DEPRECATED_MARK} in the grid) and those that lack GPTModel.", "",
+           "| family | GPTModel from | GPTModel deprecated in | GPTModel gone in | HybridModel from |"
+           + "".join(f" HybridModel probe passes from ({p}) |" for p in platforms),
+           "|---|---|---|---|---|" + "---|" * len(platforms)]
+    for m in summaries:
+        hybrid = (m.hybrid_first or "never") + (" (partial)" if m.hybrid_first_partial else "")
+        probed = "".join(f" {m.hybrid_probed[p] or '—'} |" for p in platforms)
+        out.append(f"| {_esc(m.family)} | {m.gpt_first or 'never'} | {_esc(span(m.gpt_deprecated))} | "
+                   f"{_esc(span(m.gpt_gone))} | {hybrid} |{probed}")
+    return [*out, ""]
 
 
 def render_matrix_markdown(matrix: Matrix) -> str:
@@ -66,7 +111,8 @@ def render_matrix_markdown(matrix: Matrix) -> str:
         f"Generated {matrix.generated_at} by mcore-compat {matrix.tool_version} "
         f"from {len(revs)} revisions and {len(matrix.rows)} rows. Source of truth: `matrix.json`.",
         "",
-        f"Legend: {_legend()}",
+        f"Legend: {_legend()}. {DEPRECATED_MARK} the revision's source announces the row's model class as "
+        "deprecated (GPTModel: `GPTModel IS DEPRECATED`, megatron-core 0.19 on); the class still runs.",
         "",
         *(_dynamic_legend(platforms) if platforms else []),
     ]
@@ -75,11 +121,16 @@ def render_matrix_markdown(matrix: Matrix) -> str:
         out += ["_No bridge family is registered yet: only feature rows are shown._", ""]
     header = "| row | " + " | ".join(_esc(column_label(r)) + (OUTSIDE_MARK if outside[r["spec"]] else "")
                                      for r in revs) + " |"
-    out += [header, "|" + "---|" * (len(revs) + 1)]
-    for row in matrix.rows:
-        cells = [_cell_symbols(matrix.cell(row["name"], rev["spec"]), platforms, outside[rev["spec"]]) for rev in revs]
-        kind = row["kind"] if row["kind"] in ("family", "probe") else "feature"
-        out.append(f"| **{_esc(row['name'])}** ({kind}) | " + " | ".join(cells) + " |")
+    for title, rows in _row_groups(matrix):
+        out += [f"### {title}", "", header, "|" + "---|" * (len(revs) + 1)]
+        for row in rows:
+            cells = [_cell_symbols(matrix.cell(row["name"], rev["spec"]), platforms, outside[rev["spec"]])
+                     for rev in revs]
+            kind = row["kind"] if row["kind"] in ("family", "probe") else "feature"
+            label = f"{kind}, {MODEL_CLASS_LABELS['hybrid']}" if row_model_class(row) == "hybrid" else kind
+            out.append(f"| **{_esc(row['name'])}** ({label}) | " + " | ".join(cells) + " |")
+        out.append("")
+    out += _model_class_section(matrix)
     errors = [r for r in revs if r.get("error")]
     if errors:
         out += ["", "## Revisions that could not be read", ""]

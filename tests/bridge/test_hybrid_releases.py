@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 
 from harness.probes.catalog import family_names
 from harness.probes.tiny_models import REMOTE_CODE_FAMILIES, family_variants, write_checkpoint
+from tests.helpers.gpt_model_gone import copy_without_gpt_model
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = family_names()
@@ -57,16 +57,7 @@ def gpt_model_gone(release_019: tuple[str, ...], tmp_path_factory: pytest.TempPa
     ``gpt_model.py`` removed and its export dropped from ``megatron/core/models/gpt/__init__.py``."""
     from harness.probes.envs import prepare_revision
 
-    tree = tmp_path_factory.mktemp("gpt-model-gone")
-    src = Path(release_019[0])
-    shutil.copytree(src / "megatron", tree / "megatron")
-    for info in src.glob("megatron_core-*.dist-info"):
-        shutil.copytree(info, tree / info.name)
-    gpt = tree / "megatron" / "core" / "models" / "gpt"
-    (gpt / "gpt_model.py").unlink()
-    init = gpt / "__init__.py"
-    init.write_text("".join(line for line in init.read_text().splitlines(keepends=True)
-                            if "gpt_model import GPTModel" not in line))
+    tree = copy_without_gpt_model(Path(release_019[0]), tmp_path_factory.mktemp("gpt-model-gone") / "tree")
     prepared = prepare_revision(f"path:{tree}")
     assert not prepared.error, prepared.error
     return (*prepared.pythonpath, *release_019[1:])

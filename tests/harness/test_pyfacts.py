@@ -98,3 +98,49 @@ def test_guarded_imports_are_seen(facts):
 def test_syntax_error_raises():
     with pytest.raises(SyntaxError):
         file_facts(b"class X(:\n")
+
+
+DEPRECATIONS = b'''
+import warnings
+from typing_extensions import deprecated
+
+
+class Announced:
+    def __init__(self):
+        log_single_rank(logger, logging.WARNING, "Announced IS DEPRECATED. Only critical fixes, "
+                        "please use Other")
+
+    def forward(self, inference_params=None):
+        warnings.warn("inference_params is deprecated")
+
+
+class ParameterOnly:
+    def __init__(self, old=None):
+        if old is not None:
+            warnings.warn("old is deprecated; ParameterOnly takes new")
+
+
+class OnlyInForward:
+    def forward(self):
+        warnings.warn("OnlyInForward is deprecated")
+
+
+@deprecated("Decorated has been deprecated: use Other")
+class Decorated:
+    pass
+
+
+class Mamba:
+    def __init__(self):
+        warnings.warn("Mamba has been deprecated. Use Hybrid instead.", DeprecationWarning)
+'''
+
+
+def test_a_class_announcing_its_own_deprecation():
+    classes = file_facts(DEPRECATIONS)["classes"]
+    assert classes["Announced"]["deprecation"] == "Announced IS DEPRECATED. Only critical fixes, please use Other"
+    assert classes["Decorated"]["deprecation"] == "Decorated has been deprecated: use Other"
+    assert classes["Mamba"]["deprecation"] == "Mamba has been deprecated. Use Hybrid instead."
+    # a parameter's deprecation, or a notice outside construction, says nothing about the class
+    assert classes["ParameterOnly"]["deprecation"] is None
+    assert classes["OnlyInForward"]["deprecation"] is None
