@@ -354,6 +354,17 @@ def _mla_takes_plain_q_proj() -> bool:
     return importlib.util.find_spec("megatron.core.transformer.mla_qk_norm_config") is None
 
 
+def _dist_checkpointing_load_takes(name: str) -> Callable[[], bool]:
+    """Whether ``dist_checkpointing.load`` takes the keyword ``name`` (``common_strategy``: up to 0.16, which
+    still kept the common state in ``common.pt``; 0.17+ keep it inside the DCP files and dropped the keyword)."""
+    def check() -> bool:
+        from megatron.core.dist_checkpointing import serialization
+
+        return name in inspect.signature(serialization.load).parameters
+
+    return check
+
+
 def _importable(module: str, name: str) -> Callable[[], bool]:
     """Whether ``from module import name`` works in the installed MCore (a deleted class or module: False)."""
     def check() -> bool:
@@ -413,6 +424,7 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "local_experts_own_size": _local_experts_take_their_own_size,
     "local_attention_softmax_module": _local_attention_softmax_module,
     "softmax_scale": _has_fields("softmax_scale"),
+    "dist_ckpt_common_strategy": _dist_checkpointing_load_takes("common_strategy"),
     # GPTModel -> HybridModel (bridge.hybrid_model): which model classes exist, and whether GPTModel is deprecated
     "gpt_model": _importable(*MODEL_CLASS_SOURCES["gpt"]),
     "hybrid_model": _importable(*MODEL_CLASS_SOURCES["hybrid"]),

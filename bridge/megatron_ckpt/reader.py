@@ -192,8 +192,10 @@ def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
     sharded = _sharded(chunks)
     check_shapes(dirs, sharded)
     try:
+        # up to 0.16 the common state has its own strategy (and file); 0.17+ read it from the DCP files
+        extra = {"common_strategy": _common_strategy(dirs)} if compat.has_feature("dist_ckpt_common_strategy") else {}
         loaded, missing, unexpected = dist_checkpointing.load(
-            sharded, str(dirs.iteration_dir), common_strategy=_common_strategy(dirs), strict=StrictHandling.RETURN_ALL
+            sharded, str(dirs.iteration_dir), strict=StrictHandling.RETURN_ALL, **extra
         )
     except CheckpointError:
         raise
