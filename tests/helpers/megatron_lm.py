@@ -48,6 +48,17 @@ def _megatron_args(flags: list[str]):
     return args
 
 
+def _device_mode():
+    """bridge.cpu's device mode on a machine without CUDA; nothing on a GPU machine."""
+    import contextlib
+
+    import torch
+
+    from bridge import cpu
+
+    return contextlib.nullcontext() if torch.cuda.is_available() else cpu.cpu_device_mode()
+
+
 def _build(hf: Path, *, load_weights: bool):
     from bridge.auto_bridge import AutoBridge
 
@@ -60,7 +71,6 @@ def _build(hf: Path, *, load_weights: bool):
 def load(megatron_dir: Path, hf: Path, report: Path) -> None:
     import torch
 
-    from bridge import cpu
     from bridge.inference import forward_logits
     from megatron.training.checkpointing import load_checkpoint
     from tests.helpers.tiny import hf_logits
@@ -68,12 +78,12 @@ def load(megatron_dir: Path, hf: Path, report: Path) -> None:
     provider, model = _build(hf, load_weights=False)
     ids = torch.randint(0, provider.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
     want = hf_logits(hf, ids)
-    before = (forward_logits(model, ids) - want).abs().max().item()
+    before = (forward_logits(model, ids).cpu() - want).abs().max().item()
     _megatron_args(_model_flags(provider) + ["--load", str(megatron_dir), "--finetune", "--no-load-optim",
                                              "--no-load-rng", "--exit-on-missing-checkpoint"])
-    with cpu.cpu_device_mode():
+    with _device_mode():
         iteration, _ = load_checkpoint(model, None, None, strict=True)
-    after = (forward_logits(model, ids) - want).abs().max().item()
+    after = (forward_logits(model, ids).cpu() - want).abs().max().item()
     report.write_text(json.dumps({"iteration": iteration, "diff_before": before, "diff_after": after}))
 
 
@@ -89,8 +99,11 @@ def save(hf: Path, megatron_dir: Path, report: Path) -> None:
     _megatron_args(_model_flags(provider) + ["--save", str(megatron_dir)])
     # save_checkpoint collects the CUDA RNG state even with --no-save-rng; this CPU-only torch has none.
     # A test-process-only stand-in (torch's, not MCore's): the state is not saved (--no-save-rng).
-    with cpu.cpu_device_mode(), mock.patch.object(torch.cuda, "get_rng_state", torch.get_rng_state):
+    if torch.cuda.is_available():
         save_checkpoint(7, model, None, None, 0)
+    else:
+        with cpu.cpu_device_mode(), mock.patch.object(torch.cuda, "get_rng_state", torch.get_rng_state):
+            save_checkpoint(7, model, None, None, 0)
     report.write_text(json.dumps({"saved": sorted(p.name for p in megatron_dir.iterdir())}))
 
 
