@@ -68,9 +68,9 @@ class Explanation:
 
 EXPLANATIONS: tuple[Explanation, ...] = (
     Explanation(
-        rows=("mistral", "qwen3_moe", "phi3"), before="0.15.0", details=r"sliding|window",
-        reason="the bridge refuses sliding-window attention (Mistral; Qwen3-MoE with use_sliding_window; "
-               "Phi-3-mini's sliding_window) on "
+        rows=("mistral", "mixtral", "qwen3_moe", "phi3"), before="0.15.0", details=r"sliding|window",
+        reason="the bridge refuses sliding-window attention (Mistral and Mixtral; Qwen3-MoE with "
+               "use_sliding_window; Phi-3-mini's sliding_window) on "
                "purpose before megatron-core 0.15: the local DotProductAttention's softmax ignores "
                "window_size there (bridge.compat feature local_sliding_window), so the converted model would "
                "silently attend to the whole context; the window_size field exists, hence the static "
