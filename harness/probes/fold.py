@@ -9,7 +9,10 @@ Each cell a probe gave evidence for gets ``cell["dynamic"][platform]``::
 
 and ``cell["agreement"]`` / ``cell["explanation"]`` summarise every platform
 (:func:`harness.agreement.settle_agreement`). Each revision gets ``revision["dynamic"][platform]``: the
-versions it ran with, every test's status, the warnings MCore emitted (deduplicated) and the timing.
+versions it ran with, every test's status, the warnings MCore emitted (deduplicated) and the timing. A
+revision already probed on the platform in the same environment (MCore, Python, torch, transformers,
+device) keeps the tests this run did not repeat (a sweep of some tests, e.g. ``hybrid:*``, adds to the
+record); in another environment the new summary replaces it.
 
 Evidence: a result's own rows (RESULT.json); for a result without rows (``error`` / ``timeout``, a
 skipped test) the rows the catalog says the test is about. A cell's status is ``failed`` if any test
@@ -123,6 +126,20 @@ def _revision_summary(results: list[ProbeResult], stamp: dict[str, Any], timing:
     return summary
 
 
+_ENVIRONMENT = ("device", "python", "torch", "transformers", "mcore_version", "method")
+
+
+def _merged_summary(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with ``old``'s tests, warnings and notes kept when both ran in the same environment."""
+    if not old or any(old.get(k) != new.get(k) for k in _ENVIRONMENT):
+        return new
+    merged = dict(new)
+    merged["tests"] = {**(old.get("tests") or {}), **new["tests"]}
+    merged["warnings"] = _dedup([*(old.get("warnings") or []), *new["warnings"]])
+    merged["notes"] = list(dict.fromkeys([*(old.get("notes") or []), *new["notes"]]))
+    return merged
+
+
 def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: str,
                  timings: Mapping[str, Mapping[str, Any]] | None = None) -> Matrix:
     """A copy of ``matrix`` with ``results`` folded in as platform ``platform`` (see the module docstring).
@@ -143,7 +160,8 @@ def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: st
         by_spec.setdefault(r.spec, []).append(r)
     for spec, rs in by_spec.items():
         rev = _revision_entry(out, spec, rs)
-        summary = _revision_summary(rs, stamp, (timings or {}).get(spec))
+        summary = _merged_summary((rev.get("dynamic") or {}).get(platform),
+                                  _revision_summary(rs, stamp, (timings or {}).get(spec)))
         rev.setdefault("dynamic", {})[platform] = summary
         evidence: dict[str, list[tuple[str, str, str, ProbeResult]]] = {}
         for r in rs:

@@ -203,3 +203,17 @@ def test_carry_dynamic_keeps_probe_results_against_new_static_verdicts():
     assert carried.cells == sum(1 for k, c in folded.cells.items() if c.get("dynamic") and k[1] != "pypi:0.17.0")
     assert "dropped those of 1 revision(s) not in this matrix: pypi:0.17.0" in carried.summary()
     assert carry_dynamic(fresh, static_matrix())[1].summary() == "no probe results"
+
+
+def test_a_sweep_of_some_tests_adds_to_the_revision_record():
+    old = ProbeResult("pypi:0.19.2", "family:llama", "passed", meta={"mcore_version": "0.19.2"},
+                      warnings=[{"category": "DeprecationWarning", "message": "old"}])
+    first = fold_results(Matrix(), [old], platform="cpu")
+    again = fold_results(first, [ProbeResult("pypi:0.19.2", "hybrid:llama", "passed",
+                                             meta={"mcore_version": "0.19.2"})], platform="cpu")
+    (rev,) = again.revisions
+    assert set(rev["dynamic"]["cpu"]["tests"]) == {"family:llama", "hybrid:llama"}
+    assert rev["dynamic"]["cpu"]["warnings"] == [{"category": "DeprecationWarning", "message": "old"}]
+    other = fold_results(first, [ProbeResult("pypi:0.19.2", "hybrid:llama", "passed",
+                                             meta={"mcore_version": "0.19.2", "torch": "9.9"})], platform="cpu")
+    assert set(other.revisions[0]["dynamic"]["cpu"]["tests"]) == {"hybrid:llama"}  # another environment: replaced
