@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if logits is not None:
             from tests.helpers.tiny import hf_logits
 
-            diffs.append((logits - hf_logits(args.hf, ids)).abs().max().item())
+            diffs.append((logits.cpu() - hf_logits(args.hf, ids)).abs().max().item())  # HF runs on the host
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, diffs)
     if dist.get_rank() == 0:
