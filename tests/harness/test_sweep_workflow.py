@@ -104,12 +104,12 @@ def test_fan_out_jobs_are_wired_to_the_cli(jobs):
         assert upload["with"]["path"] == f"{args.out}/matrix.json"
         assert "${{ strategy.job-index }}" in upload["with"]["name"]
     assert jobs["sweep-gpu"]["runs-on"] == "${{ fromJSON(inputs.gpu_runner_labels) }}"  # labels are an input
-    static = next(s["run"] for s in jobs["publish"]["steps"] if "mcore-compat matrix" in s.get("run", ""))
-    line = static.replace("\\\n", " ").split(".venv/bin/mcore-compat ", 1)[1].splitlines()[0]
-    parsed = build_parser().parse_args(shlex.split(line))
-    assert parsed.include_main and parsed.main_ref == "$main" and parsed.static_only and parsed.out == Path("static")
-    merge = next(s["run"] for s in jobs["publish"]["steps"] if "mcore-compat merge" in s.get("run", ""))
-    assert '.venv/bin/mcore-compat merge "${inputs[@]}" --out site' in merge
+    publish = next(s["run"] for s in jobs["publish"]["steps"] if "mcore-compat merge" in s.get("run", ""))
+    assert '.venv/bin/mcore-compat merge "${inputs[@]}" --json merged.json' in publish
+    line = publish.replace("\\\n", " ").split(".venv/bin/mcore-compat matrix ", 1)[1].splitlines()[0]
+    parsed = build_parser().parse_args(["matrix", *shlex.split(line)])
+    assert parsed.dynamic_from == Path("merged.json") and parsed.include_main and parsed.main_ref == "$main"
+    assert parsed.out == Path("site") and not parsed.static_only
     pages = next(s for s in jobs["publish"]["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact"))
     assert pages["with"]["path"] == "site"
     assert jobs["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
@@ -178,15 +178,34 @@ def test_local_fan_out_matches_a_single_process_byte_for_byte(tmp_path):
 
 @pytest.mark.slow
 def test_local_fan_out_of_probe_sweeps_matches_a_single_sweep(tmp_path):
-    """As CI's sweep jobs: `sweep REV --fresh-matrix` per revision (family rows and the import probe), then merge,
-    against one `sweep` over both revisions. Probe results are cached per revision, so the single sweep reuses
-    the jobs' results; the revision timing (prepare/probe seconds) is left out of the comparison."""
+    """As CI: `sweep REV --fresh-matrix` per revision (the import probe), `merge` into one JSON, then
+    `matrix --dynamic-from` (static verdicts of all revisions in one scan, probe results carried over);
+    against one `sweep` over both revisions, finalised the same way. The single sweep runs after the jobs
+    and reuses their cached results, so each probe's `cached` flag, its seconds and the revision timing are
+    run metadata here, left out with the timestamps."""
     revisions = ["installed", "pypi:0.19.2"]
-    merged, single = fan_out(revisions, tmp_path, ["sweep", "--fresh-matrix", "--tests", "import", "--no-progress"])
-    for texts in (merged, single):
-        data = json.loads(texts["matrix.json"])
+    jobs = [cli("sweep", rev, "--fresh-matrix", "--tests", "import", "--no-progress", "--out", f"part-{i}", cwd=tmp_path)
+            for i, rev in enumerate(revisions)]
+    for proc in jobs:
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out
+    steps = [("merge", "part-0/matrix.json", "part-1/matrix.json", "--json", "merged.json"),
+             ("sweep", *revisions, "--fresh-matrix", "--tests", "import", "--no-progress", "--out", "single"),
+             ("matrix", *revisions, "--dynamic-from", "merged.json", "--no-field-history", "--no-progress", "--out", "fan"),
+             ("matrix", *revisions, "--dynamic-from", "single/matrix.json", "--no-field-history", "--no-progress",
+              "--out", "one")]
+    for step in steps:
+        proc = cli(*step, cwd=tmp_path)
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out
+    texts = []
+    for name in ("fan", "one"):
+        data = json.loads(_normalised(tmp_path / name)["matrix.json"])
         for rev in data["revisions"]:
             for dyn in (rev.get("dynamic") or {}).values():
                 dyn.pop("timing", None)
-        texts["matrix.json"] = json.dumps(data, sort_keys=True)
-    assert merged["matrix.json"] == single["matrix.json"]
+                for test in (dyn.get("tests") or {}).values():
+                    test.pop("cached", None)
+                    test.pop("duration_s", None)
+        texts.append(json.dumps(data, sort_keys=True))
+    assert texts[0] == texts[1]
