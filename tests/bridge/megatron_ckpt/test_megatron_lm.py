@@ -45,6 +45,17 @@ def ours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return hf, out
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("release", [LATEST])
+def test_megatron_lm_finetune_loads_an_offline_checkpoint(ours, tmp_path: Path, release: str) -> None:
+    from bridge.megatron_ckpt.offline import convert_to_torch_dist
+
+    hf, _ = ours
+    offline = convert_to_torch_dist(hf, tmp_path / "offline", progress=False).path
+    report = _run(release, "load", offline, hf, tmp_path / "load.json")
+    assert report["diff_before"] > 0.1 and report["diff_after"] <= 1e-5, report
+
+
 def _run(release: str, mode: str, first: Path, second: Path, report: Path) -> dict:
     from harness.probes.envs import prepare_revision
 
