@@ -172,9 +172,14 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
     loaded = load_checkpoint_model(megatron_path, hf_config=hf_config, open_bridge=open_bridge,
                                    trust_remote_code=trust_remote_code)
     bridge = loaded.bridge
-    source = hf_config if hf_config is not None and Path(hf_config).is_dir() else loaded.dirs.hf_dir
+    if hf_config is not None:  # a directory, or a Hub ID's config, tokenizer and code files (never its weights)
+        from bridge import hub
+
+        source: Path | None = Path(bridge.fetch(hub.COMPANIONS)) if hasattr(bridge, "fetch") else Path(hf_config)
+    else:
+        source = loaded.dirs.hf_dir
     kwargs: dict[str, Any] = {"overwrite": overwrite, "durable": durable,
-                              "source_dir": source if Path(source).is_dir() else None}
+                              "source_dir": source if source is not None and source.is_dir() else None}
     if max_shard_size is not None:
         kwargs["max_shard_size"] = max_shard_size
     with HFCheckpointWriter(hf_path, config=bridge.bridge.export_config(bridge.hf_config), **kwargs) as writer, \
