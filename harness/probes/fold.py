@@ -12,7 +12,8 @@ and ``cell["agreement"]`` / ``cell["explanation"]`` summarise every platform
 versions it ran with, every test's status, the warnings MCore emitted (deduplicated) and the timing. A
 revision already probed on the platform in the same environment (MCore, Python, torch, transformers,
 device) keeps the tests this run did not repeat (a sweep of some tests, e.g. ``hybrid:*``, adds to the
-record); in another environment the new summary replaces it.
+record; a note names the torch / transformers version the earlier tests ran with where it differs); on
+another device, Python, MCore or preparation method the new summary replaces it.
 
 Evidence: a result's own rows (RESULT.json); for a result without rows (``error`` / ``timeout``, a
 skipped test) the rows the catalog says the test is about. A cell's status is ``failed`` if any test
@@ -126,17 +127,33 @@ def _revision_summary(results: list[ProbeResult], stamp: dict[str, Any], timing:
     return summary
 
 
-_ENVIRONMENT = ("device", "python", "torch", "transformers", "mcore_version", "method")
+_SAME_RUNTIME = ("device", "python", "mcore_version", "method")
+_LIBRARIES = ("torch", "transformers")
 
 
 def _merged_summary(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """``new`` with ``old``'s tests, warnings and notes kept when both ran in the same environment."""
-    if not old or any(old.get(k) != new.get(k) for k in _ENVIRONMENT):
+    """``new`` with ``old``'s tests, warnings and notes kept (timings added up) when both ran on the same device,
+    Python, MCore and method; a note names any library version the earlier tests ran with instead."""
+    if not old or any(old.get(k) != new.get(k) for k in _SAME_RUNTIME):
         return new
     merged = dict(new)
+    changed = [f"{k} {old[k]}" for k in _LIBRARIES if old.get(k) and old.get(k) != new.get(k)]
+    earlier = [t for t in (old.get("tests") or {}) if t not in new["tests"]]
+    if changed and earlier:
+        new = {**new, "notes": [*new["notes"], f"{', '.join(earlier[:3])}{' ...' if len(earlier) > 3 else ''} "
+                                               f"({len(earlier)} tests) ran with {', '.join(changed)}"]}
     merged["tests"] = {**(old.get("tests") or {}), **new["tests"]}
     merged["warnings"] = _dedup([*(old.get("warnings") or []), *new["warnings"]])
     merged["notes"] = list(dict.fromkeys([*(old.get("notes") or []), *new["notes"]]))
+    if old.get("timing") and new.get("timing"):  # seconds and probe counts of the recorded tests, over both runs
+        a, b = old["timing"], new["timing"]
+        merged["timing"] = {**a, **b, **{k: round(a[k] + b[k], 3) for k in a.keys() & b.keys()
+                                        if isinstance(a[k], (int, float)) and isinstance(b[k], (int, float))}}
+        if isinstance(a.get("statuses"), dict) or isinstance(b.get("statuses"), dict):
+            counts = dict(a.get("statuses") or {})
+            for status, n in (b.get("statuses") or {}).items():
+                counts[status] = counts.get(status, 0) + n
+            merged["timing"]["statuses"] = counts
     return merged
 
 

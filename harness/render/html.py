@@ -28,7 +28,7 @@ from harness.render.common import (
     variants_runs_from,
 )
 from harness.render.dynamic import agreement_counts, deprecations, disagreements, revision_probes
-from harness.render.model_classes import DEPRECATED_MARK, model_class_summaries, row_model_class, span
+from harness.render.model_classes import DEPRECATED_MARK, model_class_summaries, probed_text, row_model_class, span
 
 __all__ = ["render_html"]
 
@@ -168,12 +168,13 @@ def _model_classes(matrix: Matrix) -> str:
     rows = []
     for m in summaries:
         hybrid = (m.hybrid_first or "never") + (" (partial)" if m.hybrid_first_partial else "")
-        probed = "".join(f'<td data-platform="{_attr(p)}">{_attr(m.hybrid_probed[p] or "—")}</td>' for p in platforms)
+        probed = "".join(f'<td data-platform="{_attr(p)}">{_attr(probed_text(m, p))}</td>' for p in platforms)
         rows.append(f'<tr data-family="{_attr(m.family)}"><td>{_attr(m.family)}</td><td>{_attr(m.gpt_first or "never")}'
                     f'</td><td class="deprecated">{_attr(span(m.gpt_deprecated))}</td><td class="gone">'
                     f'{_attr(span(m.gpt_gone))}</td><td class="hybrid-first">{_attr(hybrid)}</td>{probed}</tr>')
     return ('<h2 id="model-classes-title">Model classes</h2><p class="muted">Each family on MCore\'s two model '
-            'classes: the first release where it runs (static verdict supported, renamed or partial), the first release where '
+            'classes: the first release where it runs (static verdict supported, renamed or partial), the first '
+            'release where '
             f'its HybridModel probe passed, the revisions whose GPTModel announces its deprecation ({DEPRECATED_MARK}, '
             'a corner mark in the grid) and those that lack GPTModel.</p><table class="avail" id="model-classes">'
             '<thead><tr><th>family</th><th>GPTModel from</th><th>GPTModel deprecated in</th><th>GPTModel gone in</th>'

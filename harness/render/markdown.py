@@ -24,6 +24,7 @@ from harness.render.model_classes import (
     DEPRECATED_MARK,
     MODEL_CLASS_LABELS,
     model_class_summaries,
+    probed_text,
     row_model_class,
     span,
 )
@@ -94,7 +95,7 @@ def _model_class_section(matrix: Matrix) -> list[str]:
            "|---|---|---|---|---|" + "---|" * len(platforms)]
     for m in summaries:
         hybrid = (m.hybrid_first or "never") + (" (partial)" if m.hybrid_first_partial else "")
-        probed = "".join(f" {m.hybrid_probed[p] or '—'} |" for p in platforms)
+        probed = "".join(f" {probed_text(m, p)} |" for p in platforms)
         out.append(f"| {_esc(m.family)} | {m.gpt_first or 'never'} | {_esc(span(m.gpt_deprecated))} | "
                    f"{_esc(span(m.gpt_gone))} | {hybrid} |{probed}")
     return [*out, ""]

@@ -18,8 +18,8 @@ from harness.introspect import MODEL_CLASS_PATHS
 from harness.matrix import Matrix
 from harness.render.common import column_label, platforms_in
 
-__all__ = ["DEPRECATED_MARK", "MODEL_CLASS_LABELS", "ModelClassSummary", "model_class_summaries", "row_model_class",
-           "span"]
+__all__ = ["DEPRECATED_MARK", "MODEL_CLASS_LABELS", "ModelClassSummary", "model_class_summaries", "probed_text",
+           "row_model_class", "span"]
 
 DEPRECATED_MARK = "⌛"
 """Marks a cell whose revision announces the row's model class as deprecated (GPTModel from 0.19)."""
@@ -48,6 +48,7 @@ class ModelClassSummary:
     hybrid_first: str | None
     hybrid_first_partial: bool
     hybrid_probed: dict[str, str | None]
+    hybrid_probe_counts: dict[str, tuple[int, int]]
     gpt_deprecated: tuple[str, ...]
     gpt_gone: tuple[str, ...]
 
@@ -74,6 +75,21 @@ def _first_passed(matrix: Matrix, row: str | None, platform: str) -> str | None:
         if dyn.get("status") == "passed":
             return str(rev["version"])
     return None
+
+
+def _probe_counts(matrix: Matrix, row: str | None, platform: str) -> tuple[int, int]:
+    """(releases where the row's probe passed, releases probed) on ``platform``."""
+    dyn = [((matrix.cell(row, r["spec"]) or {}).get("dynamic") or {}).get(platform) for r in matrix.released()] if row \
+        else []
+    return sum(1 for d in dyn if d and d.get("status") == "passed"), sum(1 for d in dyn if d and d.get("status"))
+
+
+def probed_text(summary: "ModelClassSummary", platform: str) -> str:
+    """``0.18.2 (2/2 probed)``: first release whose HybridModel probe passed, passed / probed releases."""
+    passed, probed = summary.hybrid_probe_counts.get(platform, (0, 0))
+    if not probed:
+        return "not probed"
+    return f"{summary.hybrid_probed.get(platform) or 'never'} ({passed}/{probed} probed pass)"
 
 
 def _gpt_columns(matrix: Matrix, row: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -112,6 +128,7 @@ def model_class_summaries(matrix: Matrix) -> list[ModelClassSummary]:
             family=family, gpt_row=gpt, hybrid_row=hybrid, gpt_first=_first_release(matrix, gpt)[0],
             hybrid_first=hybrid_first, hybrid_first_partial=partial,
             hybrid_probed={p: _first_passed(matrix, hybrid, p) for p in platforms},
+            hybrid_probe_counts={p: _probe_counts(matrix, hybrid, p) for p in platforms},
             gpt_deprecated=deprecated, gpt_gone=gone,
         ))
     return out

@@ -137,6 +137,7 @@ def test_probe_results_fold_into_the_hybrid_row(scan):
     cell = folded.cell("hybrid:demo", spec)
     assert cell["dynamic"]["cpu"]["status"] == "passed" and cell["agreement"] == "agree"
     assert model_class_summaries(folded)[0].hybrid_probed == {"cpu": "0.19.2"}
+    assert "| 0.19.2 (1/1 probed pass) |" in render_matrix_markdown(folded)
     assert "| HybridModel probe passes from (cpu) |" in render_matrix_markdown(folded)
 
 

@@ -47,7 +47,8 @@ _FILES = {
     "megatron/core/models/gpt/gpt_model.py": (
         "import logging\n\nlogger = logging.getLogger(__name__)\n\n\nclass GPTModel:\n"
         "    def __init__(self, config, transformer_layer_spec, vocab_size, max_sequence_length):\n"
-        "        logger.warning(\n            \"GPTModel IS DEPRECATED. GPTModel is only accepting critical bug fixes, \"\n"
+        "        logger.warning(\n"
+        "            \"GPTModel IS DEPRECATED. GPTModel is only accepting critical bug fixes, \"\n"
         "            \"no new features.\"\n        )\n\n"
         "    def forward(self, input_ids, inference_params=None):\n"
         "        logger.warning(\"inference_params is deprecated\")\n"),

@@ -214,6 +214,13 @@ def test_a_sweep_of_some_tests_adds_to_the_revision_record():
     (rev,) = again.revisions
     assert set(rev["dynamic"]["cpu"]["tests"]) == {"family:llama", "hybrid:llama"}
     assert rev["dynamic"]["cpu"]["warnings"] == [{"category": "DeprecationWarning", "message": "old"}]
+    first.revisions[0]["dynamic"]["cpu"]["transformers"] = "5.24.0"
+    newer = fold_results(first, [ProbeResult("pypi:0.19.2", "hybrid:llama", "passed",
+                                             meta={"mcore_version": "0.19.2", "transformers": "5.25.0"})],
+                         platform="cpu")
+    record = newer.revisions[0]["dynamic"]["cpu"]
+    assert set(record["tests"]) == {"family:llama", "hybrid:llama"} and record["transformers"] == "5.25.0"
+    assert "family:llama (1 tests) ran with transformers 5.24.0" in record["notes"]
     other = fold_results(first, [ProbeResult("pypi:0.19.2", "hybrid:llama", "passed",
-                                             meta={"mcore_version": "0.19.2", "torch": "9.9"})], platform="cpu")
-    assert set(other.revisions[0]["dynamic"]["cpu"]["tests"]) == {"hybrid:llama"}  # another environment: replaced
+                                             meta={"mcore_version": "0.19.2", "python": "3.12.1"})], platform="cpu")
+    assert set(other.revisions[0]["dynamic"]["cpu"]["tests"]) == {"hybrid:llama"}  # another Python: replaced
