@@ -7,7 +7,10 @@ then runs the suites on the target commit and on the pinned commit:
 
 - ``static``: the harness's source scan and verdicts (families and features);
 - ``dynamic``: the probes (``harness.probes``: import, every family, features, recipes)
-  run in subprocesses with each revision's sources first on ``PYTHONPATH``.
+  run in subprocesses with each revision's sources first on ``PYTHONPATH``; a probe whose model
+  class the static scan finds absent (``hybrid:*`` before 0.18) is recorded as ``skipped`` with the
+  reason instead (:func:`harness.probes.skips.comparison_skips`: at the target only where the
+  baseline skips it too).
 
 Writes ``matrix.{json,md,html}``, ``features.md``, ``summary.md`` and ``run.json`` into
 ``--out`` and prints the summary. Exit codes: 0 nothing that worked at the pinned commit
@@ -103,13 +106,15 @@ def _dynamic(args: argparse.Namespace, specs: list[str], repo: str,
     try:
         from harness.probes.catalog import TESTS
         from harness.probes.fold import fold_results
+        from harness.probes.skips import comparison_skips
         from harness.probes.sweep import run_sweep
     except ImportError as exc:
         raise HarnessError(f"the dynamic suite needs harness.probes ({exc}); run with --suite static") from exc
     names = [t.strip() for t in args.tests.split(",") if t.strip()] if args.tests else \
         [t.name for t in TESTS if not t.multiprocess and t.name not in LEFT_OUT]
+    skips = comparison_skips(matrix, specs[0], specs[1], names)  # e.g. hybrid:* where HybridModel is absent
     results = run_sweep(specs, tests=names, device=args.device, jobs=args.jobs, timeout_s=args.timeout,
-                        cache_dir=args.cache_dir, repo=repo, progress=not args.no_progress)
+                        cache_dir=args.cache_dir, repo=repo, progress=not args.no_progress, skips=skips)
     declared = {t.name: tuple(t.rows) for t in TESTS}
     return fold_results(matrix, results, platform=_platform(args)), list(results), declared
 

@@ -3,7 +3,9 @@
 Each probe runs in a subprocess under the revision's megatron-core (``harness.probes``): a revision
 that fails to import, crashes or hangs becomes ``error`` / ``timeout`` cells with the reason, and the
 sweep goes on. Results are cached as they finish, so an interrupted sweep resumes where it stopped
-(``--refresh`` runs everything again).
+(``--refresh`` runs everything again). A probe whose model class the static scan finds absent at a
+revision (``hybrid:*`` before 0.18) is not launched there: its cells are ``skipped`` with the reason
+(:mod:`harness.probes.skips`).
 
 The results are folded, as platform ``--platform`` (default: ``gpu`` for ``--device cuda``, else
 ``cpu``), into the matrix ``--matrix`` (revisions it lacks are scanned and added). Without ``--matrix``
@@ -100,7 +102,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     from harness.probes.fold import fold_results
-    from harness.probes.sweep import run_sweep_report
+    from harness.probes.skips import static_skips
+    from harness.probes.sweep import default_tests, run_sweep_report
     from harness.revisions import resolve_revision
 
     specs = args.revisions or [f"pypi:{v}" for v in DYNAMIC_RELEASES]
@@ -113,11 +116,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"mcore-compat sweep: folding into {existing} (its other results are kept; --fresh-matrix builds "
               "one for the given revisions only)", file=sys.stderr)
     matrix = _static(args, specs, canonical)
+    skips = static_skips(matrix, canonical, tests if tests is not None else default_tests(args.device))
     try:
         with _terminate_as_interrupt():
             report = run_sweep_report(specs, tests=tests, device=args.device, jobs=args.jobs,
                                       timeout_s=args.timeout, cache_dir=args.cache_dir, repo=args.repo,
-                                      refresh=args.refresh, progress=not args.no_progress)
+                                      refresh=args.refresh, progress=not args.no_progress, skips=skips)
     except KeyboardInterrupt as exc:
         print(f"mcore-compat sweep: interrupted ({exc or 'Ctrl-C'}); finished probes are cached, run the same "
               "command again to resume", file=sys.stderr)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from harness.probes.cachekeys import ProbeCache, environment_id, probe_key
 from harness.probes.envs import prepare_revision
 from harness.probes.prepared import PreparedRevision, revision_identity
 from harness.probes.runner import ProbeResult, kill_active_probes, run_probe, test_name
+from harness.probes.skips import not_launched_result
 from harness.revisions import Revision, resolve_revision
 
 __all__ = ["RevisionTiming", "SweepReport", "default_tests", "run_sweep", "run_sweep_report"]
@@ -147,11 +148,13 @@ def run_sweep_report(
     specs: Sequence[str | Revision], *, tests: Sequence[Any] | None = None, device: str = "cpu", jobs: int = 1,
     timeout_s: float | None = None, cache_dir: Path | None = None, repo: str | None = None,
     refresh: bool = False, progress: bool = True, method: str = "pythonpath",
-    on_result: Callable[[ProbeResult], None] | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None, skips: Mapping[tuple[str, str], str] | None = None,
 ) -> SweepReport:
     """Probe every test at every revision; see the module docstring.
 
     ``on_result`` is called in the calling thread for each result as it arrives (cached ones too).
+    ``skips`` (``{(spec, test): reason}``, :func:`harness.probes.skips.static_skips`) are not launched: without a
+    cached result, each is a ``skipped`` result saying why (not cached; the revision is not prepared for it).
 
     Raises:
         RevisionError: a spec is malformed or unknown (checked before anything runs).
@@ -181,6 +184,9 @@ def run_sweep_report(
                     return hit
             if stopping.is_set():
                 raise _Stopped
+            reason = (skips or {}).get((st.rev.spec, name))
+            if reason is not None:
+                return not_launched_result(st.rev.spec, name, reason, device=device, version=st.rev.version)
             if identity is None:
                 return ProbeResult(st.rev.spec, name, "error", details=str(st.identity_error),
                                    meta={"device": device, "mcore_version": st.rev.version})
@@ -234,7 +240,9 @@ def run_sweep_report(
 
 def run_sweep(specs: Sequence[str | Revision], *, tests: Sequence[Any] | None = None, device: str = "cpu",
               jobs: int = 1, timeout_s: float | None = None, cache_dir: Path | None = None,
-              repo: str | None = None, refresh: bool = False, progress: bool = True) -> list[ProbeResult]:
+              repo: str | None = None, refresh: bool = False, progress: bool = True,
+              skips: Mapping[tuple[str, str], str] | None = None) -> list[ProbeResult]:
     """The results of :func:`run_sweep_report` (the agreed interface; the report adds timing)."""
     return list(run_sweep_report(specs, tests=tests, device=device, jobs=jobs, timeout_s=timeout_s,
-                                 cache_dir=cache_dir, repo=repo, refresh=refresh, progress=progress).results)
+                                 cache_dir=cache_dir, repo=repo, refresh=refresh, progress=progress,
+                                 skips=skips).results)
