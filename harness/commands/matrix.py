@@ -131,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
         write_field_history(build_field_history(release_snapshots(released), renames), history_path)
         paths.append(history_path)
     errors = [i.revision.spec for i in intros if i.error]
-    families = sum(1 for r in rows if r.kind == "family")
-    print(f"matrix: {len(intros)} revisions x {len(rows)} rows ({families} families) in "
+    families = len({r.name for r in rows if r.kind == "family" and r.model_class == "gpt"})
+    classes = len({r.model_class for r in rows if r.kind == "family"})
+    print(f"matrix: {len(intros)} revisions x {len(rows)} rows ({families} families x {classes} model classes) in "
           f"{time.perf_counter() - start:.1f}s (fetch + scan {scanned - start:.1f}s, family requirements "
           f"{derived - scanned:.1f}s, verdicts + reports {time.perf_counter() - derived:.1f}s); "
           f"{len(errors)} unreadable" + (f" ({', '.join(errors)})" if errors else ""))
