@@ -342,6 +342,14 @@ def _local_experts_take_their_own_size() -> bool:
     return "moe_ffn_hidden_size == self.config.ffn_hidden_size" not in inspect.getsource(SequentialMLP.__init__)
 
 
+def _moe_spec_takes_a_router() -> bool:
+    """Whether the MoE layer spec has a ``router`` slot (``MoESubmodules.router``), so a layer spec can
+    give an MoE layer its own router class (Ernie-4.5-MoE's); releases without it build ``TopKRouter``."""
+    from megatron.core.transformer.moe.moe_layer import MoESubmodules
+
+    return hasattr(MoESubmodules, "router") or "router" in getattr(MoESubmodules, "__dataclass_fields__", {})
+
+
 def _mla_takes_plain_q_proj() -> bool:
     """Whether MLA without a query LoRA (``q_lora_rank=None``) builds ``linear_q_proj`` as the spec gives it.
 
@@ -422,6 +430,7 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "local_attention_head_sizes": _local_attention_takes_head_sizes,
     "mla_plain_q_proj": _mla_takes_plain_q_proj,
     "local_experts_own_size": _local_experts_take_their_own_size,
+    "moe_router_submodule": _moe_spec_takes_a_router,
     "local_attention_softmax_module": _local_attention_softmax_module,
     "softmax_scale": _has_fields("softmax_scale"),
     "dist_ckpt_common_strategy": _dist_checkpointing_load_takes("common_strategy"),
