@@ -86,7 +86,7 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def one_run(jobs: int, tmp: Path) -> dict:
+def one_run(jobs: int, tmp: Path, tests: str | None = None) -> dict:
     work = tmp / f"jobs{jobs}"
     work.mkdir()
     upstream = build_upstream(work)
@@ -96,7 +96,8 @@ def one_run(jobs: int, tmp: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "-v", "run", "--mcore-repo", f"file://{upstream}",
                            "--mcore-commit", "main", "--suite", "all", "--project", str(project), "--out",
-                           str(work / "out"), "--no-progress", "--jobs", str(jobs), "--cache-dir", str(cache)],
+                           str(work / "out"), "--no-progress", "--jobs", str(jobs), "--cache-dir", str(cache),
+                           *(["--tests", tests] if tests else [])],
                           capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
     probes = [{"revision": m[1], "test": m[2], "status": m[4], "seconds": float(m[5])}
@@ -104,7 +105,8 @@ def one_run(jobs: int, tmp: Path) -> dict:
     run_json = json.loads((work / "out" / "run.json").read_text()) if (work / "out" / "run.json").exists() else {}
     matrix = json.loads((work / "out" / "matrix.json").read_text()) if (work / "out" / "matrix.json").exists() else {}
     timing = {r["spec"]: ((r.get("dynamic") or {}).get("cpu") or {}).get("timing") for r in matrix.get("revisions", [])}
-    return {"jobs": jobs, "exit_code": proc.returncode, "wall_s": round(wall, 1), "load_before": load_before,
+    return {"jobs": jobs, "tests": tests or "default",
+            "exit_code": proc.returncode, "wall_s": round(wall, 1), "load_before": load_before,
             "load_after": uptime(), "probes": probes, "probe_s_total": round(sum(p["seconds"] for p in probes), 1),
             "revision_timing": timing, "run_json": run_json, "stderr_tail": proc.stderr[-3000:],
             "stdout_tail": proc.stdout[-3000:]}
@@ -113,16 +115,18 @@ def one_run(jobs: int, tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, action="append", help="probe parallelism to measure (repeatable)")
+    parser.add_argument("--tests", metavar="A,B", help="only these probes (default: the run's own selection)")
+    parser.add_argument("--no-import-floor", action="store_true", help="skip the import-floor measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_run.json")
     args = parser.parse_args()
     results: dict = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         for jobs in args.jobs or [1]:
-            results["runs"].append(one_run(jobs, Path(tmp)))
+            results["runs"].append(one_run(jobs, Path(tmp), args.tests))
             print(json.dumps({k: v for k, v in results["runs"][-1].items()
                               if k not in ("probes", "stderr_tail", "stdout_tail", "run_json")}, indent=1), flush=True)
         env_0192 = next((p for p in (default_cache_dir() / "envs").glob("0.19.2-*")), None)
-        if env_0192 is not None:
+        if env_0192 is not None and not args.no_import_floor:
             extra = default_cache_dir() / "envs" / "extra-triton"
             path = os.pathsep.join([str(env_0192), str(extra)])
             results["import_floor_s"] = {
