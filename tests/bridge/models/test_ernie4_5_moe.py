@@ -1,7 +1,7 @@
 """Ernie-4.5-MoE: softmax routing with an expert bias for the choice only (the bridge's own router in the layer
 spec), shared experts, a leading dense layer and interleaved RoPE, against HF on CPU (fp32, eager); EP=2 (slow).
 
-Measured with MCore 0.16.1: see the parity test's bound (the common 1e-5 budget).
+Measured with MCore 0.16.1 (max |logit diff|, 2 x 17 tokens): shared_tied 1.9e-6, untied_top3 1.4e-6 (budget 1e-5).
 """
 
 from __future__ import annotations
