@@ -24,7 +24,7 @@ from bridge import compat
 from bridge._logging import get_logger
 from bridge.errors import CheckpointError
 from bridge.megatron_ckpt.layout import CheckpointDirs, check_writer_version, locate, read_record
-from bridge.megatron_ckpt.writer import model_state_keys
+from bridge.megatron_ckpt.writer import model_state_keys, sharded_tensors
 
 __all__ = ["check_files", "check_shapes", "load_common", "load_into", "open_checkpoint"]
 
@@ -129,24 +129,7 @@ def _sharded(chunks: list[torch.nn.Module]) -> dict[str, Any]:
 
 def _expected_tensors(sharded: Mapping[str, Any]) -> dict[str, Any]:
     """key -> ShardedTensor of the model (factories applied, on a copy)."""
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
-
-    out: dict[str, Any] = {}
-
-    def visit(value: Any) -> None:
-        if isinstance(value, ShardedTensorFactory):
-            visit(value.build())
-        elif isinstance(value, ShardedTensor):
-            out[value.key] = value
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                visit(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
-
-    visit(sharded)
-    return out
+    return sharded_tensors(sharded)
 
 
 def check_shapes(dirs: CheckpointDirs, sharded: Mapping[str, Any]) -> None:

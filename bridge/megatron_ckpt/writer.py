@@ -37,7 +37,7 @@ from bridge.megatron_ckpt.layout import (
     iteration_dir_name,
 )
 
-__all__ = ["CHECKPOINT_VERSION", "model_state_keys", "provider_record", "save_megatron_model"]
+__all__ = ["CHECKPOINT_VERSION", "model_state_keys", "provider_record", "save_megatron_model", "sharded_tensors"]
 
 log = get_logger("megatron_ckpt.writer")
 
@@ -121,16 +121,18 @@ def _open_staging(path: Path, overwrite: bool, durable: bool) -> tuple[AtomicDir
     return stage, Path(answer[1])
 
 
-def _param_shapes(sharded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def sharded_tensors(sharded: Mapping[str, Any]) -> dict[str, Any]:
+    """key -> ``ShardedTensor`` of a sharded state dict, factories built (e.g. gated fc1: its gate and up halves,
+    under the factory's key); the one walk the writer's record and the reader's shape check share."""
     from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
 
     def visit(value: Any) -> None:
         if isinstance(value, ShardedTensor):
-            out[value.key] = {"shape": list(value.global_shape), "dtype": str(value.dtype).removeprefix("torch.")}
+            out[value.key] = value
         elif isinstance(value, ShardedTensorFactory):
-            visit(value.build())  # e.g. gated fc1: its gate and up halves, under the factory's key
+            visit(value.build())
         elif isinstance(value, Mapping):
             for v in value.values():
                 visit(v)
@@ -140,6 +142,11 @@ def _param_shapes(sharded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
     visit(sharded)
     return out
+
+
+def _param_shapes(sharded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {key: {"shape": list(t.global_shape), "dtype": str(t.dtype).removeprefix("torch.")}
+            for key, t in sharded_tensors(sharded).items()}
 
 
 def _all_param_shapes(sharded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
