@@ -1,6 +1,7 @@
 """The guide's steps at TP = 2 over gloo, for the conformance suite (run under torchrun, 2 processes).
 
-For each checkpoint of ``--cases`` (a ``torch.save``d list of ``{"path", "input_ids", "hf_logits"}``):
+For each checkpoint of ``--cases`` (a ``torch.save``d list of ``{"path", "input_ids", "hf_logits"}``, and
+``"trust_remote_code": True`` where the checkpoint carries its code):
 load, provide with ``tensor_model_parallel_size = 2``, forward, stream ``export_hf_weights`` and
 ``save_hf_pretrained``. Global rank 0 writes one JSON report entry per checkpoint.
 """
@@ -40,7 +41,7 @@ def main() -> int:
     report = []
     for i, case in enumerate(torch.load(args.cases)):
         path = Path(case["path"])
-        bridge = guide.load(path)
+        bridge = guide.load(path, **({"trust_remote_code": True} if case.get("trust_remote_code") else {}))
         model = guide.provide(bridge, tp=2)
         logits = guide.forward(model, case["input_ids"])
         streamed = guide.stream_weights(bridge, model)  # every rank iterates; rank 0 receives
