@@ -78,13 +78,16 @@ EXPLANATIONS: tuple[Explanation, ...] = (
     ),
     Explanation(
         rows=("gemma",), details=r"gemma ?2|soft-?cap|post[-_ ]?(attention|feedforward|mlp)",
-        reason="Gemma 2 is not supported: MCore's local GPT layer has neither attention/final logit "
-               "soft-capping nor post-attention / post-MLP norms; the static row checks Gemma (v1) only",
+        reason="probes of a bridge older than the gemma2 family (issue 18): Gemma 2 checkpoints were refused "
+               "under the gemma family, whose local GPT layer has neither attention/final logit soft-capping "
+               "nor post-attention / post-MLP norms; the static row checks Gemma (v1) only. Gemma 2 now has "
+               "its own family with a custom layer spec",
     ),
     Explanation(
         rows=("deepseek_v3",), since="0.19.0", details=r"q_lora_rank=None",
-        reason="the bridge refuses DeepSeek-V3 checkpoints without a query LoRA (q_lora_rank=None) on "
-               "megatron-core 0.19+ on purpose: MLA there builds linear_q_proj as a fused norm+linear "
+        reason="probes of a bridge older than issue 16's fix (d12368a, which maps this shape by turning "
+               "qk_layernorm off and fusing the KV norm) refused DeepSeek-V3 checkpoints without a query LoRA "
+               "(q_lora_rank=None) on megatron-core 0.19+: MLA there builds linear_q_proj as a fused norm+linear "
                "whenever qk_layernorm is on, normalising the query input where HF's q_proj does not "
                "(bridge.compat feature mla_plain_q_proj); checkpoints with q_lora_rank set pass, and the "
                "static row checks only that the MLA fields and classes exist",
