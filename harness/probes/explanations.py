@@ -99,6 +99,14 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                "nor the lent GPUs have Transformer Engine; from 0.13 the module imports without it",
     ),
     Explanation(
+        rows=("ernie4_5_moe",), before="0.16.0", details=r"no router slot",
+        reason="the bridge refuses Ernie-4.5-MoE on purpose where the MoE layer spec has no router slot "
+               "(bridge.compat feature moe_router_submodule; 0.12.0 lacks it, 0.16.1 has it): its routing "
+               "(softmax scores plus an expert bias for the choice) needs the bridge's own router there, and "
+               "MCore's TopKRouter would route differently from HF; the fields it uses exist, hence the "
+               "static 'supported'",
+    ),
+    Explanation(
         rows=("*",), dynamic=("failed", "error"), outside_python_range=True,
         details=r"SyntaxError|requires python|python 3\.1[2-9]|invalid syntax",
         reason="the release declares a Python range that excludes the probe's interpreter; it was installed "

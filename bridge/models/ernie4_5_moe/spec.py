@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from megatron.core.transformer.moe.router import TopKRouter
 
+from bridge import compat
+from bridge.errors import UnsupportedFeatureError
 from bridge.models._mcore_layers import configured, edit_layers
 
 __all__ = ["BiasedSoftmaxRouter", "with_biased_softmax_router"]
@@ -47,15 +49,22 @@ class BiasedSoftmaxRouter(TopKRouter):
 def with_biased_softmax_router(spec: Any, *, norm_min: float) -> Any:
     """A copy of ``spec`` (layer or block spec) whose MoE layers route with :class:`BiasedSoftmaxRouter`."""
     router = configured(BiasedSoftmaxRouter, norm_min=norm_min)
+    edited: list[Any] = []
 
     def edit(layer: Any) -> None:
-        mlp = layer.submodules.mlp
-        if hasattr(getattr(mlp, "submodules", None), "router"):
-            mlp.submodules.router = router
+        mlp = compat.spec_submodules(layer.submodules.mlp) if hasattr(layer.submodules, "mlp") else None
+        if hasattr(mlp, "router"):  # MoESubmodules (a dense layer's MLPSubmodules has none)
+            mlp.router = router
+            edited.append(layer)
 
     if hasattr(spec, "layer_specs"):  # get_gpt_decoder_block_spec's TransformerBlockSubmodules (dense + MoE layers)
         spec = copy.deepcopy(spec)
         for layer in {id(layer): layer for layer in spec.layer_specs}.values():
             edit(layer)
-        return spec
-    return edit_layers(spec, edit)
+    else:
+        spec = edit_layers(spec, edit)
+    if not edited:
+        raise UnsupportedFeatureError(
+            f"found no MoE layer with a router slot in megatron-core {compat.installed_version()}'s layer spec; "
+            "Ernie-4.5-MoE's routing cannot be put in place, so the model would route differently from HF")
+    return spec

@@ -119,3 +119,12 @@ def test_expert_parallel_ep2_matches_hf_and_exports_bit_exact(tmp_path: Path) ->
     assert (rep["world_size"], rep["ep"]) == (2, 2)
     assert rep["max_abs_diff"] <= PARITY_ATOL, rep
     assert rep["export_bit_exact"], rep["export_mismatches"]
+
+
+def test_a_spec_without_a_router_slot_is_refused_not_left_on_mcore_routing() -> None:
+    """A spec the router cannot be put into (here: no MoE layer at all) raises instead of routing as MCore does."""
+    from bridge.models.ernie4_5_moe.spec import with_biased_softmax_router
+
+    dense = compat.local_layer_spec(normalization="RMSNorm", num_experts=None, moe_grouped_gemm=False)
+    with pytest.raises(UnsupportedFeatureError, match="no MoE layer with a router slot"):
+        with_biased_softmax_router(dense, norm_min=1e-12)
