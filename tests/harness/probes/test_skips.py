@@ -97,7 +97,7 @@ def test_sweep_does_not_launch_a_skipped_probe_and_the_cell_says_why(trees, tmp_
     assert "➖" in next(x for x in render_matrix_markdown(folded).splitlines() if x.startswith("| **hybrid:llama**"))
 
 
-@pytest.mark.slow  # prepares the tree and starts a probe: minutes on the loaded shared box (380 s measured)
+@pytest.mark.slow  # prepares the tree and starts a probe: 29 s at load 9, 380 s at load 30 (shared box)
 def test_sweep_launches_the_probe_where_hybrid_model_exists(trees, tmp_path):
     m, (old, rel) = _matrix(tmp_path, [trees["old"], trees["rel"]])
     cache = tmp_path / "probe-cache"
