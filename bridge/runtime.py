@@ -22,6 +22,15 @@ __all__ = ["ensure_model_parallel", "default_backend", "reset_model_parallel"]
 
 log = get_logger("runtime")
 
+# The process groups MCore's initialize_model_parallel made through us: destroyed again by reset_model_parallel.
+# MCore's destroy_model_parallel only drops its references, and every gloo group keeps its own threads
+# (pt_gloo_runloop, gloo_tcp_loop) alive, so a process that builds many models ran thousands of them.
+_OUR_GROUPS: list[dist.ProcessGroup] = []
+
+
+def _live_groups() -> set[dist.ProcessGroup]:
+    return set(dist.distributed_c10d._world.pg_map)
+
 
 def default_backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
@@ -68,8 +77,10 @@ def ensure_model_parallel(tp: int, pp: int, *, ep: int = 1, seed: int = 1234) ->
                 f"{tp} x {pp} x {ep} was asked for; call bridge.runtime.reset_model_parallel() first"
             )
     else:
+        before = _live_groups()
         ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
                                      expert_model_parallel_size=ep)
+        _OUR_GROUPS.extend(g for g in _live_groups() - before if g is not dist.GroupMember.WORLD)
         log.debug("initialised MCore model parallel: TP=%d PP=%d EP=%d", tp, pp, ep)
     cpu.apply(seed)
     if not cpu.needs_cpu_patches():
@@ -79,8 +90,12 @@ def ensure_model_parallel(tp: int, pp: int, *, ep: int = 1, seed: int = 1234) ->
 
 
 def reset_model_parallel() -> None:
-    """Tear down MCore's model-parallel groups (the process group stays)."""
+    """Tear down MCore's model-parallel groups, and the process groups made for them (the default group stays)."""
     from megatron.core import parallel_state as ps
 
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
+    while _OUR_GROUPS:
+        group = _OUR_GROUPS.pop()
+        if group in _live_groups():
+            dist.destroy_process_group(group)
