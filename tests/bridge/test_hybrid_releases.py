@@ -9,7 +9,7 @@ source without GPTModel), where ``"auto"`` builds HybridModel with HF parity.
 Slow: the same on 0.18.2, and the full layout grid (TP=2, PP=2, TP=2 x PP=2) for every family on both.
 
 The release environments come from :func:`harness.probes.envs.prepare_revision` (PyPI, cached after the first
-time): marked ``network``, and skipped with the reason when the release cannot be prepared (offline, empty cache).
+time): marked ``network``: a release that cannot be prepared fails the test with the way out (`-m "not network"` offline).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def _release(spec: str) -> tuple[str, ...]:
 
     prepared = prepare_revision(spec)
     if prepared.error:
-        pytest.skip(f"{spec} could not be prepared: {prepared.error}")
+        pytest.fail(f"{spec} could not be prepared ({prepared.error}); this test needs the package index on an "
+                    "empty release cache: offline, deselect it with -m 'not network'")
     return tuple(prepared.pythonpath)
 
 
