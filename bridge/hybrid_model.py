@@ -63,7 +63,11 @@ HYBRID_MODEL_ARGUMENTS = ("hybrid_stack_spec", "hybrid_layer_pattern")
 pre/post-process and :func:`hybrid_model_kwargs`."""
 
 _GPT_ONLY_KWARGS = ("rope_scaling", "rope_scaling_factor")
-"""GPTModel arguments HybridModel does not take (:func:`_rope_scaled` does their job)."""
+"""GPTModel arguments HybridModel does not take (:func:`_gpt_rotary_embedding` does their job)."""
+
+_GPT_ROTARY_KWARGS = ("rotary_percent", "seq_len_interpolation_factor", "rotary_base", "rope_scaling",
+                      "rope_scaling_factor")
+"""The provider's ``GPTModel`` arguments that GPTModel hands its ``RotaryEmbedding``."""
 
 _MCORE_GPT_LOGGER = "megatron.core.models.gpt.gpt_model"
 _MCORE_BANNER = "GPTModel IS DEPRECATED"
@@ -174,20 +178,21 @@ def block_numbered(cls: type) -> type:
 
 def _attention_part(layer: Any) -> Any:
     from megatron.core.transformer.identity_op import IdentityFuncOp, IdentityOp
-    from megatron.core.transformer.transformer_layer import TransformerLayer
 
     sub = dataclasses.replace(copy.copy(layer.submodules), pre_mlp_layernorm=IdentityOp, mlp=IdentityOp,
                               mlp_bda=IdentityFuncOp)
-    return dataclasses.replace(layer, module=block_numbered(TransformerLayer), submodules=sub)
+    return dataclasses.replace(layer, module=block_numbered(layer.module), submodules=sub)
 
 
 def _mlp_part(layer: Any, *, moe: bool) -> Any:
     from megatron.core.ssm.mlp_layer import MLPLayer
     from megatron.core.transformer.identity_op import IdentityFuncOp, IdentityOp
+    from megatron.core.transformer.transformer_layer import TransformerLayer
 
     sub = dataclasses.replace(copy.copy(layer.submodules), input_layernorm=IdentityOp, self_attention=IdentityOp,
                               self_attn_bda=IdentityFuncOp)
-    return dataclasses.replace(layer, module=block_numbered(layer.module if moe else MLPLayer), submodules=sub)
+    module = MLPLayer if layer.module is TransformerLayer and not moe else layer.module  # a family's own class stays
+    return dataclasses.replace(layer, module=block_numbered(module), submodules=sub)
 
 
 @functools.lru_cache(maxsize=1)
@@ -209,6 +214,19 @@ def local_hybrid_stack() -> type:
     return LocalHybridStack
 
 
+def _one_spec(layers: list[Any], *, moe: bool) -> Any:
+    """The one layer spec the family uses for its dense (or MoE) GPT blocks, None if it has none. HybridStack
+    takes one spec per layer kind, so a family whose blocks of a kind differ in spec is refused, never built
+    from the first block's spec (per-layer behaviour keyed by layer number, e.g. windows, is fine: the spec is shared)."""
+    kind = [layer for layer in layers if _is_moe(layer) == moe]
+    if any(layer != kind[0] for layer in kind[1:]):
+        raise UnsupportedFeatureError(
+            f"the family's {'MoE' if moe else 'dense'} GPT blocks use different layer specs, but HybridStack builds "
+            "every layer of a kind from one spec; key per-layer differences on the layer number in one spec, or "
+            "use model_class='gpt'")
+    return kind[0] if kind else None
+
+
 def local_hybrid_stack_spec(provider: Any):
     """A non-TE ``HybridStack`` spec made of the provider's local GPT layer spec(s) (see the module docstring)."""
     from megatron.core.models.hybrid.hybrid_block import HybridStackSubmodules
@@ -219,8 +237,11 @@ def local_hybrid_stack_spec(provider: Any):
         from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
         final_norm = WrappedTorchNorm
-    dense = next((s for s in layers if not _is_moe(s)), None)
-    moe = next((s for s in layers if _is_moe(s)), None)
+    dense, moe = _one_spec(layers, moe=False), _one_spec(layers, moe=True)
+    if dense is not None and moe is not None and _attention_part(dense) != _attention_part(moe):
+        raise UnsupportedFeatureError(
+            "the family's dense and MoE GPT layer specs differ in their attention half, but HybridStack builds "
+            "every '*' layer from one spec; give both layer kinds the same attention spec or use model_class='gpt'")
     attention = _attention_part(dense or moe)
     submodules = HybridStackSubmodules(
         attention_layer=attention,
@@ -230,25 +251,27 @@ def local_hybrid_stack_spec(provider: Any):
     return ModuleSpec(module=local_hybrid_stack(), submodules=submodules, params={"final_norm": final_norm})
 
 
-def _rope_scaled(model: Any, provider: Any) -> None:
-    """HybridModel takes no ``rope_scaling`` (Llama 3.1's): give the built model the rotary embedding
-    GPTModel would build (same class and arguments; it holds no parameters)."""
+def _gpt_rotary_embedding(model: Any, provider: Any) -> None:
+    """Give the built model the rotary embedding GPTModel would build (same class and arguments; it holds no
+    parameters). HybridModel builds its ``RotaryEmbedding`` without GPTModel's ``rotary_interleaved`` (0.18,
+    0.19: Ernie-4.5's interleaved pairs came out rotated as halves) and takes no ``rope_scaling`` (Llama 3.1's),
+    so the bridge always rebuilds it with every argument GPTModel passes: one path whatever HybridModel drops."""
     from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
 
-    if not provider.rope_scaling or getattr(model, "rotary_pos_emb", None) is None:
+    if type(getattr(model, "rotary_pos_emb", None)) is not RotaryEmbedding:  # none (MLA, learned), or YaRN's
         return
-    kwargs = {"kv_channels": model.config.kv_channels, "rotary_percent": provider.rotary_percent,
-              "seq_len_interpolation_factor": provider.seq_len_interpolation_factor,
-              "rotary_base": provider.rotary_base, "rope_scaling": True,
-              "rope_scaling_factor": provider.rope_scaling_factor,
-              "use_cpu_initialization": model.config.use_cpu_initialization}
+    config, gpt = model.config, provider.gpt_model_kwargs()
+    kwargs = {"kv_channels": config.kv_channels, "rotary_interleaved": config.rotary_interleaved,
+              **{k: gpt[k] for k in _GPT_ROTARY_KWARGS},
+              "use_cpu_initialization": config.use_cpu_initialization,
+              "cp_group": getattr(getattr(model, "pg_collection", None), "cp", None)}
     model.rotary_pos_emb = RotaryEmbedding(**compat.adapt_call_kwargs(RotaryEmbedding.__init__, kwargs,
                                                                      "RotaryEmbedding"))
 
 
 def hybrid_model_kwargs(provider: Any) -> dict[str, Any]:
     """The provider's ``GPTModel`` keyword arguments that ``HybridModel`` takes too (all but Llama 3.1's
-    ``rope_scaling``, see :func:`_rope_scaled`); pure (what :mod:`bridge.requirements` records)."""
+    ``rope_scaling``, see :func:`_gpt_rotary_embedding`); pure (what :mod:`bridge.requirements` records)."""
     return {k: v for k, v in provider.gpt_model_kwargs().items() if k not in _GPT_ONLY_KWARGS}
 
 
@@ -262,5 +285,5 @@ def build_hybrid_model(provider: Any, *, pre_process: bool, post_process: bool, 
     log.debug("HybridModel pattern %r", pattern)
     model = HybridModel(config=hybrid_config(provider), hybrid_stack_spec=local_hybrid_stack_spec(provider),
                         hybrid_layer_pattern=pattern, pre_process=pre_process, post_process=post_process, **kwargs)
-    _rope_scaled(model, provider)
+    _gpt_rotary_embedding(model, provider)
     return model

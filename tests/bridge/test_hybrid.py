@@ -144,3 +144,21 @@ def test_a_provider_refuses_hybrid_before_building(fresh_parallel_state):
     with pytest.raises(UnsupportedFeatureError, match="megatron-core 0.16.1 does not have"):
         provider.finalize()
     assert GPTModelProvider().finalize().resolved_model_class() == "gpt"
+
+
+def test_one_spec_per_layer_kind_or_a_refusal():
+    """HybridStack builds every layer of a kind from one spec: blocks of a kind that differ are refused, never
+    built from the first block's spec (a family's spec customisation must reach every hybrid layer)."""
+    import dataclasses
+
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    from bridge.errors import UnsupportedFeatureError
+    from bridge.hybrid_model import _one_spec
+
+    dense, moe = get_gpt_layer_local_spec(), get_gpt_layer_local_spec(num_experts=4)
+    assert _one_spec([dense, moe, moe], moe=False) is dense and _one_spec([dense, moe, moe], moe=True) is moe
+    assert _one_spec([moe], moe=False) is None
+    other = dataclasses.replace(dense, params={"hidden_dropout": 0.5})
+    with pytest.raises(UnsupportedFeatureError, match="dense GPT blocks use different layer specs"):
+        _one_spec([dense, other], moe=False)

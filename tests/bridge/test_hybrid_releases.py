@@ -85,12 +85,9 @@ def _by(report: dict, requested: str) -> dict[str, dict]:
 
 # Known, tracked gaps: a family listed here passes on GPTModel but not yet on HybridModel. The check below
 # fails when the gap closes (remove the entry) or when any other family loses HybridModel parity.
-HYBRID_GAPS = {
-    # found by the default suite at the end of session 4: with 0.19.2's MoE spec (partials) the HybridModel
-    # logits differ from HF (max 2.4, cosine 0.86) while the export is bit-exact, so the router swap
-    # (ernie4_5_moe/spec.py) does not reach the hybrid stack's MoE layers; not yet diagnosed
-    "ernie4_5_moe",
-}
+# (Ernie-4.5-MoE was one until HybridModel's rotary embedding was rebuilt with GPTModel's rotary_interleaved:
+# the router swap did reach the hybrid stack; HybridModel's RotaryEmbedding rotated halves instead of pairs.)
+HYBRID_GAPS: frozenset[str] = frozenset()
 
 
 def check_hybrid_follows_gpt(report: dict) -> None:
