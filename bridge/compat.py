@@ -395,6 +395,20 @@ def _gpt_model_deprecated() -> bool:
     return "GPTModel IS DEPRECATED" in inspect.getsource(GPTModel.__init__)
 
 
+def _model_classes_build_yarn() -> bool:
+    """Whether every model class the installed MCore has (GPTModel, HybridModel) builds a ``YarnRotaryEmbedding``
+    for ``position_embedding_type="yarn"``, read from the ``yarn_*`` attributes of the config (GPTModel: 0.15+)."""
+    import importlib
+
+    classes = []
+    for module, name in MODEL_CLASS_SOURCES.values():
+        try:
+            classes.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return bool(classes) and all("yarn_rotary_scaling_factor" in inspect.getsource(c.__init__) for c in classes)
+
+
 def expert_data_parallel_rank() -> int:
     """This rank's index among the ranks that hold the same experts.
 
@@ -433,6 +447,10 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "moe_router_submodule": _moe_spec_takes_a_router,
     "local_attention_softmax_module": _local_attention_softmax_module,
     "softmax_scale": _has_fields("softmax_scale"),
+    # GPT-OSS: attention sinks (softmax_type="learnable"), the clamped SwiGLU with its +1 on the linear half, YaRN
+    "learnable_softmax_offset": _has_fields("softmax_type"),
+    "clamped_glu": _has_fields("activation_func_clamp_value", "glu_linear_offset"),
+    "yarn_rope": _model_classes_build_yarn,
     "dist_ckpt_common_strategy": _dist_checkpointing_load_takes("common_strategy"),
     # GPTModel -> HybridModel (bridge.hybrid_model): which model classes exist, and whether GPTModel is deprecated
     "gpt_model": _importable(*MODEL_CLASS_SOURCES["gpt"]),

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from bridge import compat
 from bridge._logging import get_logger
 from bridge.errors import WeightMismatchError, tensors_mismatch
-from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
+from bridge.mappings import ExpertStacker, MappingContext, MegatronMappingRegistry, MegatronParamMapping
 from bridge.parallel import kinds as tp_ops
 from bridge.streaming.files import SliceReader
 from bridge.streaming.shards import shard_pieces, tp_meta
@@ -213,6 +213,8 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
     def replica(name: str) -> int:
         return expert_dp_rank if is_expert_param(name) else dp_rank
 
+    stacker = ExpertStacker()  # experts stored as one HF tensor (StackedExpertMapping) are written whole
+
     # Agree on the global order and on who owns each parameter (TP rank 0 of its first replica sends).
     owner_of: dict[str, tuple[int, torch.dtype]] = {}
     if world > 1:
@@ -235,7 +237,7 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
                 dist.send(_dev(shape), dst=0)
                 dist.send(_dev(full.contiguous()), dst=0)
             if me == 0:
-                yield from _to_hf(task.mapping, name, full, ctx, source=0, on_host=on_host)
+                yield from _to_hf(task.mapping, name, full, ctx, source=0, on_host=on_host, stacker=stacker)
             del full  # before the next gather: one gathered parameter on the device at a time
         elif me == 0:
             shape_t = _dev(torch.empty(8, dtype=torch.long))
@@ -244,15 +246,18 @@ def iter_export(tasks: list[ConversionTask], registry: MegatronMappingRegistry,
             dist.recv(buf, src=owner)
             mapping = registry.megatron_to_hf_lookup(name)
             assert mapping is not None, name
-            yield from _to_hf(mapping, name, buf, ctx, source=owner, on_host=on_host)
+            yield from _to_hf(mapping, name, buf, ctx, source=owner, on_host=on_host, stacker=stacker)
             del buf
+    if me == 0:
+        stacker.finish()
 
 
 def _to_hf(mapping: MegatronParamMapping, name: str, full: torch.Tensor, ctx: MappingContext,
-           *, source: int, on_host: bool) -> Iterator[tuple[str, torch.Tensor]]:
-    for hf_name, t in mapping.megatron_to_hf(full, ctx).items():
-        log.debug("export %s -> %s %s (from rank %d)", name, hf_name, tuple(t.shape), source)
-        yield hf_name, (t.cpu() if on_host else t)
+           *, source: int, on_host: bool, stacker: ExpertStacker) -> Iterator[tuple[str, torch.Tensor]]:
+    for piece_name, piece in mapping.megatron_to_hf(full, ctx).items():
+        for hf_name, t in stacker.add(mapping, piece_name, piece):
+            log.debug("export %s -> %s %s (from rank %d)", name, hf_name, tuple(t.shape), source)
+            yield hf_name, (t.cpu() if on_host else t)
 
 
 def _dev(t: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "gelu_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
     "relu": torch.nn.functional.relu,
     "squared_relu": lambda x: torch.square(torch.nn.functional.relu(x)),  # HF "relu2" (Nemotron)
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),  # MCore's quick_gelu, bit for bit (GPT-OSS's experts)
 }
 
 # Fusions with no CPU kernel; always off here (MCore falls back to torch).

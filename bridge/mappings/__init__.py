@@ -9,6 +9,7 @@ from bridge.mappings.base import (
     RowParallelMapping,
     detect_sharding,
 )
+from bridge.mappings.experts import ExpertStacker, StackedExpertMapping
 from bridge.mappings.fused import ConcatenatedQKVMapping, GatedMLPMapping, QKVMapping
 from bridge.mappings.registry import MegatronMappingRegistry
 
@@ -20,6 +21,8 @@ __all__ = [
     "MappingContext",
     "MegatronMappingRegistry",
     "MegatronParamMapping",
+    "ExpertStacker",
+    "StackedExpertMapping",
     "QKVMapping",
     "ReplicatedMapping",
     "RowParallelMapping",

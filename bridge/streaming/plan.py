@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from bridge._logging import get_logger
-from bridge.errors import MappingError, WeightMismatchError, tensors_mismatch
-from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping
+from bridge.errors import MappingError, UnsupportedFeatureError, WeightMismatchError, tensors_mismatch
+from bridge.mappings import MappingContext, MegatronMappingRegistry, MegatronParamMapping, StackedExpertMapping
 from bridge.parallel.pp import PipelineLayout
 from bridge.parallel.spec import ParallelLayout, ParamSpec
 from bridge.streaming.shards import TensorSource, full_shape, tp_meta
@@ -62,6 +62,17 @@ def _ignored(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _refuse_stacked_experts(registry: MegatronMappingRegistry) -> None:
+    """Offline plans map HF tensors and parameters one to one; a stacked expert tensor (GPT-OSS) feeds one
+    parameter per expert, which only the conversion of a built model (:mod:`bridge.conversion`) assembles."""
+    stacked = sorted(m.megatron_param for m in registry if isinstance(m, StackedExpertMapping))
+    if stacked:
+        raise UnsupportedFeatureError(
+            f"offline (streaming) conversion does not support experts stored as one stacked HF tensor ({stacked}); "
+            "convert through a built model instead: AutoBridge.to_megatron_model / save_hf_pretrained"
+        )
+
+
 def plan_import(source: TensorSource, registry: MegatronMappingRegistry, ctx: MappingContext, *,
                 names: Iterable[str], ignored_hf_patterns: Iterable[str] = ()) -> list[ParamPlan]:
     """The Megatron parameters built from the HF tensors ``names`` of ``source``, in model order.
@@ -74,6 +85,7 @@ def plan_import(source: TensorSource, registry: MegatronMappingRegistry, ctx: Ma
     ignored = tuple(ignored_hf_patterns)
     found: dict[str, MegatronParamMapping] = {}
     unexpected: list[str] = []
+    _refuse_stacked_experts(registry)
     for hf in sorted(available):
         mapping = registry.hf_to_megatron_lookup(hf)
         if mapping is None:
@@ -149,6 +161,7 @@ def plan_export(layout: ParallelLayout, registry: MegatronMappingRegistry,
         MappingError: a parameter of the layout has no mapping in the family's table.
         WeightMismatchError: two parameters would write the same HF tensor.
     """
+    _refuse_stacked_experts(registry)
     unmapped = [n for n in layout.params if registry.megatron_to_hf_lookup(n) is None]
     if unmapped:
         raise MappingError(

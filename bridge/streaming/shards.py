@@ -18,6 +18,7 @@ direct                 ``replicated`` everything
 ``QKVMapping``         ``qkv``        for each of its query groups: its q rows, k rows, v rows
 ``ConcatenatedQKV``    ``qkv``        the same rows, out of the fused ``[q; k; v]`` tensor
 ``GatedMLPMapping``    ``gated``      rows ``r`` of gate, then rows ``r`` of up
+``StackedExpert``      any            its expert's slice of the stacked tensor, laid out in memory
 =====================  =============  ===============================================================
 
 A mapping class that overrides ``hf_to_megatron`` (or the ``expert`` kind) falls back to the
@@ -40,6 +41,7 @@ from bridge.mappings import (
     MappingContext,
     MegatronParamMapping,
     QKVMapping,
+    StackedExpertMapping,
 )
 from bridge.parallel import kinds
 from bridge.parallel._common import check_rank
@@ -150,6 +152,18 @@ def _gated(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: 
     return [src.rows(names["gate"], start, stop), src.rows(names["up"], start, stop)]
 
 
+def _stacked_expert(m: MegatronParamMapping, ctx: MappingContext, src: TensorSource, tp: int,
+                    rank: int) -> list[Part]:
+    """One expert's slice of ``[experts, ...]`` (contiguous rows of the file), read alone and laid out in memory
+    (a transpose is not a file span), instead of the whole stacked tensor once per expert."""
+    assert isinstance(m, StackedExpertMapping) and m.expert is not None, m
+    name = m.hf_names()[0]
+    if src.shape(name)[0] != m.num_experts:
+        raise WeightMismatchError(f"{name}: expected {m.num_experts} experts in dim 0, found shape {src.shape(name)}")
+    full = m.expert_to_megatron(src.rows(name, m.expert, m.expert + 1).read()[0])
+    return [kinds.split(m.sharding, full, tp=tp, rank=rank, name=m.megatron_param, **tp_meta(m, ctx))]
+
+
 Slicer = Callable[[MegatronParamMapping, MappingContext, TensorSource, int, int], list[Part]]
 
 #: ``(hf_to_megatron implementation, sharding kind)`` -> sliced reader. Data: add a row per new fused mapping.
@@ -159,6 +173,7 @@ _SLICERS: dict[tuple[Any, str], Slicer] = {
     (QKVMapping.hf_to_megatron, "qkv"): _qkv,
     (ConcatenatedQKVMapping.hf_to_megatron, "qkv"): _qkv_concat,
     (GatedMLPMapping.hf_to_megatron, "gated"): _gated,
+    **{(StackedExpertMapping.hf_to_megatron, kind): _stacked_expert for kind in ("column", "row", "replicated", "gated")},
 }
 
 

@@ -23,6 +23,7 @@ import torch
 from bridge import conversion
 from bridge.auto_bridge import AutoBridge
 from bridge.checkpoint.reader import HFCheckpointReader
+from bridge.mappings import ExpertStacker
 from bridge.parallel import kinds
 from bridge.registry import MegatronModelBridge, registered_bridges
 from harness.probes.fixtures.kimi_k2 import ARCHITECTURE as KIMI_K2_ARCH
@@ -134,6 +135,7 @@ def test_family_contract(bridge_cls, index, model_class, tmp_path, fresh_paralle
     wrong: list[str] = []
     exported: dict[str, list[str]] = {}
     not_bit_exact: list[str] = []
+    stacker = ExpertStacker()
     for name, mapping in sorted(mappings.items()):
         hf = {n: reader.get(n) for n in mapping.hf_names()}
         full = mapping.hf_to_megatron(hf, ctx)
@@ -142,10 +144,12 @@ def test_family_contract(bridge_cls, index, model_class, tmp_path, fresh_paralle
             wrong.append(f"{name}: parameter {tuple(params[name].shape)}, from {sorted(hf)} {tuple(shard.shape)}")
         if not mapping.export:
             continue
-        for hf_name, tensor in mapping.megatron_to_hf(full, ctx).items():
-            exported.setdefault(hf_name, []).append(name)
-            if hf_name not in hf or tensor.dtype != hf[hf_name].dtype or not torch.equal(tensor, hf[hf_name]):
-                not_bit_exact.append(hf_name)
+        for piece_name, piece in mapping.megatron_to_hf(full, ctx).items():
+            for hf_name, tensor in stacker.add(mapping, piece_name, piece):  # stacked experts: once all are in
+                exported.setdefault(hf_name, []).append(name)
+                if hf_name not in hf or tensor.dtype != hf[hf_name].dtype or not torch.equal(tensor, hf[hf_name]):
+                    not_bit_exact.append(hf_name)
+    stacker.finish()
     assert not wrong, f"{len(wrong)} shape mismatch(es): {wrong}"
     assert not not_bit_exact, f"export does not reproduce these HF tensors: {sorted(not_bit_exact)}"
     twice = {n: sorted(src) for n, src in sorted(exported.items()) if len(src) > 1}
