@@ -74,7 +74,7 @@ def _hf_config_object(bridge_cls: type, hf_config: Any) -> Any:
     if config_cls is not None:
         data.pop("model_type", None)
         return config_cls(**data)
-    from transformers import AutoConfig
+    from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
     model_type = data.pop("model_type", None)
     if model_type is None:
@@ -82,7 +82,14 @@ def _hf_config_object(bridge_cls: type, hf_config: Any) -> Any:
             f"hf_config for {bridge_cls.architecture} (registered by name) needs a 'model_type' key to "
             "build its transformers config"
         )
-    return AutoConfig.for_model(model_type, **data)
+    if model_type in CONFIG_MAPPING:
+        return AutoConfig.for_model(model_type, **data)
+    # A custom-code architecture (its config class ships in the checkpoint, e.g. Kimi-K2): the bridge reads
+    # plain fields, so a PretrainedConfig holding them stands in; no checkpoint code is imported or run. The
+    # fields are set after construction: transformers 5 would otherwise rewrite a legacy ``rope_scaling``.
+    config = PretrainedConfig(model_type=model_type)
+    config.update(data)
+    return config
 
 
 @dataclass(frozen=True)

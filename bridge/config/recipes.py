@@ -27,13 +27,26 @@ from bridge.config.sections import OptimizerConfig, ParallelismConfig, TrainingC
 __all__ = [
     "RECIPES",
     "check_all_recipes",
+    "deepseek_v2_lite_pretrain_config",
     "deepseek_v3_pretrain_config",
+    "ernie4_5_21b_a3b_pretrain_config",
+    "gemma2_9b_pretrain_config",
+    "gemma3_12b_pretrain_config",
     "gemma_7b_pretrain_config",
+    "glm4_5_air_pretrain_config",
+    "granite3_8b_pretrain_config",
+    "kimi_k2_pretrain_config",
     "llama3_8b_pretrain_config",
+    "minitron_8b_pretrain_config",
     "mistral_7b_pretrain_config",
+    "mixtral_8x7b_pretrain_config",
+    "olmoe_1b_7b_pretrain_config",
+    "phi3_mini_pretrain_config",
+    "qwen1_5_moe_a2_7b_pretrain_config",
     "qwen2_7b_pretrain_config",
     "qwen3_30b_a3b_pretrain_config",
     "qwen3_8b_pretrain_config",
+    "smollm3_3b_pretrain_config",
 ]
 
 log = get_logger("config.recipes")
@@ -109,6 +122,95 @@ def deepseek_v3_pretrain_config(seq_length: int = 4096, **overrides: Any) -> Con
                                              lr_warmup_iters=2000))
 
 
+def phi3_mini_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Phi-3-mini (3.8B): 32 layers, hidden 3072, 32 heads (MHA), fused QKV, 2047-token window; data parallel."""
+    return _recipe("phi3_mini", seq_length=seq_length, overrides=overrides, parallelism=ParallelismConfig())
+
+
+def minitron_8b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Minitron-8B (Nemotron-4): 32 layers, hidden 4096, GQA 48/8 heads of 128, squared ReLU, LayerNorm1P,
+    half rotary; TP 2 with SP."""
+    return _recipe("minitron_8b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def gemma2_9b_pretrain_config(seq_length: int = 8192, **overrides: Any) -> ConfigContainer:
+    """Gemma-2-9B: 42 layers, hidden 3584, GQA 16/8 heads of 256, soft-capping, post-norms, a 4096-token
+    window on every other layer; TP 2 with SP."""
+    return _recipe("gemma2_9b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def gemma3_12b_pretrain_config(seq_length: int = 8192, **overrides: Any) -> ConfigContainer:
+    """Gemma-3-12B (text): 48 layers, hidden 3840, GQA 16/8 heads of 256, QK norm, five 1024-token windowed
+    layers per global one (two RoPE bases); TP 4 with SP."""
+    return _recipe("gemma3_12b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=4, sequence_parallel=True))
+
+
+def smollm3_3b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """SmolLM3-3B: 36 layers, hidden 2048, GQA 16/4 heads, every fourth layer without RoPE, tied
+    embeddings; data parallel."""
+    return _recipe("smollm3_3b", seq_length=seq_length, overrides=overrides, parallelism=ParallelismConfig())
+
+
+def granite3_8b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Granite-3.3-8B: 40 layers, hidden 4096, GQA 32/8 heads, embedding/residual/attention/logit
+    multipliers, tied embeddings; TP 2 with SP."""
+    return _recipe("granite3_8b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True))
+
+
+def mixtral_8x7b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Mixtral-8x7B (MoE): 32 layers, 8 experts of 14336, top-2; PP 4, EP 8."""
+    return _recipe("mixtral_8x7b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(pipeline_model_parallel_size=4, expert_model_parallel_size=8))
+
+
+def qwen1_5_moe_a2_7b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Qwen1.5-MoE-A2.7B: 24 layers, 60 experts of 1408, top-4, a gated shared expert of 5632; EP 4."""
+    return _recipe("qwen1_5_moe_a2_7b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(expert_model_parallel_size=4))
+
+
+def olmoe_1b_7b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """OLMoE-1B-7B: 16 layers, 64 experts of 1024, top-8, whole-projection QK norm (so TP 1); EP 8."""
+    return _recipe("olmoe_1b_7b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(expert_model_parallel_size=8))
+
+
+def deepseek_v2_lite_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """DeepSeek-V2-Lite (MLA without query LoRA; 64 routed + 2 shared experts, top-6, first layer dense,
+    YaRN): EP 8."""
+    return _recipe("deepseek_v2_lite", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(expert_model_parallel_size=8))
+
+
+def kimi_k2_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """Kimi-K2 (DeepSeek-V3 architecture: MLA, 384 routed + 1 shared expert, top-8, sigmoid routing):
+    TP 2 + SP, PP 16, EP 64; 61 layers as DeepSeek-V3's (4 on the first stage, 1 on the last, 4 on the rest)."""
+    return _recipe("kimi_k2", seq_length=seq_length, overrides=overrides, global_batch_size=2048,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True,
+                                                 pipeline_model_parallel_size=16, expert_model_parallel_size=64),
+                   model_overrides={"num_layers_in_first_pipeline_stage": 4,
+                                    "num_layers_in_last_pipeline_stage": 1})
+
+
+def glm4_5_air_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """GLM-4.5-Air (MoE): 46 layers (the first dense), GQA 96/8 heads, half rotary, QKV bias, 128 routed
+    + 1 shared expert, top-8, sigmoid routing; TP 2 + SP, PP 2, EP 8."""
+    return _recipe("glm4_5_air", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(tensor_model_parallel_size=2, sequence_parallel=True,
+                                                 pipeline_model_parallel_size=2, expert_model_parallel_size=8))
+
+
+def ernie4_5_21b_a3b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """ERNIE-4.5-21B-A3B (MoE): 28 layers (the first dense), GQA 20/4 heads, 64 routed + 2 shared experts,
+    top-6, softmax routing with an expert bias; EP 8."""
+    return _recipe("ernie4_5_21b_a3b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(expert_model_parallel_size=8))
+
+
 RECIPES: dict[str, Callable[..., ConfigContainer]] = {
     "llama3_8b_pretrain": llama3_8b_pretrain_config,
     "qwen2_7b_pretrain": qwen2_7b_pretrain_config,
@@ -117,6 +219,19 @@ RECIPES: dict[str, Callable[..., ConfigContainer]] = {
     "gemma_7b_pretrain": gemma_7b_pretrain_config,
     "qwen3_30b_a3b_pretrain": qwen3_30b_a3b_pretrain_config,
     "deepseek_v3_pretrain": deepseek_v3_pretrain_config,
+    "phi3_mini_pretrain": phi3_mini_pretrain_config,
+    "minitron_8b_pretrain": minitron_8b_pretrain_config,
+    "gemma2_9b_pretrain": gemma2_9b_pretrain_config,
+    "gemma3_12b_pretrain": gemma3_12b_pretrain_config,
+    "smollm3_3b_pretrain": smollm3_3b_pretrain_config,
+    "granite3_8b_pretrain": granite3_8b_pretrain_config,
+    "mixtral_8x7b_pretrain": mixtral_8x7b_pretrain_config,
+    "qwen1_5_moe_a2_7b_pretrain": qwen1_5_moe_a2_7b_pretrain_config,
+    "olmoe_1b_7b_pretrain": olmoe_1b_7b_pretrain_config,
+    "deepseek_v2_lite_pretrain": deepseek_v2_lite_pretrain_config,
+    "kimi_k2_pretrain": kimi_k2_pretrain_config,
+    "glm4_5_air_pretrain": glm4_5_air_pretrain_config,
+    "ernie4_5_21b_a3b_pretrain": ernie4_5_21b_a3b_pretrain_config,
 }
 """Recipe name -> recipe function (each takes ``seq_length=`` and flat ``**overrides``)."""
 

@@ -2,8 +2,9 @@
 
 Cheap to import: family names come from the folders of ``bridge/models`` (a family is a sub-package
 with a ``bridge.py``, as in :mod:`bridge.models`) found without importing the bridge, and recipe rows
-from the flagship configs' ``model_type``. ``python -m harness.probes.payload <name>`` runs a test inside
-a revision's environment (see :mod:`harness.probes.payload`).
+from the flagship configs' families (``bridge.config.flagships.FLAGSHIP_FAMILIES``).
+``python -m harness.probes.payload <name>`` runs a test inside a revision's environment (see
+:mod:`harness.probes.payload`).
 """
 
 from __future__ import annotations
@@ -46,11 +47,10 @@ def family_names() -> tuple[str, ...]:
 
 
 def _recipe_families() -> tuple[str, ...]:
-    """Families that have a recipe: the ``model_type`` of each flagship config that is a family name."""
-    from bridge.config.flagships import FLAGSHIPS
+    """Families that have a recipe: each flagship config's family (``FLAGSHIP_FAMILIES``) that is a bridge family."""
+    from bridge.config.flagships import FLAGSHIP_FAMILIES
 
-    families = set(family_names())
-    return tuple(sorted({cfg["model_type"] for cfg in FLAGSHIPS.values()} & families))
+    return tuple(sorted(set(FLAGSHIP_FAMILIES.values()) & set(family_names())))
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """``recipes``: :func:`bridge.config.recipes.check_all_recipes` on the imported MCore, one row per family.
 
 Each recipe builds its ``ConfigContainer``, MCore ``TransformerConfig`` and ``OptimizerConfig`` on CPU
-(no model). A recipe's family is its flagship config's ``model_type`` (recipe ``<flagship>_pretrain``);
+(no model). A recipe's family is its flagship's (recipe ``<flagship>_pretrain``; ``FLAGSHIP_FAMILIES``);
 a family's row passes when all of its recipes do.
 """
 
@@ -16,14 +16,14 @@ _SUFFIX = "_pretrain"
 
 def recipe_families() -> dict[str, str]:
     """``{recipe name: family}`` for every recipe in :data:`bridge.config.recipes.RECIPES`."""
-    from bridge.config.flagships import FLAGSHIPS
+    from bridge.config.flagships import FLAGSHIP_FAMILIES
     from bridge.config.recipes import RECIPES
 
     out = {}
     for recipe in RECIPES:
         flagship = recipe.removesuffix(_SUFFIX)
-        assert flagship in FLAGSHIPS, f"recipe {recipe!r} is named after no flagship config"
-        out[recipe] = FLAGSHIPS[flagship]["model_type"]
+        assert flagship in FLAGSHIP_FAMILIES, f"recipe {recipe!r} is named after no flagship config"
+        out[recipe] = FLAGSHIP_FAMILIES[flagship]
     return out
 
 

@@ -8,7 +8,8 @@ import inspect
 import pytest
 
 from bridge.config import ConfigContainer, UnknownFieldError
-from bridge.config.flagships import FLAGSHIPS
+from bridge.config.flagships import FLAGSHIP_FAMILIES, FLAGSHIPS
+from bridge.config.model import bridge_class_for
 from bridge.config.recipes import RECIPES, check_all_recipes
 from bridge.registry import registered_bridges
 
@@ -16,10 +17,12 @@ from bridge.registry import registered_bridges
 FLAGSHIP_OF = {name: name.removesuffix("_pretrain") for name in RECIPES}
 # families that are test fixtures, not published models
 NOT_PUBLISHED = {"tiny_gpt"}
-# families of issue 18 whose flagship config and recipe are not written yet: a tracked gap, not an exemption
+# families whose flagship config and recipe are not written yet: a tracked gap, not an exemption
 # (the test below fails once one of them gets a recipe and is still listed, or if a new family is added without one)
-RECIPE_NOT_YET = {"deepseek_v2", "ernie4_5_moe", "gemma2", "gemma3", "glm4_moe", "granite", "kimi_k2", "mixtral",
-                  "nemotron", "olmoe", "phi3", "qwen2_moe", "smollm3"}
+RECIPE_NOT_YET: set[str] = set()
+# HF's names for the expert count and the top-k (the families spell them differently)
+EXPERTS = ("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts")
+TOPK = ("num_experts_per_tok", "moe_k")
 
 SINGLE_GPU = {"tensor_model_parallel_size": 1, "sequence_parallel": False, "pipeline_model_parallel_size": 1,
               "expert_model_parallel_size": 1, "context_parallel_size": 1, "seq_length": 64,
@@ -31,7 +34,12 @@ MLA = {**MOE, "num_query_groups": 4, "q_lora_rank": 32, "kv_lora_rank": 16, "qk_
        "qk_pos_emb_head_dim": 8, "v_head_dim": 16, "moe_shared_expert_intermediate_size": 32,
        "moe_router_num_groups": 2, "moe_router_group_topk": 1, "moe_layer_freq": [0, 1],
        "num_layers_in_first_pipeline_stage": None, "num_layers_in_last_pipeline_stage": None}
-TINY = {"deepseek_v3_pretrain": MLA, "qwen3_30b_a3b_pretrain": MOE}
+# the MoE families whose first layers are dense give moe_layer_freq as a list, one entry a layer
+MOE_DENSE_FIRST = {**MOE, "moe_layer_freq": [0, 1]}
+TINY = {"deepseek_v3_pretrain": MLA, "kimi_k2_pretrain": MLA, "deepseek_v2_lite_pretrain": {**MLA, "q_lora_rank": None},
+        "qwen3_30b_a3b_pretrain": MOE, "mixtral_8x7b_pretrain": MOE, "qwen1_5_moe_a2_7b_pretrain": MOE,
+        "olmoe_1b_7b_pretrain": MOE, "glm4_5_air_pretrain": MOE_DENSE_FIRST,
+        "ernie4_5_21b_a3b_pretrain": MOE_DENSE_FIRST}
 
 
 def test_registry_lists_one_recipe_per_published_family() -> None:
@@ -39,11 +47,17 @@ def test_registry_lists_one_recipe_per_published_family() -> None:
         assert fn.__name__ == f"{name}_config"
         assert "seq_length" in inspect.signature(fn).parameters
         assert fn.__doc__
-    families = {FLAGSHIPS[f]["model_type"] for f in FLAGSHIP_OF.values()}
+    families = {FLAGSHIP_FAMILIES[f] for f in FLAGSHIP_OF.values()}
     supported = {b.family for b in registered_bridges()} - NOT_PUBLISHED
     assert supported - RECIPE_NOT_YET <= families, f"families without a recipe: {sorted(supported - families)}"
     assert RECIPE_NOT_YET <= supported - families, \
         f"listed as lacking a recipe but have one or are gone: {sorted(RECIPE_NOT_YET - (supported - families))}"
+
+
+@pytest.mark.parametrize("flagship", sorted(FLAGSHIPS))
+def test_flagship_family_is_the_bridge_that_converts_it(flagship: str) -> None:
+    """FLAGSHIP_FAMILIES (read by the harness without importing the bridge) agrees with the registry."""
+    assert FLAGSHIP_FAMILIES[flagship] == bridge_class_for(None, FLAGSHIPS[flagship]).family
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -55,10 +69,11 @@ def test_full_size_recipe_builds_transformer_config_with_published_numbers(name:
         (hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"])
     assert tc.num_query_groups == hf["num_key_value_heads"]
     assert tc.ffn_hidden_size == hf["intermediate_size"]
-    if "moe_intermediate_size" in hf:
-        assert tc.moe_ffn_hidden_size == hf["moe_intermediate_size"]
-        assert tc.num_moe_experts == hf.get("num_experts", hf.get("n_routed_experts"))
-        assert tc.moe_router_topk == hf["num_experts_per_tok"]
+    experts = next((hf[k] for k in EXPERTS if k in hf), None)
+    if experts is not None:  # Mixtral and OLMoE give each expert intermediate_size
+        assert tc.moe_ffn_hidden_size == hf.get("moe_intermediate_size", hf["intermediate_size"])
+        assert tc.num_moe_experts == experts
+        assert tc.moe_router_topk == next(hf[k] for k in TOPK if k in hf)
     par = cfg.parallelism
     assert (tc.tensor_model_parallel_size, tc.pipeline_model_parallel_size, tc.expert_model_parallel_size,
             tc.context_parallel_size, tc.sequence_parallel) == \
@@ -100,7 +115,8 @@ def test_scaled_down_recipe_builds_gpt_model_on_cpu(name: str, fresh_parallel_st
         assert getattr(config, field) == tiny[field]
     assert model[0].embedding.word_embeddings.weight.shape[1] == tiny["hidden_size"]
     # everything the recipe did not scale down is the flagship's (e.g. its normalisation epsilon)
-    assert config.layernorm_epsilon == FLAGSHIPS[FLAGSHIP_OF[name]]["rms_norm_eps"]
+    hf = FLAGSHIPS[FLAGSHIP_OF[name]]
+    assert config.layernorm_epsilon == hf.get("rms_norm_eps", hf.get("norm_eps"))  # Nemotron: norm_eps
 
 
 def test_check_all_recipes_reports_ok_for_the_installed_release() -> None:
