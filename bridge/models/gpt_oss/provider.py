@@ -57,6 +57,12 @@ class GptOssModelProvider(MoEModelProvider):
     yarn: YarnRope | None = None
 
     def validate(self) -> None:
+        if self.tensor_model_parallel_size > 1:
+            raise UnsupportedFeatureError(
+                f"tensor_model_parallel_size={self.tensor_model_parallel_size}: MCore allows MoE biases (GPT-OSS's "
+                "experts) only with expert_tensor_parallel_size=1, and the bridge splits experts with TP; use TP=1 "
+                "(PP and EP are fine)"
+            )
         missing = [f for f in _FEATURES if not compat.has_feature(f) and (f != "yarn_rope" or self.yarn)]
         if missing:
             first = max((compat.field_history()["fields"][n]["first"] for f in _FEATURES for n in _FEATURES[f][1]),
