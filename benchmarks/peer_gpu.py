@@ -15,7 +15,9 @@ subprocess (launched with torchrun, one process per GPU):
 6. export: ``bridge.save_hf_pretrained(model, dir)``, after ``os.sync()`` so no earlier write is flushed
    meanwhile; bit-exact check against the source. Ours fsyncs by default (``durable=True``); it is
    timed a second time with ``durable=False``, like for like with the peer, which never fsyncs;
-7. peak GPU memory (``torch.cuda.max_memory_allocated``) per phase.
+7. peak GPU memory (``torch.cuda.max_memory_allocated``) per phase;
+8. (``--phases ckpt``) each side's ``import_ckpt`` / ``export_ckpt`` (HF <-> Megatron-LM ``torch_dist``), in
+   fresh processes: see ``peer_gpu_ckpt.py``.
 
 TP=1 on one GPU, then TP=2 on two. The peer runs only with the workarounds listed in
 ``PEER_WORKAROUNDS`` (it needs them on a machine without Transformer Engine and ModelOpt);
@@ -488,6 +490,13 @@ def run_all(args) -> int:
         return 1
     result.update(obj)
     save()
+    if "ckpt" in args.phases:  # HF <-> torch_dist checkpoints, each side's import_ckpt / export_ckpt
+        from peer_gpu_ckpt import run_ckpt
+
+        run_ckpt(args, result, lambda side: _env(side, args), _run, save)
+    if "runs" not in args.phases:
+        print(json.dumps(result, indent=2))
+        return 1 if result["errors"] else 0
     imports: dict[str, list] = {"ours": [], "peer": []}
     for _ in range(args.import_reps):
         for side in ("ours", "peer"):
@@ -534,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--seq", type=int, default=256)
     a.add_argument("--import-reps", type=int, default=2)
     a.add_argument("--side-timeout", type=int, default=200)
+    a.add_argument("--phases", nargs="+", choices=("runs", "ckpt"), default=["runs", "ckpt"],
+                   help="runs: import/load/forward/export per TP; ckpt: import_ckpt/export_ckpt (peer_gpu_ckpt.py)")
+    a.add_argument("--ckpt-reps", type=int, default=2)
     s = sub.add_parser("side")
     s.add_argument("--side", choices=("ours", "peer"), required=True)
     s.add_argument("--tp", type=int, default=1)
