@@ -456,6 +456,9 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "gpt_model": _importable(*MODEL_CLASS_SOURCES["gpt"]),
     "hybrid_model": _importable(*MODEL_CLASS_SOURCES["hybrid"]),
     "gpt_model_deprecated": _gpt_model_deprecated,
+    # MCore's own load-time GPT checkpoint -> HybridModel translation (0.19+; harness ckpt_compat, migrate-ckpt)
+    "gpt_checkpoint_interop": _importable("megatron.core.dist_checkpointing.gpt_checkpoint_interop",
+                                          "retarget_sharded_state_dict_to_gpt_checkpoint"),
 }
 
 

@@ -7,6 +7,7 @@ Schema (``schema_version`` 2)::
      "rows": [{"name", "kind", "description", "model_class"?, "variants"?}],
      "renames": [{"old", "new", "release", "source"}],
      "cells": [{"row", "revision", "status", "missing", "renamed", "details", "deprecated"?, "provenance"}],
+     "checkpoint_compat"?: [{"family", "writer", "reader", "verdict", ...}],   (harness.ckpt_table)
      "tables": {"warnings": [...], "provenance": [...]}}
 
 A row's ``model_class`` (``gpt`` / ``hybrid``) says which MCore model class a family row (``llama``,
@@ -42,6 +43,7 @@ from typing import Any
 
 from harness.agreement import reassess_cell
 from harness.cache import atomic_write_text
+from harness.ckpt_table import merge_cells
 from harness.errors import HarnessError
 from harness.introspect import Introspection
 from harness.matrix_file import Tables, pack_entry, unpack_entry
@@ -87,6 +89,8 @@ class Matrix:
     renames: list[dict[str, Any]] = field(default_factory=list)
     generated_at: str = field(default_factory=_now)
     tool_version: str = field(default_factory=tool_version)
+    checkpoint_compat: list[dict[str, Any]] = field(default_factory=list)
+    """Cross-version checkpoint cells (written by X, read by Y): :mod:`harness.ckpt_table`."""
 
     def cell(self, row: str, spec: str) -> dict[str, Any] | None:
         return self.cells.get((row, spec))
@@ -108,6 +112,8 @@ class Matrix:
             "rows": self.rows,
             "renames": self.renames,
             "cells": cells,
+            **({"checkpoint_compat": [pack_entry(c, tables) for c in self.checkpoint_compat]}
+               if self.checkpoint_compat else {}),
             "tables": tables.to_json(),
         }
 
@@ -142,9 +148,12 @@ class Matrix:
             body = {k: v for k, v in c.items() if k not in ("row", "revision")}
             cells[(c["row"], c["revision"])] = expand(body, f"{where}: cell {c.get('row')} @ {c.get('revision')}")
         revisions = [expand(rev, f"{where}: revision {rev.get('spec')}") for rev in data.get("revisions", [])]
+        checkpoint = [expand(c, f"{where}: checkpoint cell {c.get('family')} {c.get('writer')} -> {c.get('reader')}")
+                      for c in data.get("checkpoint_compat", [])]
         return cls(revisions=revisions, rows=list(data.get("rows", [])),
                    cells=cells, renames=list(data.get("renames", [])),
-                   generated_at=data.get("generated_at", ""), tool_version=data.get("tool_version", ""))
+                   generated_at=data.get("generated_at", ""), tool_version=data.get("tool_version", ""),
+                   checkpoint_compat=checkpoint)
 
     def dumps(self) -> str:
         """The text of matrix.json (one revision, row, rename, cell or table entry per line)."""
@@ -265,6 +274,8 @@ def merge_matrices(matrices: Sequence[tuple[str, Matrix]]) -> Matrix:
             prov["merged_from"] = origin
             out.cells[key] = _merge_dynamic(out.cells.get(key), {**cell, "provenance": prov}, origin)
     out.renames = list(renames.values())
+    for _, m in matrices:
+        out.checkpoint_compat = merge_cells(out.checkpoint_compat, m.checkpoint_compat)
     revs = {r["spec"]: r for r in out.revisions}
     for (row, spec), cell in out.cells.items():
         if cell.get("dynamic"):  # the static verdict may have changed

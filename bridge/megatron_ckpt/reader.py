@@ -167,12 +167,13 @@ def _common_strategy(dirs: CheckpointDirs) -> Any:
     return _CommonInDCP()
 
 
-def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module]) -> None:
-    """Fill this rank's ``chunks`` from the checkpoint (every rank calls it), strictly."""
+def load_into(dirs: CheckpointDirs, chunks: list[torch.nn.Module], sharded: Mapping[str, Any] | None = None) -> None:
+    """Fill this rank's ``chunks`` from the checkpoint (every rank calls it), strictly. ``sharded``: the chunks'
+    sharded state dict with its storage keys retargeted (``migrate-ckpt``); None: the chunks' own."""
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.validation import StrictHandling
 
-    sharded = _sharded(chunks)
+    sharded = _sharded(chunks) if sharded is None else sharded
     check_shapes(dirs, sharded)
     try:
         # up to 0.16 the common state has its own strategy (and file); 0.17+ read it from the DCP files

@@ -30,6 +30,8 @@ class ProbeTest:
     timeout_s: float
     devices: tuple[str, ...] = ("cpu", "cuda")
     multiprocess: bool = False
+    default: bool = True
+    """False: run only when named (``--tests``); the cross-version checkpoint grid is hours of CPU."""
 
     @property
     def family(self) -> str | None:
@@ -83,6 +85,12 @@ def _tests() -> tuple[ProbeTest, ...]:
                   "export bit-exact", ("llama",), timeout_s=300.0, multiprocess=True),
         ProbeTest("pp2", "two processes, pipeline parallel 2 with tied embeddings: logits vs HF, export "
                   "bit-exact", ("llama",), timeout_s=300.0, multiprocess=True),
+    ]
+    tests += [  # rows are per writer (harness.probes.ckpt_grid.row_name), folded into their own table
+        ProbeTest(f"ckpt_compat:{f}", f"tiny {f} torch_dist checkpoints written by each grid release, loaded by "
+                  "this one (bridge and plain MCore; GPT -> Hybrid interop on 0.19+): logits vs HF",
+                  (), timeout_s=3600.0, devices=("cpu",), default=False)
+        for f in families
     ]
     return tuple(tests)
 

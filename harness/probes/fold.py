@@ -19,6 +19,9 @@ Evidence: a result's own rows (RESULT.json); for a result without rows (``error`
 skipped test) the rows the catalog says the test is about. A cell's status is ``failed`` if any test
 failed it, else ``error`` / ``timeout`` if one could not judge it, else ``passed`` if one passed, else
 ``skipped``. Agreement with the static verdict: :mod:`harness.agreement`.
+
+``ckpt_compat:<family>`` results are not matrix cells: they go into ``matrix.checkpoint_compat``
+(:mod:`harness.ckpt_table`), kept by :func:`carry_dynamic` like every probe result.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.agreement import UNCHECKED, reassess_cell
+from harness.ckpt_table import cells_from_result, merge_cells
 from harness.matrix import Matrix
+from harness.probes.ckpt_grid import parse_test
 from harness.probes.runner import ProbeResult
 
 __all__ = ["CELL_ORDER", "PLATFORMS", "Carried", "carry_dynamic", "cell_status", "fold_results", "rows_for_test"]
@@ -173,8 +178,13 @@ def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: st
     stamp = {"source": "probes", "platform": platform, "tool_version": out.tool_version,
              "generated_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
     by_spec: dict[str, list[ProbeResult]] = {}
+    checkpoint_cells: list[dict[str, Any]] = []
     for r in results:
+        if parse_test(r.test) is not None:  # cross-version checkpoint cells: their own table
+            checkpoint_cells += cells_from_result(r, platform=platform, stamp=stamp)
+            continue
         by_spec.setdefault(r.spec, []).append(r)
+    out.checkpoint_compat = merge_cells(out.checkpoint_compat, checkpoint_cells)
     for spec, rs in by_spec.items():
         rev = _revision_entry(out, spec, rs)
         summary = _merged_summary((rev.get("dynamic") or {}).get(platform),
@@ -255,6 +265,7 @@ def carry_dynamic(matrix: Matrix, previous: Matrix) -> tuple[Matrix, Carried]:
         cell["dynamic"] = copy.deepcopy(old["dynamic"])
         reassess_cell(row, revs[spec], cell)
         cells += 1
+    out.checkpoint_compat = merge_cells(previous.checkpoint_compat, out.checkpoint_compat)
     carried = Carried(revisions=probed, cells=cells, dropped=tuple(dropped))
     log.info("kept %s", carried.summary())
     return out, carried

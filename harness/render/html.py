@@ -12,6 +12,7 @@ import json
 
 from harness.availability import availability
 from harness.matrix import Matrix
+from harness.render.checkpoint_compat import render_checkpoint_html
 from harness.render.common import (
     AGREEMENT_MARK,
     DYNAMIC_STYLE,
@@ -63,6 +64,8 @@ td.cell[data-outside-python="true"]{background-image:repeating-linear-gradient(4
 ul.dis li{margin:.2rem 0} .muted{color:#666}
 td.cell[data-deprecated="true"]{background-image:linear-gradient(135deg,#fff 0 6px,#111 6px 7px,transparent 7px)}
 tr.group th{text-align:left;padding:10px 8px 2px;font-weight:600}
+table.ckpt-grid thead th{writing-mode:horizontal-tb;transform:none;font-size:10px;padding:2px}
+td.cell.ckpt{text-align:center;font-size:10px;color:#fff} td.ckpt-blank{background:#fafafa}
 """
 
 _JS = """
@@ -296,6 +299,7 @@ def render_html(matrix: Matrix) -> str:
 {_model_classes(matrix)}
 {_main_sections(matrix)}
 {_dynamic_sections(matrix)}
+{render_checkpoint_html(matrix)}
 <h2>Feature availability</h2>
 {_availability(matrix)}
 <div id="tip" role="tooltip"></div>

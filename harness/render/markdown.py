@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.availability import availability
 from harness.matrix import Matrix
+from harness.render.checkpoint_compat import render_checkpoint_markdown
 from harness.render.common import (
     AGREEMENT_MARK,
     DYNAMIC_STYLE,
@@ -167,6 +168,7 @@ def render_matrix_markdown(matrix: Matrix) -> str:
         out.append("")
     if platforms:
         out += _dynamic_sections(matrix)
+    out += render_checkpoint_markdown(matrix)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -1,0 +1,110 @@
+"""Checkpoints written once per (writer release, family) for the ``ckpt_compat`` probes, cached like probe results.
+
+:func:`ensure_written` prepares the writer release (:func:`harness.probes.envs.prepare_revision`) and runs
+``python -m harness.probes.payload_ckpt write <family> --out DIR`` under it, which writes the family's tiny
+HF checkpoint (``hf/``), imports it with the bridge's ``torch_dist`` writer (``mc/``) and says how it went
+in ``writer.json``. The entry lives in ``<cache>/ckpt_compat/<key>/``, ``key`` being the probe cache key
+(:func:`harness.probes.cachekeys.probe_key`) of the writer revision and the test ``ckpt_write:<family>``:
+the revision's identity, the project's source digest, Python / torch / transformers. It is built in a
+temporary directory and renamed into place under a file lock, so concurrent readers wait for one writer
+and a half-written entry is never used.
+
+A writer that cannot build the family (the bridge refuses, release-aware) is recorded as ``refused``: its
+cells are ``not_run``, never failures. A crashed or hung writer is recorded as ``error``. Both are cached
+like any probe result (a change to the bridge or the probes changes the key, so it is written again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.cache import default_cache_dir
+from harness.errors import ProbeError
+
+__all__ = ["WRITER_FILE", "WRITER_STATUSES", "Written", "ensure_written", "read_writer_file"]
+
+log = logging.getLogger("harness.probes.ckpt_store")
+
+WRITER_FILE = "writer.json"
+WRITER_STATUSES = ("written", "refused", "error")
+_WRITE_TIMEOUT_S = 900.0
+_TAIL_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class Written:
+    """One cached writer entry: ``status`` in :data:`WRITER_STATUSES`, the reason when not written."""
+
+    family: str
+    writer: str
+    status: str
+    directory: Path
+    reason: str = ""
+    mcore_version: str = ""
+
+    @property
+    def hf_dir(self) -> Path:
+        return self.directory / "hf"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / "mc"
+
+
+def read_writer_file(directory: Path) -> dict[str, Any]:
+    """The checked ``writer.json`` of an entry (ProbeError naming the file otherwise)."""
+    path = directory / WRITER_FILE
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ProbeError(f"{path}: unreadable writer record ({exc}); delete {directory} to write it again") from exc
+    if not isinstance(data, dict) or data.get("status") not in WRITER_STATUSES:
+        raise ProbeError(f"{path}: expected a status in {WRITER_STATUSES}, found {data!r:.120}")
+    return data
+
+
+def _run_writer(prepared: Any, family: str, out: Path) -> None:
+    """Run the writer payload under ``prepared`` into ``out``; a crash or hang becomes an ``error`` record."""
+    from harness.probes.runner import _child_env
+
+    cmd = [prepared.python, "-m", "harness.probes.payload_ckpt", "write", family, "--out", str(out)]
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=_child_env(prepared), cwd=out, capture_output=True, text=True,
+                              timeout=_WRITE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        reason, code = f"the writer timed out after {_WRITE_TIMEOUT_S:g}s", None
+    else:
+        code = proc.returncode
+        reason = (proc.stdout + proc.stderr)[-_TAIL_CHARS:]
+    if code == 0 and (out / WRITER_FILE).is_file():
+        return
+    record = {"status": "error", "family": family, "writer": prepared.version, "reason":
+              f"writer exited {code}: {reason.strip()}", "duration_s": round(time.perf_counter() - started, 3)}
+    (out / WRITER_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None) -> Written:
+    """The cached checkpoint of ``family`` written under megatron-core ``writer`` (written now if absent)."""
+    from harness.probes.cachekeys import environment_id, probe_key
+    from harness.probes.envs import _build_once, prepare_revision
+
+    cache_dir = cache_dir or default_cache_dir()
+    prepared = prepare_revision(f"pypi:{writer}", cache_dir=cache_dir)
+    if prepared.error:
+        return Written(family, writer, "error", cache_dir, reason=f"writer release {writer}: {prepared.error}")
+    key = probe_key(prepared.identity, f"ckpt_write:{family}", "cpu",
+                    environment=environment_id(prepared.method, prepared.python_version))
+    directory = cache_dir / "ckpt_compat" / f"{writer}-{family}-{key[:16]}"
+    reused = _build_once(directory, cache_dir / "locks" / f"ckpt-{directory.name}.lock",
+                         lambda tmp: _run_writer(prepared, family, tmp))
+    data = read_writer_file(directory)
+    log.info("%s written by %s: %s (%s)", family, writer, data["status"], "cached" if reused else "new")
+    return Written(family, writer, data["status"], directory, reason=str(data.get("reason", "")),
+                   mcore_version=str(data.get("mcore_version", "")))
