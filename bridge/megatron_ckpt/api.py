@@ -46,8 +46,11 @@ def _restore(value: Any) -> Any:
 
 def _apply(provider: Any, settings: dict[str, Any], *, source: str) -> None:
     for name, value in settings.items():
+        value = _restore(value)
+        if isinstance(value, tuple) and isinstance(getattr(provider, name, None), list):
+            value = list(value)  # JSON has no tuples: a list stays one (MCore reads a tuple moe_layer_freq as no list)
         try:
-            setattr(provider, name, _restore(value))
+            setattr(provider, name, value)
         except ConfigError as exc:
             raise CheckpointError(f"{source}: the recorded provider setting {name!r} cannot be applied here: {exc}")
 

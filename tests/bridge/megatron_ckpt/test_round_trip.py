@@ -103,3 +103,20 @@ def test_import_ckpt_over_a_previous_checkpoint_needs_overwrite_and_replaces_it(
     import_ckpt(hf, tmp_path / "mc", overwrite=True)
     assert json.loads((tmp_path / "mc" / RECORD_FILE).read_text())["provider"]["params_dtype"] == {"dtype": "float32"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mc"]
+
+
+def test_a_moe_model_with_dense_layers_round_trips(tmp_path: Path) -> None:
+    """The record's moe_layer_freq (a 0/1 list) comes back as a list: JSON has no tuples, and MCore reads a tuple as
+    no list, so the loading model was all-MoE and asked for stacked keys the checkpoint never had (found on
+    DeepSeek-V3, whose first block is dense)."""
+    from bridge.parity import compare_checkpoints
+    from bridge.runtime import reset_model_parallel
+    from harness.probes.tiny_models import family_variants, write_checkpoint
+
+    variant = family_variants("deepseek_v3")[0]
+    hf = write_checkpoint(variant, tmp_path / "hf", seed=0)
+    mc = import_ckpt(hf, tmp_path / "mc")
+    assert json.loads((mc / RECORD_FILE).read_text())["provider"]["moe_layer_freq"] == [0, 1, 1]
+    reset_model_parallel()
+    comparison = compare_checkpoints(hf, export_ckpt(mc, tmp_path / "back"))
+    assert comparison.bit_exact, (comparison.missing, comparison.unexpected, comparison.different)
