@@ -27,38 +27,39 @@ __all__ = [
 ]
 
 
+def _norm_rows(p: str, param: str) -> list[Any]:
+    """The final norm's and each layer's two norms' ``param`` (``weight``/``bias``), MCore's local-spec names."""
+    return [
+        AutoMapping(f"decoder.final_layernorm.{param}", f"{p}.norm.{param}"),
+        AutoMapping(f"decoder.layers.*.input_layernorm.{param}", f"{p}.layers.*.input_layernorm.{param}"),
+        AutoMapping(f"decoder.layers.*.pre_mlp_layernorm.{param}", f"{p}.layers.*.post_attention_layernorm.{param}"),
+    ]
+
+
+def _te_fused_norm_rows(p: str, param: str) -> list[Any]:
+    """Each layer's two norms' ``param`` under Transformer Engine's names (fused into the next linear)."""
+    return [
+        AutoMapping(f"decoder.layers.*.self_attention.linear_qkv.layer_norm_{param}",
+                    f"{p}.layers.*.input_layernorm.{param}"),
+        AutoMapping(f"decoder.layers.*.mlp.linear_fc1.layer_norm_{param}",
+                    f"{p}.layers.*.post_attention_layernorm.{param}"),
+    ]
+
+
 def embedding_and_norm_mappings(*, prefix: str = "model") -> list[Any]:
     """Word embedding, final norm, and each layer's two norms (MCore's local-spec names)."""
-    p = prefix
-    return [
-        AutoMapping("embedding.word_embeddings.weight", f"{p}.embed_tokens.weight"),
-        AutoMapping("decoder.final_layernorm.weight", f"{p}.norm.weight"),
-        AutoMapping("decoder.layers.*.input_layernorm.weight", f"{p}.layers.*.input_layernorm.weight"),
-        AutoMapping("decoder.layers.*.pre_mlp_layernorm.weight", f"{p}.layers.*.post_attention_layernorm.weight"),
-    ]
+    return [AutoMapping("embedding.word_embeddings.weight", f"{prefix}.embed_tokens.weight"),
+            *_norm_rows(prefix, "weight")]
 
 
 def te_fused_norm_mappings(*, prefix: str = "model") -> list[Any]:
     """The same two layer norms under Transformer Engine's names (fused into the next linear)."""
-    p = prefix
-    return [
-        AutoMapping("decoder.layers.*.self_attention.linear_qkv.layer_norm_weight",
-                    f"{p}.layers.*.input_layernorm.weight"),
-        AutoMapping("decoder.layers.*.mlp.linear_fc1.layer_norm_weight",
-                    f"{p}.layers.*.post_attention_layernorm.weight"),
-    ]
+    return _te_fused_norm_rows(prefix, "weight")
 
 
 def layernorm_bias_mappings(*, prefix: str = "model") -> list[Any]:
     """The biases of LayerNorm (not RMSNorm) families' norms, under both MCore namings."""
-    p = prefix
-    return [
-        AutoMapping("decoder.final_layernorm.bias", f"{p}.norm.bias"),
-        AutoMapping("decoder.layers.*.input_layernorm.bias", f"{p}.layers.*.input_layernorm.bias"),
-        AutoMapping("decoder.layers.*.pre_mlp_layernorm.bias", f"{p}.layers.*.post_attention_layernorm.bias"),
-        AutoMapping("decoder.layers.*.self_attention.linear_qkv.layer_norm_bias", f"{p}.layers.*.input_layernorm.bias"),
-        AutoMapping("decoder.layers.*.mlp.linear_fc1.layer_norm_bias", f"{p}.layers.*.post_attention_layernorm.bias"),
-    ]
+    return [*_norm_rows(prefix, "bias"), *_te_fused_norm_rows(prefix, "bias")]
 
 
 def gated_mlp_mappings(*, prefix: str = "model") -> list[Any]:

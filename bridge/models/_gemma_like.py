@@ -52,14 +52,11 @@ def _scale_output(module: torch.nn.Module, inputs: Any, output: torch.Tensor, *,
 
 @dataclass
 class GemmaModelProvider(GPTModelProvider):
-    """Gemma defaults; see the module docstring for the norm and the embedding scale."""
+    """Gemma defaults (RMSNorm, a gated MLP, RoPE and no linear biases are GPTModelProvider's); see the
+    module docstring for the norm and the embedding scale."""
 
-    normalization: str = "RMSNorm"
     layernorm_zero_centered_gamma: bool = True
-    gated_linear_unit: bool = True
     activation: str = "gelu_tanh"
-    position_embedding_type: str = "rope"
-    add_bias_linear: bool = False
     share_embeddings_and_output_weights: bool = True
 
     @property

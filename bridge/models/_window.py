@@ -18,7 +18,7 @@ from typing import Any
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
 
-__all__ = ["sliding_window_kwargs", "window_layer_flags"]
+__all__ = ["sliding_window_kwargs", "window_layer_flags", "with_sliding_window"]
 
 _LAYER_TYPES = {"sliding_attention": 1, "full_attention": 0}
 
@@ -60,3 +60,10 @@ def sliding_window_kwargs(cfg: Any, num_layers: int) -> dict[str, Any]:
     if not all(flags):
         out["window_attn_skip_freq"] = flags
     return out
+
+
+def with_sliding_window(provider: Any, cfg: Any) -> Any:
+    """``provider`` with :func:`sliding_window_kwargs` of ``cfg`` set on it (for its layer count); returned."""
+    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
+        setattr(provider, name, value)
+    return provider

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.models._llama_like import LlamaModelProvider, llama_provider_kwargs
-from bridge.models._window import sliding_window_kwargs
+from bridge.models._window import with_sliding_window
 
 __all__ = ["MistralModelProvider", "mistral_provider"]
 
@@ -22,7 +22,4 @@ class MistralModelProvider(LlamaModelProvider):
 
 def mistral_provider(cfg: Any) -> MistralModelProvider:
     """The provider of an HF ``MistralConfig``."""
-    provider = MistralModelProvider(**llama_provider_kwargs(cfg))
-    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
-        setattr(provider, name, value)
-    return provider
+    return with_sliding_window(MistralModelProvider(**llama_provider_kwargs(cfg)), cfg)

@@ -18,12 +18,12 @@ __all__ = ["NemotronModelProvider", "nemotron_provider_kwargs"]
 
 @dataclass
 class NemotronModelProvider(GPTModelProvider):
+    """LayerNorm1P and an ungated squared-ReLU MLP (RoPE and no linear biases are GPTModelProvider's)."""
+
     normalization: str = "LayerNorm"
     layernorm_zero_centered_gamma: bool = True
     gated_linear_unit: bool = False
     activation: str = "squared_relu"
-    position_embedding_type: str = "rope"
-    add_bias_linear: bool = False
 
     def layer_spec(self):
         return zero_centered_block_spec(self) if self.transformer_layer_spec is None else super().layer_spec()

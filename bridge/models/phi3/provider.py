@@ -6,14 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.models._llama_like import LlamaModelProvider, llama_provider_kwargs
-from bridge.models._window import sliding_window_kwargs
+from bridge.models._window import with_sliding_window
 
 __all__ = ["phi3_provider"]
 
 
 def phi3_provider(cfg: Any) -> LlamaModelProvider:
     """The provider of an HF ``Phi3Config`` (its fused weights are the mappings' business)."""
-    provider = LlamaModelProvider(**llama_provider_kwargs(cfg))
-    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
-        setattr(provider, name, value)
-    return provider
+    return with_sliding_window(LlamaModelProvider(**llama_provider_kwargs(cfg)), cfg)

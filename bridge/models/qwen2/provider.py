@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.models._llama_like import LlamaModelProvider, llama_provider_kwargs
-from bridge.models._window import sliding_window_kwargs
+from bridge.models._window import with_sliding_window
 
 __all__ = ["Qwen2ModelProvider", "qwen2_provider"]
 
@@ -25,7 +25,4 @@ class Qwen2ModelProvider(LlamaModelProvider):
 
 def qwen2_provider(cfg: Any) -> Qwen2ModelProvider:
     """The provider of an HF ``Qwen2Config``."""
-    provider = Qwen2ModelProvider(**llama_provider_kwargs(cfg))
-    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
-        setattr(provider, name, value)
-    return provider
+    return with_sliding_window(Qwen2ModelProvider(**llama_provider_kwargs(cfg)), cfg)

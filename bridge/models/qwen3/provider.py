@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.models._llama_like import LlamaModelProvider, llama_provider_kwargs
-from bridge.models._window import sliding_window_kwargs
+from bridge.models._window import with_sliding_window
 
 __all__ = ["Qwen3ModelProvider", "qwen3_provider"]
 
@@ -27,7 +27,4 @@ class Qwen3ModelProvider(LlamaModelProvider):
 
 def qwen3_provider(cfg: Any) -> Qwen3ModelProvider:
     """The provider of an HF ``Qwen3Config`` (``attention_bias=True`` is refused as for Llama)."""
-    provider = Qwen3ModelProvider(**llama_provider_kwargs(cfg))
-    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
-        setattr(provider, name, value)
-    return provider
+    return with_sliding_window(Qwen3ModelProvider(**llama_provider_kwargs(cfg)), cfg)

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.models import hf_config as H
 from bridge.models._llama_like import LlamaModelProvider, llama_provider_kwargs
-from bridge.models._window import sliding_window_kwargs
+from bridge.models._window import with_sliding_window
 
 __all__ = ["SmolLM3ModelProvider", "smollm3_provider"]
 
@@ -32,7 +32,5 @@ def smollm3_provider(cfg: Any) -> SmolLM3ModelProvider:
     """The provider of an HF ``SmolLM3Config``."""
     kwargs = llama_provider_kwargs(cfg)
     uses_rope = H.get(cfg, "no_rope_layers", default=[1] * kwargs["num_layers"])
-    provider = SmolLM3ModelProvider(**kwargs, nope_layers=tuple(i + 1 for i, r in enumerate(uses_rope) if not r))
-    for name, value in sliding_window_kwargs(cfg, provider.num_layers).items():
-        setattr(provider, name, value)
-    return provider
+    nope = tuple(i + 1 for i, r in enumerate(uses_rope) if not r)
+    return with_sliding_window(SmolLM3ModelProvider(**kwargs, nope_layers=nope), cfg)
