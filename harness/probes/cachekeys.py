@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ KEY_VERSION = 1
 """Bump when the key's ingredients change meaning."""
 
 _SOURCE_DIRS = ("bridge", "harness/probes")
+_PROJECT_ENV = "MCORE_COMPAT_PROJECT_VERSION"
 
 
 def source_digest(root: Path | None = None, dirs: tuple[str, ...] = _SOURCE_DIRS) -> str:
@@ -56,8 +58,15 @@ def source_digest(root: Path | None = None, dirs: tuple[str, ...] = _SOURCE_DIRS
 
 @functools.lru_cache(maxsize=1)
 def project_version() -> str:
-    """``<tool_version>+<sha12 of bridge/ and harness/probes/>`` (computed once per process)."""
-    return f"{tool_version()}+{source_digest()[:12]}"
+    """``<tool_version>+<sha12 of bridge/ and harness/probes/>`` (computed once per process).
+
+    The value is exported as ``$MCORE_COMPAT_PROJECT_VERSION`` and taken from there when set, so a probe
+    subprocess that caches work of its own (the ``ckpt_compat`` writers, :mod:`harness.probes.ckpt_store`)
+    keys it with the digest its sweep started with: an edit under ``bridge/`` during an hour-long sweep
+    would otherwise make every later reader write every checkpoint again."""
+    value = os.environ.get(_PROJECT_ENV) or f"{tool_version()}+{source_digest()[:12]}"
+    os.environ[_PROJECT_ENV] = value
+    return value
 
 
 def _dist_version(name: str) -> str:

@@ -32,7 +32,7 @@ __all__ = [
     "parse_test",
     "row_name",
     "row_status",
-    "test_name_for",
+    "probe_name",
     "writers_for",
 ]
 
@@ -69,7 +69,7 @@ def grid_pairs(family: str, releases: Sequence[str] = DYNAMIC_RELEASES) -> tuple
     return tuple((w, r) for r in ordered for w in writers_for(family, r, ordered))
 
 
-def test_name_for(family: str) -> str:
+def probe_name(family: str) -> str:
     return f"{TEST_PREFIX}:{family}"
 
 
