@@ -4,7 +4,7 @@
 
     {"family", "writer", "reader", "platform", "verdict", "details", "first_difference"?,
      "bridge"?: {"verdict", "details", "max_abs_diff"?}, "mcore"?: {...}, "hybrid_interop"?: {...},
-     "migrated"?: {...}, "duration_s", "provenance"}
+     "hybrid_migrate"?: {...}, "migrated"?: {...}, "duration_s", "provenance"}
 
 ``verdict`` is one of :data:`harness.probes.ckpt_grid.CELL_VERDICTS`. A probe that ran reports one row per
 writer (:func:`~harness.probes.ckpt_grid.row_name`) carrying the cell as JSON in its metrics; a probe that
@@ -48,7 +48,7 @@ def _from_row(family: str, writer: str, reader: str, row: dict[str, Any]) -> dic
                             "details": str(body.get("details", row.get("details", "")))[:600]}
     if body.get("first_difference"):
         cell["first_difference"] = str(body["first_difference"])
-    for name in ("bridge", "mcore", "hybrid_interop", "migrated"):
+    for name in ("bridge", "mcore", "hybrid_interop", "hybrid_migrate", "migrated"):
         path = _path(body.get(name))
         if path is not None:
             cell[name] = path

@@ -10,7 +10,9 @@ Reader side, per writer (:func:`harness.probes.ckpt_grid.writers_for`), against 
 * ``bridge``: ``load_megatron_model``'s path (located, validated, provider from the record, loaded);
 * ``mcore``: a model built here, filled by plain ``dist_checkpointing.load`` and a strict ``load_state_dict``;
 * ``hybrid_interop`` (0.19+, dense families, GPT-layout checkpoints): MCore's own ``gpt_checkpoint_interop``
-  retargets a ``HybridModel``'s sharded state dict at the GPT checkpoint.
+  retargets a ``HybridModel``'s sharded state dict at the GPT checkpoint;
+* ``hybrid_migrate`` (same cells): the HybridModel's own keys against the GPT checkpoint (a real layout
+  difference: its first key), then ``migrate-ckpt --model-class hybrid`` and the bridge's load of the result.
 
 A path's verdict (:data:`~harness.probes.ckpt_grid.CELL_VERDICTS`): ``loads`` (logits within
 :data:`bridge.parity.PARITY_ATOL`), ``loads_with_warnings`` (MCore warned while loading, or ``_extra_state``
@@ -187,6 +189,35 @@ def _interop_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool) -> di
     return _loaded_verdict(_logits([chunk], ids, vocab), ref, _warning_notes(caught, []))
 
 
+def _hybrid_migrate_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool, workdir: Path) -> dict[str, Any]:
+    """A GPT-layout checkpoint into the bridge's HybridModel without MCore's interop (the layouts differ), then
+    after ``migrate-ckpt --model-class hybrid``: ``loads_after_migrate`` when the migrated one loads."""
+    from bridge import compat
+    from bridge.auto_bridge import AutoBridge
+    from bridge.megatron_ckpt.api import provider_for_checkpoint
+    from bridge.megatron_ckpt.keys import key_diff
+    from bridge.megatron_ckpt.migrate import migrate_checkpoint
+    from bridge.megatron_ckpt.reader import open_checkpoint
+    from bridge.runtime import reset_model_parallel
+
+    reset_model_parallel()
+    dirs, record = open_checkpoint(path)
+    _, provider = provider_for_checkpoint(dirs, record, open_bridge=AutoBridge.from_hf_pretrained,
+                                          trust_remote_code=trust or None)
+    provider.model_class = "hybrid"
+    provider.finalize()
+    native = key_diff(dirs.iteration_dir, {"model": provider.provide_distributed_model()[0].sharded_state_dict()})
+    if native.tensors_only().empty:
+        return {"verdict": "loads", "details": "the HybridModel asks for the GPT checkpoint's own keys"}
+    target = workdir / "hybrid"
+    migrate_checkpoint(path, target, to_release=str(compat.installed_version()), model_class="hybrid", durable=False)
+    after = _bridge_path(target, ids, ref, vocab, trust)
+    verdict = "loads_after_migrate" if after["verdict"] in ("loads", "loads_with_warnings") else after["verdict"]
+    return {"verdict": verdict, "max_abs_diff": after.get("max_abs_diff"), "first_difference": native.first(),
+            "details": f"native HybridModel load: {native.first()}; after migrate-ckpt --model-class hybrid: "
+                       f"{after['verdict']} ({after.get('details', '')})"}
+
+
 def _guarded(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     try:
         return fn(*args)
@@ -233,6 +264,7 @@ def read_cell(written: Any, *, interop: bool, workdir: Path) -> dict[str, Any]:
             cell["verdict"] = "loads_after_migrate"
     if interop and bridge.get("dense") and bridge.get("model_class") == "gpt":
         cell["hybrid_interop"] = _guarded(_interop_path, written.checkpoint, ids, ref, vocab, trust)
+        cell["hybrid_migrate"] = _guarded(_hybrid_migrate_path, written.checkpoint, ids, ref, vocab, trust, workdir)
     return cell
 
 

@@ -68,7 +68,7 @@ def _explain(cell: dict[str, Any]) -> str:
     parts = [f"{cell['family']}: written by {cell['writer']}, read by {cell['reader']}: {cell['verdict']}"]
     if cell.get("first_difference"):
         parts.append(f"first difference: {cell['first_difference']}")
-    for name in ("bridge", "mcore", "migrated", "hybrid_interop"):
+    for name in ("bridge", "mcore", "migrated", "hybrid_interop", "hybrid_migrate"):
         if isinstance(cell.get(name), dict):
             parts.append(f"{name}: {cell[name].get('verdict')} ({cell[name].get('details', '')})")
     if not any(isinstance(cell.get(n), dict) for n in ("bridge", "mcore")) and cell.get("details"):
@@ -105,12 +105,17 @@ def render_checkpoint_markdown(matrix: Matrix) -> list[str]:
                 notes.append(f"- {g.family} {w} → {r}: {_symbol(c['verdict'])} {c['verdict']}: "
                              f"{_md(_explain(c).partition(chr(10))[2] or c.get('details', ''))[:400]}")
             if isinstance(c.get("hybrid_interop"), dict):
-                h = c["hybrid_interop"]
+                h, m = c["hybrid_interop"], c.get("hybrid_migrate") or {}
                 interop.append(f"| {g.family} | {w} | {r} | {_symbol(h.get('verdict', ''))} {h.get('verdict')} | "
-                               f"{_md(h.get('details', ''))[:200]} |")
+                               f"{_md(h.get('details', ''))[:160]} | {_symbol(m.get('verdict', ''))} "
+                               f"{m.get('verdict', '')} | {_md(m.get('details', ''))[:240]} |")
     if interop:
-        out += ["### GPTModel checkpoint -> HybridModel (MCore's `gpt_checkpoint_interop`, 0.19+)", "",
-                "| family | written by | read by | verdict | details |", "|---|---|---|---|---|", *interop, ""]
+        out += ["### GPTModel checkpoint -> HybridModel (0.19+)", "",
+                "MCore's own load-time translation (`gpt_checkpoint_interop`), and the bridge's HybridModel loading "
+                "the GPT layout as it is (it asks for other keys) and after `mcore-compat migrate-ckpt "
+                "--model-class hybrid`.", "",
+                "| family | written by | read by | gpt_checkpoint_interop | details | native / migrate-ckpt | details |",
+                "|---|---|---|---|---|---|---|", *interop, ""]
     if notes:
         out += ["### Cells that did not simply load", "", *notes, ""]
     return out

@@ -24,7 +24,9 @@ FAILS = {"verdict": "fails", "details": "CheckpointError: lacks ['decoder.final_
 LOADS = {"verdict": "loads", "details": "max |logits - HF| 0.00e+00",
          "bridge": {"verdict": "loads", "details": "", "max_abs_diff": 0.0},
          "mcore": {"verdict": "loads", "details": "", "max_abs_diff": 0.0},
-         "hybrid_interop": {"verdict": "loads_with_warnings", "details": "log.WARNING: load_common is deprecated"}}
+         "hybrid_interop": {"verdict": "loads_with_warnings", "details": "log.WARNING: load_common is deprecated"},
+         "hybrid_migrate": {"verdict": "loads_after_migrate", "details": "native HybridModel load: missing "
+                            "'decoder.final_norm.weight'; after migrate-ckpt --model-class hybrid: loads"}}
 
 
 def _result(family: str, reader: str, cells: dict[str, dict], status: str = "passed") -> ProbeResult:
@@ -94,6 +96,7 @@ def test_markdown_shows_a_grid_per_family_with_its_own_legend_and_the_first_diff
     assert "| **0.16.1** |   | ❌ |" in llama and "| **0.18.2** | ✅ |   |" in llama and "| **0.19.2** |   | ✅ |" in llama
     assert "llama 0.16.1 → 0.19.2: ❌ fails: first difference: missing 'decoder.final_norm.weight'" in section
     assert "| llama | 0.19.2 | 0.19.2 | ⚠️ loads_with_warnings |" in section  # the interop verdict
+    assert "| 🔧 loads_after_migrate | native HybridModel load: missing" in section
     assert "| **0.19.2** | · |" in section  # not run, not a failure
 
 
