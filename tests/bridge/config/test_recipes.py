@@ -19,7 +19,7 @@ FLAGSHIP_OF = {name: name.removesuffix("_pretrain") for name in RECIPES}
 NOT_PUBLISHED = {"tiny_gpt"}
 # families whose flagship config and recipe are not written yet: a tracked gap, not an exemption
 # (the test below fails once one of them gets a recipe and is still listed, or if a new family is added without one)
-RECIPE_NOT_YET: set[str] = set()
+RECIPE_NOT_YET: set[str] = {"gpt_oss"}  # GPT-OSS (issue 18) has no flagship recipe yet: a tracked gap
 # HF's names for the expert count and the top-k (the families spell them differently)
 EXPERTS = ("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts")
 TOPK = ("num_experts_per_tok", "moe_k")
