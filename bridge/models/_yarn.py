@@ -15,8 +15,9 @@ HF ``rope_parameters``                 MCore config attribute
 ``factor`` (default: max_pos / orig)   ``yarn_rotary_scaling_factor``
 ``original_max_position_embeddings``   ``yarn_original_max_position_embeddings``
 ``beta_fast`` / ``beta_slow``          ``yarn_beta_fast`` / ``yarn_beta_slow`` (32 / 1 when unset)
-``mscale`` and ``mscale_all_dim``      ``yarn_mscale`` / ``yarn_mscale_all_dim``: both or neither (then
-                                       both ``None``: the factor ``0.1 ln(factor) + 1``, HF's default)
+``mscale`` and ``mscale_all_dim``      ``yarn_mscale`` / ``yarn_mscale_all_dim``: both, or neither: then
+                                       ``1.0`` / ``0.0``, whose ratio is HF's default ``0.1 ln(factor) + 1``
+                                       bit for bit (0.15 has no ``None`` case)
 ``truncate`` (default True)            ``yarn_correction_range_round_to_int``
 ``attention_factor``                   not settable: refused unless it equals the derived value
 =====================================  ==========================================================
@@ -42,8 +43,8 @@ class YarnRope:
     original_max_position_embeddings: int
     beta_fast: float = 32.0
     beta_slow: float = 1.0
-    mscale: float | None = None
-    mscale_all_dim: float | None = None
+    mscale: float = 1.0
+    mscale_all_dim: float = 0.0
     correction_range_round_to_int: bool = True
 
     def config_attributes(self) -> dict[str, Any]:
@@ -82,8 +83,8 @@ def yarn_rope(cfg: Any) -> YarnRope:
         original_max_position_embeddings=int(original),
         beta_fast=float(scaling.get("beta_fast") or 32),
         beta_slow=float(scaling.get("beta_slow") or 1),
-        mscale=float(mscale) if both else None,
-        mscale_all_dim=float(all_dim) if both else None,
+        mscale=float(mscale) if both else 1.0,
+        mscale_all_dim=float(all_dim) if both else 0.0,
         correction_range_round_to_int=bool(scaling.get("truncate", True)),
     )
 
