@@ -95,3 +95,21 @@ def test_hf_config_object_and_dict_give_the_same_provider() -> None:
     by_object = ModelConfig(hf_config=LlamaConfig(**TINY))
     assert by_dict.base_provider() == by_object.base_provider()
     assert by_object.to_dict()["hf_config"]["hidden_size"] == 64
+
+
+def test_a_custom_code_family_builds_from_a_dict_with_its_legacy_rope_scaling() -> None:
+    """Kimi-K2 is registered by name and transformers has no ``kimi_k2`` config class: a dict config
+    becomes a plain PretrainedConfig (no checkpoint code runs) whose YaRN ``rope_scaling`` reaches MLA."""
+    from transformers import PretrainedConfig
+
+    from bridge.models.kimi_k2.bridge import KimiK2Bridge
+
+    base = KimiK2Bridge.representative_configs()[1].to_dict()  # tied, plain RoPE
+    yarn = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 1.0,
+            "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0}
+    data = {k: v for k, v in base.items() if k != "rope_parameters"} | {"rope_theta": 50000.0, "rope_scaling": yarn}
+    model = ModelConfig(hf_config=data)
+    assert model.family == "kimi_k2" and type(model.hf_config_object()) is PretrainedConfig
+    overrides = model.base_provider().config_overrides
+    rope = (overrides["rope_type"], overrides["rotary_scaling_factor"], overrides["rotary_base"])
+    assert rope == ("yarn", 4.0, 50000.0)
