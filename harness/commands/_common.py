@@ -11,7 +11,7 @@ from typing import Any
 from harness.cache import atomic_write_text
 from harness.introspect import Introspector
 
-__all__ = ["add_cache", "add_json", "add_repo", "introspector", "write_json"]
+__all__ = ["add_cache", "add_json", "add_launch", "add_repo", "introspector", "write_json"]
 
 
 def add_repo(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,14 @@ def add_repo(parser: argparse.ArgumentParser) -> None:
 def add_cache(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="cache root (default: $MCORE_COMPAT_CACHE or ~/.cache/mcore-compat)")
+
+
+def add_launch(parser: argparse.ArgumentParser) -> None:
+    """``--launch fork|fresh``: how probes start (:func:`harness.probes.forkpool.launch_mode`)."""
+    parser.add_argument("--launch", choices=("fork", "fresh"),
+                        help="fork: each probe is forked from a warm process per revision that imported MCore "
+                             "once (default where safe); fresh: a new interpreter per probe "
+                             "(default: $MCORE_COMPAT_PROBE_LAUNCH, else fork)")
 
 
 def add_json(parser: argparse.ArgumentParser, *, required: bool = False) -> None:

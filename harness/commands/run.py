@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.cache import atomic_write_text
 from harness.ci import Break, RunReport, dynamic_breaks, render_summary, static_breaks
-from harness.commands._common import add_cache, introspector
+from harness.commands._common import add_cache, add_launch, introspector
 from harness.errors import HarnessError, RevisionError
 from harness.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from harness.matrix import Matrix, build_matrix
@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-submodule", action="store_true",
                         help="leave the submodule at the tested commit (default: restore it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_launch(parser)
     add_cache(parser)
 
 
@@ -114,7 +115,8 @@ def _dynamic(args: argparse.Namespace, specs: list[str], repo: str,
         [t.name for t in TESTS if not t.multiprocess and t.name not in LEFT_OUT]
     skips = comparison_skips(matrix, specs[0], specs[1], names)  # e.g. hybrid:* where HybridModel is absent
     results = run_sweep(specs, tests=names, device=args.device, jobs=args.jobs, timeout_s=args.timeout,
-                        cache_dir=args.cache_dir, repo=repo, progress=not args.no_progress, skips=skips)
+                        cache_dir=args.cache_dir, repo=repo, progress=not args.no_progress, skips=skips,
+                        launch=args.launch)
     declared = {t.name: tuple(t.rows) for t in TESTS}
     return fold_results(matrix, results, platform=_platform(args)), list(results), declared
 

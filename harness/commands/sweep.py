@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import atomic_write_text
-from harness.commands._common import add_cache, add_repo, introspector
+from harness.commands._common import add_cache, add_launch, add_repo, introspector
 from harness.exitcodes import EXIT_INTERRUPTED, EXIT_OK
 from harness.matrix import Matrix, build_matrix, load_matrix, merge_matrices
 from harness.render import write_reports
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (default: matrices/)")
     parser.add_argument("--refresh", action="store_true", help="ignore cached probe results (run everything)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_launch(parser)
     add_repo(parser)
     add_cache(parser)
 
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         with _terminate_as_interrupt():
             report = run_sweep_report(specs, tests=tests, device=args.device, jobs=args.jobs,
                                       timeout_s=args.timeout, cache_dir=args.cache_dir, repo=args.repo,
-                                      refresh=args.refresh, progress=not args.no_progress, skips=skips)
+                                      refresh=args.refresh, progress=not args.no_progress, skips=skips,
+                                      launch=args.launch)
     except KeyboardInterrupt as exc:
         print(f"mcore-compat sweep: interrupted ({exc or 'Ctrl-C'}); finished probes are cached, run the same "
               "command again to resume", file=sys.stderr)

@@ -29,9 +29,12 @@ from harness.probes.payload_common import (
     FAILED, PASSED, SKIPPED, MegatronWarnings, Outcome, Row, describe_exception, merge_warnings,
 )
 
-__all__ = ["main", "probe_import", "run_test"]
+__all__ = ["main", "probe_import", "run_test", "warm_up"]
 
 EXIT_JUDGED, EXIT_USAGE, EXIT_NOT_JUDGED = 0, 2, 3
+
+_WARM: MegatronWarnings | None = None
+"""What ``import megatron.core`` recorded in a fork server (:func:`warm_up`), before its probes forked."""
 
 
 def probe_import() -> Outcome:
@@ -99,7 +102,7 @@ def run_test(name: str, device: str) -> tuple[Outcome, list[dict[str, Any]]]:
     if device not in test.devices:
         return _skipped(test.rows, f"test {name!r} does not run on {device}"), []
     notes: list[str] = []
-    with MegatronWarnings() as caught:
+    with MegatronWarnings(_WARM) as caught:  # a fork server's import warnings count as this probe's
         try:
             import megatron.core  # noqa: F401 - the revision's MCore, first on PYTHONPATH
         except Exception as e:
@@ -125,6 +128,31 @@ def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _setup(device: str) -> None:
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before CUDA is initialised: CPU it is, patches included
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' shard/weight progress bars
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def warm_up(device: str) -> None:
+    """Everything :func:`main` does before a test's body, done once by a fork server
+    (:mod:`harness.probes.forkserver`) whose forked children then run :func:`main`: the environment and
+    logging, the catalog (which imports torch, transformers and the bridge package) and ``import
+    megatron.core``, its warnings recorded for every probe forked afterwards. No torch op runs (no
+    threads start). Raises whatever the import raises (the server then reports it and the runner
+    starts fresh interpreters, which judge the failure as they always have)."""
+    global _WARM
+    _setup(device)
+    from harness.probes.catalog import test_names
+
+    test_names()
+    with MegatronWarnings() as caught:
+        import megatron.core  # noqa: F401 - the revision's MCore, first on PYTHONPATH
+    _WARM = caught
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.probes.payload", description=__doc__.splitlines()[0])
     ap.add_argument("test", help="probe test name (harness.probes.catalog)")
@@ -139,11 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as e:
         print(f"payload: {e.args[0]}", file=sys.stderr)
         return EXIT_USAGE
-    if args.device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before CUDA is initialised: CPU it is, patches included
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' shard/weight progress bars
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _setup(args.device)
     try:
         outcome, caught = run_test(args.test, args.device)
     except ImportError as e:

@@ -97,12 +97,17 @@ class _LogRecords(logging.Handler):
 
 
 class MegatronWarnings:
-    """Context manager recording MCore's warnings (see the module docstring); :meth:`as_json` after exit."""
+    """Context manager recording MCore's warnings (see the module docstring); :meth:`as_json` after exit.
 
-    def __init__(self) -> None:
+    ``earlier``: a finished recorder whose warnings count as recorded by this one, first (a fork server's
+    ``import megatron.core``, done once before its probes fork): :meth:`as_json` then lists what a single
+    recorder active over both would have (``warnings.warn`` records before log records)."""
+
+    def __init__(self, earlier: MegatronWarnings | None = None) -> None:
         self._catcher = warnings.catch_warnings(record=True)
         self._records: list[warnings.WarningMessage] = []
         self._handler = _LogRecords()
+        self._earlier = earlier
 
     def __enter__(self) -> "MegatronWarnings":
         self._records = self._catcher.__enter__()
@@ -116,9 +121,12 @@ class MegatronWarnings:
 
     def as_json(self) -> list[dict[str, Any]]:
         """Deduplicated ``{"category", "message", "filename", "lineno"}`` entries, in order of first issue."""
+        earlier = self._earlier
+        records = [*(earlier._records if earlier else ()), *self._records]
+        logged = [*(earlier._handler.records if earlier else ()), *self._handler.records]
         entries = [(w.category.__name__, str(w.message), w.filename, w.lineno)
-                   for w in self._records if _from_megatron(w.filename)]
-        entries += [(f"log.{r.levelname}", r.getMessage(), r.pathname, r.lineno) for r in self._handler.records]
+                   for w in records if _from_megatron(w.filename)]
+        entries += [(f"log.{r.levelname}", r.getMessage(), r.pathname, r.lineno) for r in logged]
         return merge_warnings([{"category": category, "message": message, "filename": _short_path(filename),
                                 "lineno": int(lineno or 0)} for category, message, filename, lineno in entries])
 

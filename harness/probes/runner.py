@@ -2,8 +2,11 @@
 
 The child is ``python -m harness.probes.payload <test> --out RESULT.json --device D`` in its own
 process group (so a timeout kills everything it started), with the revision first on ``PYTHONPATH``
-and ``OMP_NUM_THREADS=1``. The payload writes RESULT.json and exits 0 when it could judge the test;
-anything else is judged here:
+and ``OMP_NUM_THREADS=1``: by default a child forked from the revision's warm fork server, which has
+imported torch, transformers, the bridge and megatron.core once in that very environment
+(:mod:`harness.probes.forkpool`), else (``launch="fresh"``, a multi-process test, a server that cannot
+warm up) a fresh interpreter. Both leave the same files and exit codes. The payload writes RESULT.json
+and exits 0 when it could judge the test; anything else is judged here:
 
 =============  ==================================================================================
 ``timeout``    it ran past its limit; the whole process group was killed
@@ -23,13 +26,14 @@ import re
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ProbeError
+from harness.probes import procgroups
+from harness.probes.forkpool import ForkServer, ServerGone, launch_mode, warm_server
 from harness.probes.prepared import PreparedRevision
 
 __all__ = [
@@ -52,7 +56,7 @@ RESULT_STATUSES = ("passed", "failed", "skipped")
 STATUSES = (*RESULT_STATUSES, "error", "timeout")
 DEFAULT_TIMEOUT_S = 900.0
 _TAIL_LINES, _TAIL_CHARS = 40, 4000
-_GRACE_S = 1.0
+_REAP_WAIT_S = 10.0
 _META_KEYS = ("mcore_version", "python", "torch", "transformers", "device", "duration_s", "notes")
 
 
@@ -112,36 +116,23 @@ def test_timeout(test: Any) -> float:
         return DEFAULT_TIMEOUT_S
 
 
-# --- process groups --------------------------------------------------------------------------------
-
-_ACTIVE: set[int] = set()
-_ACTIVE_LOCK = threading.Lock()
-
-
-def _kill_group(pgid: int, grace: float = _GRACE_S) -> None:
-    """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        if sig == signal.SIGTERM:
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pgid, 0)
-                except (ProcessLookupError, PermissionError):
-                    return
-                time.sleep(0.05)
+def _multiprocess(test: Any) -> bool:
+    """Whether the test starts worker processes of its own (``tp2``, ``pp2``): those never fork from a server."""
+    if not isinstance(test, str):
+        return bool(getattr(test, "multiprocess", False))
+    try:
+        from harness.probes.catalog import test_by_name
+    except ImportError:
+        return False
+    try:
+        return bool(test_by_name(test).multiprocess)
+    except (KeyError, LookupError, ValueError, ProbeError):
+        return False
 
 
 def kill_active_probes() -> int:
-    """Kill the process groups of every probe still running (after Ctrl-C); returns how many."""
-    with _ACTIVE_LOCK:
-        groups = list(_ACTIVE)
-    for pgid in groups:
-        _kill_group(pgid, grace=0.2)
-    return len(groups)
+    """Kill the process groups of every probe and fork server still running (after Ctrl-C); returns how many."""
+    return procgroups.kill_registered(grace=0.2)
 
 
 # --- judging what came back ------------------------------------------------------------------------
@@ -255,12 +246,64 @@ def _base_meta(prepared: PreparedRevision, device: str) -> dict[str, Any]:
             "method": prepared.method}
 
 
+class _ServerLost(ProbeError):
+    """The fork server exited while its child ran: the child's exit status is unknown."""
+
+
+def _run_fresh(prepared: PreparedRevision, cmd: list[str], workdir: Path, log_path: Path, limit: float) -> int | None:
+    """Run ``cmd`` in a new session; its exit code, or None when it ran past ``limit`` (its group is killed).
+    Raises OSError when it cannot start."""
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=workdir, env=_child_env(prepared), start_new_session=True)
+        procgroups.register(proc.pid)
+        try:
+            return proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            return None
+        except BaseException:
+            procgroups.kill_group(proc.pid, grace=0.2)
+            proc.wait()
+            raise
+        finally:
+            procgroups.kill_group(proc.pid)  # stragglers the child left behind (or the whole group on timeout)
+            proc.wait()
+            procgroups.unregister(proc.pid)
+
+
+def _run_forked(server: ForkServer, module: str, argv: list[str], workdir: Path, log_path: Path,
+                env: dict[str, str], limit: float) -> int | None:
+    """:func:`_run_fresh` through ``server``: the child is forked, not started. Raises :class:`ServerGone`
+    when the server cannot start it, :class:`_ServerLost` when the server dies while it runs."""
+    req = server.start(module, argv, workdir, log_path, env)
+    assert req.pid is not None
+    try:
+        if not req.done.wait(limit):
+            procgroups.kill_group(req.pid)
+            req.done.wait(_REAP_WAIT_S)
+            return None
+        procgroups.kill_group(req.pid)  # stragglers the child left behind, as for a fresh interpreter
+        if req.exit is None:
+            raise _ServerLost(f"the fork server of {server.label} exited while the probe ran (its exit status "
+                              "is unknown; the probe's process group was killed)")
+        return req.exit
+    except BaseException:
+        procgroups.kill_group(req.pid, grace=0.2)
+        raise
+    finally:
+        server.finished(req)
+
+
 def run_probe(prepared: PreparedRevision, test: Any, *, device: str = "cpu", timeout_s: float | None = None,
-              workdir: Path | None = None) -> ProbeResult:
+              workdir: Path | None = None, launch: str | None = None, payload: str = PAYLOAD_MODULE
+              ) -> ProbeResult:
     """Run ``test`` (a catalog ``ProbeTest`` or its name) at ``prepared`` and judge the outcome.
 
     ``timeout_s`` overrides the test's own limit. ``workdir``: keep the probe's ``RESULT.json`` and
     ``probe.log`` in a fresh sub-directory of it (None: a temporary directory, removed afterwards).
+    ``launch``: ``"fork"`` or ``"fresh"`` (None: ``$MCORE_COMPAT_PROBE_LAUNCH``, else fork; see
+    :func:`harness.probes.forkpool.launch_mode`); ``meta["launch"]`` says which ran. ``payload``: the module
+    whose ``main(argv)`` judges the test (``python -m`` it, or called in the forked child).
     Never raises for the revision's failures (they become ``error`` / ``timeout`` results); a
     KeyboardInterrupt kills the child's process group and propagates.
     """
@@ -269,6 +312,21 @@ def run_probe(prepared: PreparedRevision, test: Any, *, device: str = "cpu", tim
     meta = _base_meta(prepared, device)
     if prepared.error:
         return ProbeResult(prepared.spec, name, "error", details=prepared.error, meta=meta)
+    mode, why = launch_mode(launch, multiprocess=_multiprocess(test), device=device)
+    server: ForkServer | None = None
+    if mode == "fork":
+        warm = warm_server(prepared.spec, prepared.python, _child_env(prepared), device, limit=limit,
+                           revision_env=prepared.env)
+        if warm.timed_out:
+            meta.update(returncode=None, launch="fork server")
+            return ProbeResult(prepared.spec, name, "timeout", log_tail=_tail(warm.log_tail), duration_s=warm.seconds,
+                               meta=meta, details=f"timed out after {limit:g}s (process group killed) in the "
+                                                  "revision's fork server, importing megatron.core")
+        if warm.killed:  # an interrupted sweep killed it: start nothing in its place
+            meta.update(returncode=None, launch="fork server")
+            return ProbeResult(prepared.spec, name, "error", log_tail=_tail(warm.log_tail), duration_s=warm.seconds,
+                               meta=meta, details=f"the revision's fork server was killed while importing ({warm.reason})")
+        server = warm.server
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcore-probe-")))
@@ -276,32 +334,31 @@ def run_probe(prepared: PreparedRevision, test: Any, *, device: str = "cpu", tim
             workdir.mkdir(parents=True, exist_ok=True)
             workdir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"{name.replace(':', '-')}-"))
         out, log_path = workdir / "RESULT.json", workdir / "probe.log"
-        cmd = [prepared.python, "-m", PAYLOAD_MODULE, name, "--out", str(out), "--device", device]
+        argv = [name, "--out", str(out), "--device", device]
         start = time.perf_counter()
-        with open(log_path, "wb") as log_file:
-            try:
-                proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        cwd=workdir, env=_child_env(prepared), start_new_session=True)
-            except OSError as exc:
-                return ProbeResult(prepared.spec, name, "error", details=f"could not start {cmd[0]}: {exc}",
-                                   meta=meta)
-            with _ACTIVE_LOCK:
-                _ACTIVE.add(proc.pid)
-            try:
-                returncode: int | None = proc.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                returncode = None
-            except BaseException:
-                _kill_group(proc.pid, grace=0.2)
-                proc.wait()
-                raise
-            finally:
-                _kill_group(proc.pid)  # stragglers the child left behind (or the whole group on timeout)
-                proc.wait()
-                with _ACTIVE_LOCK:
-                    _ACTIVE.discard(proc.pid)
+        returncode: int | None = None
+        try:
+            if server is not None:
+                try:
+                    returncode = _run_forked(server, payload, argv, workdir, log_path, _child_env(prepared), limit)
+                    meta["launch"] = "fork server"
+                except ServerGone as exc:
+                    log.warning("%s %s: %s; running it in a fresh interpreter", prepared.spec, name, exc)
+                    server, start = None, time.perf_counter()
+            if server is None:
+                cmd = [prepared.python, "-m", payload, *argv]
+                try:
+                    returncode = _run_fresh(prepared, cmd, workdir, log_path, limit)
+                except OSError as exc:
+                    return ProbeResult(prepared.spec, name, "error", details=f"could not start {cmd[0]}: {exc}",
+                                       meta=meta)
+                meta["launch"] = "fresh interpreter" + (f" ({why})" if why else "")
+        except _ServerLost as exc:
+            return ProbeResult(prepared.spec, name, "error", details=str(exc), duration_s=time.perf_counter() - start,
+                               log_tail=_tail(log_path.read_text("utf-8", "replace")) if log_path.exists() else "",
+                               meta={**meta, "launch": "fork server"})
         duration = time.perf_counter() - start
-        log_text = log_path.read_text("utf-8", "replace")
+        log_text = log_path.read_text("utf-8", "replace") if log_path.exists() else ""
         tail = _tail(log_text)
         meta["returncode"] = returncode
         if returncode is None:

@@ -28,6 +28,7 @@ from harness.cache import default_cache_dir
 from harness.errors import HarnessError, ProbeError
 from harness.probes.cachekeys import ProbeCache, environment_id, probe_key
 from harness.probes.envs import prepare_revision
+from harness.probes.forkpool import close_servers
 from harness.probes.prepared import PreparedRevision, revision_identity
 from harness.probes.runner import ProbeResult, kill_active_probes, run_probe, test_name
 from harness.probes.skips import not_launched_result
@@ -101,6 +102,7 @@ class _Revision:
     prepared: PreparedRevision | None = None
     started: float | None = None
     ended: float | None = None
+    remaining: int = 0
 
     def get_identity(self) -> str | None:
         with self.lock:
@@ -121,6 +123,12 @@ class _Revision:
         with self.lock:
             self.started = start if self.started is None else min(self.started, start)
             self.ended = end if self.ended is None else max(self.ended, end)
+
+    def done_one(self) -> bool:
+        """Count a finished probe; True for the revision's last one."""
+        with self.lock:
+            self.remaining -= 1
+            return self.remaining == 0
 
 
 class _Stopped(Exception):
@@ -150,8 +158,13 @@ def run_sweep_report(
     timeout_s: float | None = None, cache_dir: Path | None = None, repo: str | None = None,
     refresh: bool = False, progress: bool = True, method: str = "pythonpath",
     on_result: Callable[[ProbeResult], None] | None = None, skips: Mapping[tuple[str, str], str] | None = None,
+    launch: str | None = None,
 ) -> SweepReport:
     """Probe every test at every revision; see the module docstring.
+
+    ``launch``: how probes start (:func:`harness.probes.forkpool.launch_mode`: a child of the revision's warm
+    fork server by default, ``"fresh"`` for an interpreter per probe); a revision's server is closed once
+    its last probe is done.
 
     ``on_result`` is called in the calling thread for each result as it arrives (cached ones too).
     ``skips`` (``{(spec, test): reason}``, :func:`harness.probes.skips.static_skips`) are not launched: without a
@@ -192,7 +205,7 @@ def run_sweep_report(
                 return ProbeResult(st.rev.spec, name, "error", details=str(st.identity_error),
                                    meta={"device": device, "mcore_version": st.rev.version})
             prepared = st.get_prepared()
-            result = run_probe(prepared, name, device=device, timeout_s=timeout_s)
+            result = run_probe(prepared, name, device=device, timeout_s=timeout_s, launch=launch)
             if stopping.is_set():
                 raise _Stopped
             if key and not prepared.error:
@@ -200,8 +213,12 @@ def run_sweep_report(
             return result
         finally:
             st.mark(began, time.perf_counter())
+            if st.done_one():
+                close_servers(st.rev.spec)  # its imports are no longer needed: free the memory
 
     todo = [(st, name) for st in states for name in names]
+    for st in states:
+        st.remaining = len(names)
     results: dict[tuple[str, str], ProbeResult] = {}
     bar = tqdm(total=len(todo), desc=f"probes ({device})", unit="probe", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="probe")
@@ -231,6 +248,7 @@ def run_sweep_report(
         raise
     finally:
         bar.close()
+        close_servers()
     pool.shutdown(wait=True)
     ordered = tuple(results[(st.rev.spec, name)] for st, name in todo)
     report = SweepReport(ordered, _timings(states, results), time.perf_counter() - start, device, max(1, jobs))
@@ -242,8 +260,8 @@ def run_sweep_report(
 def run_sweep(specs: Sequence[str | Revision], *, tests: Sequence[Any] | None = None, device: str = "cpu",
               jobs: int = 1, timeout_s: float | None = None, cache_dir: Path | None = None,
               repo: str | None = None, refresh: bool = False, progress: bool = True,
-              skips: Mapping[tuple[str, str], str] | None = None) -> list[ProbeResult]:
+              skips: Mapping[tuple[str, str], str] | None = None, launch: str | None = None) -> list[ProbeResult]:
     """The results of :func:`run_sweep_report` (the agreed interface; the report adds timing)."""
     return list(run_sweep_report(specs, tests=tests, device=device, jobs=jobs, timeout_s=timeout_s,
                                  cache_dir=cache_dir, repo=repo, refresh=refresh, progress=progress,
-                                 skips=skips).results)
+                                 skips=skips, launch=launch).results)
