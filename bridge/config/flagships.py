@@ -189,20 +189,14 @@ _DEEPSEEK_V2_LITE = {  # deepseek-ai/DeepSeek-V2-Lite
     "torch_dtype": "bfloat16",
 }
 
-_KIMI_K2 = {  # moonshotai/Kimi-K2-Base (a DeepSeek-V3 architecture; see above for its class name)
+_KIMI_K2 = {  # moonshotai/Kimi-K2-Base: DeepSeek-V3's architecture with these fields changed (class name: above)
+    **_DEEPSEEK_V3,
     "architectures": ["KimiK2ForCausalLM"], "model_type": "kimi_k2",
-    "vocab_size": 163840, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
-    "num_hidden_layers": 61, "first_k_dense_replace": 1, "moe_layer_freq": 1,
-    "num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1536, "kv_lora_rank": 512,
-    "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
-    "n_routed_experts": 384, "n_shared_experts": 1, "num_experts_per_tok": 8, "n_group": 1, "topk_group": 1,
-    "topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": True, "routed_scaling_factor": 2.827,
-    "num_nextn_predict_layers": 0, "max_position_embeddings": 131072, "rms_norm_eps": 1e-6,
-    "rope_theta": 50000.0,
+    "vocab_size": 163840, "first_k_dense_replace": 1, "num_attention_heads": 64, "num_key_value_heads": 64,
+    "n_routed_experts": 384, "n_group": 1, "topk_group": 1, "routed_scaling_factor": 2.827,
+    "num_nextn_predict_layers": 0, "max_position_embeddings": 131072, "rope_theta": 50000.0,
     "rope_scaling": {"type": "yarn", "factor": 32.0, "original_max_position_embeddings": 4096,
                      "beta_fast": 1.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0},
-    "hidden_act": "silu", "attention_bias": False, "tie_word_embeddings": False, "initializer_range": 0.02,
-    "torch_dtype": "bfloat16",
 }
 
 _GLM4_5_AIR = {  # zai-org/GLM-4.5-Air-Base
