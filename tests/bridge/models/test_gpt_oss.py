@@ -160,3 +160,61 @@ def test_pipeline_parallel_pp2_matches_hf_and_exports_bit_exact(tmp_path: Path) 
     rep = _torchrun(path, 1, 2, tmp_path / "out")
     assert rep["max_abs_diff"] <= PARITY_ATOL, rep
     assert rep["export_bit_exact"], rep["export_mismatches"]
+
+
+# -- other releases (subprocesses with the release first on PYTHONPATH; tests/helpers/hybrid_runs.py) --------------
+
+def _on_release(spec: str, tmp_path: Path, model_classes: str) -> dict[str, dict]:
+    from tests.bridge.test_hybrid_releases import _release, run_families
+
+    report = run_families(_release(spec), tmp_path, model_classes=model_classes, families=("gpt_oss",))
+    assert report["mcore_version"] == spec.removeprefix("pypi:")
+    return {f"{r['requested']}/{r['variant'].split('(')[0]}": r for r in report["variants"]}
+
+
+_REFUSAL_SCRIPT = """
+import json, sys
+from transformers import GptOssConfig
+from bridge.errors import UnsupportedFeatureError
+from bridge.models.gpt_oss.bridge import GptOssBridge
+out = {}
+for i, config in enumerate(GptOssBridge.representative_configs()):
+    try:
+        GptOssBridge().provider_bridge(config).finalize()
+        out[i] = "built"
+    except UnsupportedFeatureError as exc:
+        out[i] = f"UnsupportedFeatureError: {exc}"
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.network
+def test_refused_with_the_release_on_0_14() -> None:
+    """0.14.0, the last release without the features: each representative config refused before building, naming
+    what is missing (YaRN only where the config uses it) and the release that brings it."""
+    import subprocess
+    import sys
+
+    from tests.bridge.test_hybrid_releases import ROOT, _env, _release
+
+    proc = subprocess.run([sys.executable, "-c", _REFUSAL_SCRIPT], env=_env(_release("pypi:0.14.0")), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.splitlines()[-1])
+    assert sorted(rows) == ["0", "1"]
+    for key, text in rows.items():
+        assert text.startswith("UnsupportedFeatureError: GPT-OSS needs attention sinks"), text
+        assert "megatron-core 0.14.0 lacks" in text and "megatron-core>=0.15.0" in text, text
+        assert ("'yarn_rope'" in text) is (key == "0"), text  # the second config uses plain RoPE
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, model_classes", [("pypi:0.15.0", "auto"), ("pypi:0.18.2", "auto,hybrid")])
+def test_parity_and_export_on_other_releases(spec: str, model_classes: str, tmp_path: Path) -> None:
+    """0.15.0, the first release with every feature (GPTModel), and 0.18.2 (GPTModel and HybridModel); 0.19.2 runs in
+    the default suite with every family (tests/bridge/test_hybrid_releases.py)."""
+    rows = _on_release(spec, tmp_path, model_classes)
+    assert len(rows) == 2 * len(model_classes.split(","))
+    for r in rows.values():
+        assert r["passed"] and r["export_bit_exact"] and r["max_abs_diff"] <= PARITY_ATOL, r
