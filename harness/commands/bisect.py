@@ -7,6 +7,7 @@ import argparse
 
 from harness import gitrepo
 from harness.commands._common import add_cache, add_json, add_repo, introspector, write_json
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK
 from harness.history import bisect_field
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -44,4 +45,4 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{args.field} returns in {_describe(info)}")
             if result.removed is None:
                 print(f"{args.field} still exists at {args.end}")
-    return 0 if result.first is not None else 1
+    return EXIT_OK if result.first is not None else EXIT_FAILURE

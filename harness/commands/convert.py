@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "convert an HF checkpoint to a saved Megatron TP x PP layout (streaming, no model built)"
@@ -64,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except ParallelLayoutError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except BridgeError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     print(f"wrote {result.path} (TP={result.layout.tp}, PP={result.layout.pp}, {result.layout.model_class} layout, "
           f"{len(result.layout.params)} parameters, {result.bytes / 1e9:.2f} GB in {result.seconds:.1f} s)")
-    return 0
+    return EXIT_OK
 
 
 def _run_torch_dist(args: argparse.Namespace) -> int:
@@ -80,7 +82,7 @@ def _run_torch_dist(args: argparse.Namespace) -> int:
     if (args.tp, args.pp) != (1, 1) or args.first_stage_layers or args.last_stage_layers or args.model_class != "gpt":
         print("mcore-compat convert: error: --format torch_dist takes no --tp/--pp/--*-stage-layers/--model-class: "
               "a torch_dist checkpoint loads at any TP x PP (dist_checkpointing reshards on load)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         result = convert_to_torch_dist(args.hf_dir, args.out_dir, dtype=args.dtype, overwrite=args.overwrite,
                                        trust_remote_code=args.trust_remote_code or None,
@@ -88,7 +90,7 @@ def _run_torch_dist(args: argparse.Namespace) -> int:
                                        revision=args.revision)
     except BridgeError as e:
         print(f"mcore-compat convert: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     print(f"wrote {result.path} (torch_dist, {result.tensors} parameters, {result.bytes / 1e9:.2f} GB in "
           f"{result.seconds:.1f} s)")
-    return 0
+    return EXIT_OK

@@ -9,6 +9,7 @@ import argparse
 
 from harness.commands._common import add_cache, add_json, add_repo, introspector, write_json
 from harness.diff import diff_introspections
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK
 from harness.renames import KNOWN_RENAMES, RenameTable
 from harness.requirements import requirement_rows
 from harness.scanning import scan_renames, scan_revisions
@@ -60,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
     write_json(args.json, report)
     if str(args.json) != "-":
         _print(report)
-    return 1 if any(i.error for i in intros) else 0
+    return EXIT_FAILURE if any(i.error for i in intros) else EXIT_OK
 

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "export a saved Megatron TP x PP layout to an HF checkpoint (streaming, no model built)"
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except BridgeError as e:
         print(f"mcore-compat export: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     print(f"wrote {result.path} ({result.tensors} tensors in {len(result.files)} file(s), "
           f"{result.bytes / 1e9:.2f} GB in {result.seconds:.1f} s)")
-    return 0
+    return EXIT_OK

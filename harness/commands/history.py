@@ -10,6 +10,7 @@ import argparse
 
 from harness import gitrepo
 from harness.commands._common import add_cache, add_json, add_repo, introspector, write_json
+from harness.exitcodes import EXIT_OK
 from harness.history import field_history
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -38,4 +39,4 @@ def run(args: argparse.Namespace) -> int:
             what = e.error or (f"+{len(e.added)} -{len(e.removed)} ~{len(e.default_changed)}"
                                f" type~{len(e.type_changed)}")
             print(f"{e.commit[:12]} {e.date[:10]}{tags} {what}  {e.subject[:60]}")
-    return 0
+    return EXIT_OK

@@ -23,6 +23,7 @@ from pathlib import Path
 from harness.commands._common import add_cache, add_repo, introspector
 from harness.field_history import FIELD_HISTORY_PATH, build_field_history, write_field_history
 from harness.errors import HarnessError
+from harness.exitcodes import EXIT_OK
 from harness.introspect import Introspection
 from harness.mainline import changes_since_release, label_main, newest_release, resolve_main
 from harness.matrix import Matrix, build_matrix, load_matrix
@@ -140,4 +141,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {dynamic}")
     for p in paths:
         print(f"  wrote {p}")
-    return 0
+    return EXIT_OK

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.commands._common import add_json
+from harness.exitcodes import EXIT_OK, EXIT_USAGE
 from harness.matrix import load_matrix, merge_matrices
 from harness.render import write_reports
 
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.out is None and args.json is None:
-        raise SystemExit("mcore-compat merge: error: give --out DIR or --json PATH")
+        print("mcore-compat merge: error: give --out DIR (reports) or --json PATH (the merged matrix.json)",
+              file=sys.stderr)
+        return EXIT_USAGE
     merged = merge_matrices([(str(p), load_matrix(p)) for p in args.inputs])
     if args.json is not None and str(args.json) == "-":
         sys.stdout.write(merged.dumps())
@@ -37,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         for p in write_reports(merged, args.out):
             print(f"wrote {p}")
-    return 0
+    return EXIT_OK

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "reshard saved Megatron TP x PP shards to another layout (no HF in between)"
@@ -35,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
                          last_stage_layers=args.last_stage_layers, overwrite=args.overwrite)
     except (CheckpointError, ParallelLayoutError) as e:
         print(f"mcore-compat reshard: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     print(f"wrote {args.dst} (TP={layout.tp}, PP={layout.pipeline.pp}, {len(layout.params)} parameters)")
-    return 0
+    return EXIT_OK

@@ -12,6 +12,7 @@ import argparse
 import json
 
 from harness.commands._common import add_cache, add_repo
+from harness.exitcodes import EXIT_OK
 from harness.versions import DYNAMIC_RELEASES, RELEASES
 
 __all__ = ["HELP", "add_arguments", "revision_specs", "run"]
@@ -42,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
 
         specs.append(resolve_main(args.repo, cache_dir=args.cache_dir).spec)
     print(json.dumps(specs) if args.json else "\n".join(specs))
-    return 0
+    return EXIT_OK

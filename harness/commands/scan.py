@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from harness.commands._common import add_cache, add_json, add_repo, introspector, write_json
+from harness.exitcodes import EXIT_FAILURE, EXIT_OK
 from harness.scanning import scan_revisions
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -42,4 +43,4 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(r.transformer_config)} TransformerConfig fields, {len(r.subclasses)} subclasses, "
                 f"{len(r.gpt_model_params)} GPTModel params, {len(r.layer_specs)} layer-spec functions")
             print(f"{r.revision.spec} ({r.revision.version or '?'}): {status}")
-    return 1 if any(r.error for r in results) else 0
+    return EXIT_FAILURE if any(r.error for r in results) else EXIT_OK

@@ -77,6 +77,7 @@ def test_matrix_merge_and_error_column(cache, tmp_path, synthetic_repo):
     merged = load_matrix(tmp_path / "merged" / "matrix.json")  # provenances are indices into the file's tables
     assert next(iter(merged.cells.values()))["provenance"]["merged_from"] == str(out / "matrix.json")
     assert main(["merge", str(tmp_path / "fh.json"), "--json", "-"]) == EXIT_FAILURE  # not a matrix
+    assert main(["merge", str(out / "matrix.json")]) == EXIT_USAGE  # nowhere to write: a usage error, not a failure
 
 
 def test_matrix_keeps_the_probe_results_of_the_matrix_it_replaces(cache, tmp_path, capsys):
