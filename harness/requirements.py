@@ -1,8 +1,8 @@
 """What the bridge's families need from MCore, as lists of :mod:`harness.checks`.
 
 Families come from :func:`bridge.registry.all_requirements` (derived from the
-providers, never hand-kept here; imported lazily because ``bridge`` pulls in torch). Until the bridge registers families this is empty and
-the matrix only has feature rows.
+providers, never hand-kept here; imported lazily because ``bridge`` pulls in torch). A bridge that does not
+import is an error that says why (a matrix without its family rows would read as "nothing supported").
 
 Each family has one row per model class the bridge builds (:data:`MODEL_CLASS_ROWS`): ``llama`` (GPTModel)
 and ``hybrid:llama`` (HybridModel, the provider's ``model_class="hybrid"``), each with the requirements the
@@ -11,12 +11,12 @@ bridge derives for that class; the ``hybrid:<family>`` probe tests report on the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.checks import Check
+from harness.errors import HarnessError
 from harness.features import FEATURES, Feature
 from harness.introspect import CONFIG_CLASS, MODEL_CLASSES
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # importing bridge pulls torch: only when families are asked 
 __all__ = ["MODEL_CLASS_ROWS", "Row", "VariantRow", "family_requirements", "family_row_name", "requirement_rows",
            "row_for_feature", "row_for_requirements"]
 
-log = logging.getLogger("harness.requirements")
 
 MODEL_CLASS_ROWS: dict[str, str] = {"gpt": "{family}", "hybrid": "hybrid:{family}"}
 """The row of a family on each model class (``"gpt"``: the family's name, as before model classes)."""
@@ -83,15 +82,21 @@ def _checks(config_class: str, fields: Iterable[str], params: Iterable[str], spe
 
 
 def family_requirements(model_class: str = "gpt") -> list[Requirements]:
-    """The bridge's registered families on ``model_class`` ([] while none is registered or the registry is
-    absent)."""
+    """The bridge's registered families on ``model_class``.
+
+    Raises:
+        HarnessError: the bridge's registry does not import (a missing dependency such as torch, a broken
+            install); the message names the import error and how to fix it.
+    """
     try:
         from bridge.registry import all_requirements
-
-        return all_requirements(model_class)
-    except ImportError as exc:  # bridge.registry not written yet
-        log.info("no bridge families available (%s); the matrix has feature rows only", exc)
-        return []
+    except ImportError as exc:
+        raise HarnessError(
+            f"the family rows come from the bridge, but bridge.registry does not import ({type(exc).__name__}: "
+            f"{exc}); expected mcore-compat installed with its dependencies (pip install mcore-compat, or "
+            "pip install -e . in a checkout, which brings torch and transformers)"
+        ) from exc
+    return all_requirements(model_class)
 
 
 def row_for_requirements(req: Requirements) -> Row:
