@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "export": "harness.commands.export",
     "import-ckpt": "harness.commands.import_ckpt",
     "export-ckpt": "harness.commands.export_ckpt",
+    "migrate-ckpt": "harness.commands.migrate_ckpt",
     "run": "harness.commands.run",
     "sweep": "harness.commands.sweep",
     "revisions": "harness.commands.revisions",

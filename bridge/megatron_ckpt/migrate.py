@@ -32,7 +32,7 @@ from packaging.version import Version
 
 from bridge import compat
 from bridge._logging import get_logger
-from bridge.errors import CheckpointError
+from bridge.errors import BridgeError, CheckpointError
 
 __all__ = ["KEY_RENAMES", "KeyRename", "Migration", "main", "migrate_checkpoint", "to_new_key", "to_old_key"]
 
@@ -151,12 +151,16 @@ def migrate_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     check_files(dirs)
     writer = record["mcore_version"]
     reset_model_parallel()
-    _, provider = provider_for_checkpoint(dirs, record, open_bridge=AutoBridge.from_hf_pretrained,
-                                          trust_remote_code=trust_remote_code)
-    if model_class is not None:
-        provider.model_class = model_class
-    provider.finalize()
-    chunks = provider.provide_distributed_model()
+    try:
+        _, provider = provider_for_checkpoint(dirs, record, open_bridge=AutoBridge.from_hf_pretrained,
+                                              trust_remote_code=trust_remote_code)
+        if model_class is not None:
+            provider.model_class = model_class
+        provider.finalize()
+        chunks = provider.provide_distributed_model()
+    except BridgeError as exc:
+        raise CheckpointError(f"{dirs.root} was written by megatron-core {writer}; its model cannot be built under "
+                              f"megatron-core {installed} to migrate it: {exc}") from exc
     target_class = provider.resolved_model_class()
     sharded = {key: chunk.sharded_state_dict() for key, chunk in zip(model_state_keys(len(chunks)), chunks)}
     stored = stored_entries(dirs.iteration_dir)
