@@ -27,9 +27,11 @@ import torch
 from bridge._logging import get_logger
 from bridge.errors import CheckpointError, ConfigError
 from bridge.megatron_ckpt.args import check_args_against, provider_settings_from_args
+from bridge.megatron_ckpt.interop import sharded_for_checkpoint, writer_model_class
+from bridge.megatron_ckpt.keys import stored_entries
 from bridge.megatron_ckpt.layout import CheckpointDirs
 from bridge.megatron_ckpt.reader import load_common, load_into, open_checkpoint
-from bridge.megatron_ckpt.writer import save_megatron_model
+from bridge.megatron_ckpt.writer import model_state_keys, save_megatron_model
 
 __all__ = ["LoadedCheckpoint", "export_ckpt", "import_ckpt", "load_checkpoint_model", "provider_for_checkpoint"]
 
@@ -104,9 +106,11 @@ class LoadedCheckpoint:
 def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int = 1, ep: int = 1,
                           hf_config: str | os.PathLike[str] | None = None, provider: Any = None,
                           bridge: Any = None, open_bridge: OpenBridge | None = None,
-                          trust_remote_code: bool | None = None) -> LoadedCheckpoint:
+                          trust_remote_code: bool | None = None, model_class: str | None = None) -> LoadedCheckpoint:
     """Build the model at ``tp`` x ``pp`` x ``ep`` and fill it from the checkpoint (every rank calls it):
-    with ``provider`` (and its ``bridge``) as given, else from the checkpoint through ``open_bridge``."""
+    with ``provider`` (and its ``bridge``) as given, else from the checkpoint through ``open_bridge``, as
+    ``model_class`` (None: the writer's). A GPTModel checkpoint reads into a HybridModel (see
+    :mod:`bridge.megatron_ckpt.interop`); a HybridModel one only into a HybridModel."""
     dirs, record = open_checkpoint(path)
     if provider is None:
         if open_bridge is None:
@@ -116,9 +120,19 @@ def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int 
         provider.tensor_model_parallel_size = tp
         provider.pipeline_model_parallel_size = pp
         provider.expert_model_parallel_size = ep
+    if model_class is not None:
+        provider.model_class = model_class
     provider.finalize()
     chunks = provider.provide_distributed_model()
-    load_into(dirs, chunks)
+    source = writer_model_class(record, None if record is not None else load_common(dirs).get("args"))
+    target = provider.resolved_model_class()
+    if source == target:
+        load_into(dirs, chunks)
+    else:
+        sharded = {key: chunk.sharded_state_dict() for key, chunk in zip(model_state_keys(len(chunks)), chunks)}
+        load_into(dirs, chunks, sharded_for_checkpoint(chunks, sharded, stored=stored_entries(dirs.iteration_dir),
+                                                       source=source, target=target, where=str(dirs.root)))
+        log.info("read the %s-layout checkpoint %s into %s", source, dirs.root, type(chunks[0]).__name__)
     log.info("loaded %s at TP=%d, PP=%d", dirs.root, provider.tensor_model_parallel_size,
              provider.pipeline_model_parallel_size)
     return LoadedCheckpoint(bridge, provider, chunks, dirs)
@@ -160,7 +174,7 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
 def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
                 hf_config: str | os.PathLike[str] | None = None, overwrite: bool = False, durable: bool = True,
                 max_shard_size: int | str | None = None, trust_remote_code: bool | None = None,
-                progress: bool | None = False) -> Path:
+                progress: bool | None = False, model_class: str | None = None) -> Path:
     """``torch_dist`` checkpoint -> HF checkpoint (single process, TP = PP = 1, resharding on load).
 
     The output target is checked before anything is loaded, so a refused ``hf_path`` costs nothing.
@@ -173,7 +187,7 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
     AtomicDirectory(hf_path, overwrite=overwrite, durable=False).abort()  # the guard, before any work
     started = time.perf_counter()
     loaded = load_checkpoint_model(megatron_path, hf_config=hf_config, open_bridge=open_bridge,
-                                   trust_remote_code=trust_remote_code)
+                                   trust_remote_code=trust_remote_code, model_class=model_class)
     bridge = loaded.bridge
     if hf_config is not None:  # a directory, or a Hub ID's config, tokenizer and code files (never its weights)
         from bridge import hub

@@ -32,6 +32,25 @@ def _provider_value(provider: Any, name: str, default: Any = None) -> Any:
         return default
 
 
+def _hybrid_layer_pattern(provider: Any) -> str | None:
+    """The HybridModel pattern Megatron-LM's ``--hybrid-layer-pattern`` takes (no ``|``: the stages are the
+    run's), or None for a GPTModel provider; Megatron-LM tells the two checkpoint layouts apart by it."""
+    resolved = getattr(provider, "resolved_model_class", None)
+    if getattr(provider, "model_class", None) == "gpt":  # asked for: no need to import MCore (offline convert)
+        return None
+    if resolved is None or resolved() != "hybrid":
+        return None
+    from bridge.hybrid_model import stage_pattern
+
+    return stage_pattern(provider).replace("|", "")
+
+
+def _gpt_blocks(values: Mapping[str, Any]) -> Any:
+    """``num_layers`` in GPT blocks: a hybrid run's args count its pattern's layers (``*`` is one per block)."""
+    pattern = values.get("hybrid_layer_pattern") or values.get("hybrid_override_pattern")
+    return pattern.split("/")[0].count("*") if pattern else values.get("num_layers")
+
+
 def megatron_args(provider: Any, *, iteration: int = 0, world_size: int = 1) -> argparse.Namespace:
     """Megatron-LM's ``args`` for a checkpoint written from ``provider`` (plain values only).
 
@@ -43,9 +62,11 @@ def megatron_args(provider: Any, *, iteration: int = 0, world_size: int = 1) -> 
     experts = provider.num_moe_experts
     gated = bool(provider.gated_linear_unit)
     dtype = provider.params_dtype
+    pattern = _hybrid_layer_pattern(provider)
     ns = argparse.Namespace(
-        # architecture (load_args_from_checkpoint's list)
-        num_layers=provider.num_layers,
+        # architecture (load_args_from_checkpoint's list); a HybridModel run's layers are its pattern's
+        num_layers=len(pattern) if pattern else provider.num_layers,
+        hybrid_layer_pattern=pattern,
         hidden_size=provider.hidden_size,
         ffn_hidden_size=provider.ffn_hidden_size,
         num_attention_heads=provider.num_attention_heads,
@@ -59,7 +80,7 @@ def megatron_args(provider: Any, *, iteration: int = 0, world_size: int = 1) -> 
         use_rotary_position_embeddings=provider.position_embedding_type == "rope",
         rotary_base=int(provider.rotary_base) if float(provider.rotary_base).is_integer() else provider.rotary_base,
         rotary_percent=provider.rotary_percent,
-        rotary_interleaved=False,
+        rotary_interleaved=bool(_provider_value(provider, "rotary_interleaved", False)),
         use_rope_scaling=bool(provider.rope_scaling),
         rope_scaling_factor=provider.rope_scaling_factor,
         add_bias_linear=provider.add_bias_linear,
@@ -138,6 +159,7 @@ def _args_dict(args: Any, source: str) -> dict[str, Any]:
 def check_args_against(args: Any, provider: Any, *, source: str) -> None:
     """Raise :class:`CheckpointError` listing every architecture field where ``args`` and ``provider`` differ."""
     values = _args_dict(args, source)
+    values["num_layers"] = _gpt_blocks(values)
     diffs = []
     for arg, field in ARCHITECTURE_ARGS:
         if arg not in values or values[arg] is None and arg != "num_experts":

@@ -81,7 +81,9 @@ def _run_torch_dist(args: argparse.Namespace) -> int:
 
     if (args.tp, args.pp) != (1, 1) or args.first_stage_layers or args.last_stage_layers or args.model_class != "gpt":
         print("mcore-compat convert: error: --format torch_dist takes no --tp/--pp/--*-stage-layers/--model-class: "
-              "a torch_dist checkpoint loads at any TP x PP (dist_checkpointing reshards on load)", file=sys.stderr)
+              "a torch_dist checkpoint loads at any TP x PP (dist_checkpointing reshards on load), and its GPT layout "
+              "reads into HybridModel too (export-ckpt --model-class hybrid, load_megatron_model(model_class="
+              "'hybrid')); for a Hybrid-layout one, import-ckpt --model-class hybrid", file=sys.stderr)
         return EXIT_USAGE
     try:
         result = convert_to_torch_dist(args.hf_dir, args.out_dir, dtype=args.dtype, overwrite=args.overwrite,

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hf-config", default=None, metavar="DIR_OR_HUB_ID",
                         help="HF config of the model (required when Megatron-LM wrote the checkpoint)")
     parser.add_argument("--max-shard-size", default=None, metavar="SIZE", help="bytes per weight file, e.g. 5GB")
+    parser.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default=None,
+                        help="MCore model class to load into (default: the writer's; a GPTModel checkpoint also "
+                             "reads into hybrid)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at HF_DIR")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = AutoBridge.export_ckpt(args.megatron_dir, args.hf_dir, hf_config=args.hf_config, overwrite=args.overwrite,
                           max_shard_size=args.max_shard_size, trust_remote_code=args.trust_remote_code or None,
-                          progress=False if args.no_progress else None)
+                          progress=False if args.no_progress else None, model_class=args.model_class)
     except BridgeError as e:
         print(f"mcore-compat export-ckpt: error: {e}", file=sys.stderr)
         return 1

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=_DTYPES, default=None, help="parameter dtype (default: the config's)")
     parser.add_argument("--pad-vocab", action="store_true",
                         help="pad the vocabulary to a multiple of 128 x TP, as Megatron-LM does")
+    parser.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default="auto",
+                        help="MCore model class whose parameter layout is written (auto: GPTModel while MCore has it)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at MEGATRON_DIR")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from bridge.auto_bridge import AutoBridge
     from bridge.errors import BridgeError
 
-    overrides: dict = {"tensor_model_parallel_size": args.tp, "pipeline_model_parallel_size": args.pp}
+    overrides: dict = {"tensor_model_parallel_size": args.tp, "pipeline_model_parallel_size": args.pp,
+                       "model_class": args.model_class}
     if args.dtype:
         overrides["params_dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     if args.pad_vocab:
