@@ -3,9 +3,12 @@
 Each cell a probe gave evidence for gets ``cell["dynamic"][platform]``::
 
     {"status": "passed"|"failed"|"skipped"|"error"|"timeout", "details": str,
-     "tests": {test: {"status", "details"}}, "warnings": [...], "device", "python", "mcore_version",
-     "outside_python_range": bool, "agreement": "agree"|"disagree"|"explained"|None, "explanation"?,
-     "provenance": {...}}
+     "tests": {test: {"status", "details"}}, "variants"?: {"v0": "passed"|"failed", ...}, "warnings": [...],
+     "device", "python", "mcore_version", "outside_python_range": bool,
+     "agreement": "agree"|"disagree"|"explained"|None, "explanation"?, "provenance": {...}}
+
+``variants`` (a family probe's rows record each variant's ``<variant>.passed``) is what a ``partial``
+static verdict is compared with: the variants it says cannot run must be exactly those that failed.
 
 and ``cell["agreement"]`` / ``cell["explanation"]`` summarise every platform
 (:func:`harness.agreement.settle_agreement`). Each revision gets ``revision["dynamic"][platform]``: the
@@ -78,6 +81,18 @@ def _evidence(result: ProbeResult) -> dict[str, tuple[str, str]]:
     if not out:
         for row in rows_for_test(result.test):
             out[row] = (result.status, result.details)
+    return out
+
+
+def _variant_outcomes(results: Iterable[ProbeResult], row: str) -> dict[str, str]:
+    """``{"v0": "passed"|"failed"}`` of ``row``'s variants, from the family probe's ``<variant>.passed`` metrics."""
+    out: dict[str, str] = {}
+    for result in results:
+        entry = (result.rows or {}).get(row)
+        metrics = entry.get("metrics") if isinstance(entry, dict) else None
+        for key, value in (metrics or {}).items():
+            if key.endswith(".passed") and isinstance(value, bool):
+                out[key.removesuffix(".passed")] = "passed" if value else "failed"
     return out
 
 
@@ -207,6 +222,9 @@ def fold_results(matrix: Matrix, results: Iterable[ProbeResult], *, platform: st
                 "device": summary["device"], "python": summary["python"], "mcore_version": summary["mcore_version"],
                 "outside_python_range": summary["outside_python_range"],
             }
+            variants = _variant_outcomes((r for *_, r in items), row)
+            if variants:
+                dyn["variants"] = variants
             dyn["provenance"] = dict(stamp)
             cell.setdefault("dynamic", {})[platform] = dyn
             reassess_cell(row, rev, cell)

@@ -104,6 +104,7 @@ def probe_family(family: str, *, seed: int = 0, model_class: str = "auto", row: 
             passed += ok
             lines.append(text)
             key = variant.name.split("(")[0]
+            metrics[f"{key}.passed"] = ok  # which variants failed: compared with a partial static verdict's
             for name in ("max_abs_diff", "cosine", "export_bit_exact", "config_class", "model_class"):
                 if name in m:
                     metrics[f"{key}.{name}"] = m[name]

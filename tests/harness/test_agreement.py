@@ -49,3 +49,35 @@ def test_the_cell_shows_its_most_alarming_platform_and_drops_stale_keys():
     cell["dynamic"] = {"cpu": {"status": "skipped", "agreement": None}}
     settle_agreement(cell)
     assert "agreement" not in cell
+
+
+PARTIAL_VARIANTS = {"v0(base)": {"status": "supported", "missing": [], "renamed": {}},
+                    "v1(tied)": {"status": "renamed", "missing": [], "renamed": {"a": "b"}},
+                    "v2(rope_scaling)": {"status": "missing", "missing": ["field:TransformerConfig.rope_scaling"],
+                                         "renamed": {}}}
+
+
+def partial_dyn(status: str, **variants: str) -> dict:
+    return {**dyn(status), "variants": variants} if variants else dyn(status)
+
+
+@pytest.mark.parametrize(("probes", "expected"), [
+    (partial_dyn("failed", v0="passed", v1="passed", v2="failed"), "agree"),  # exactly the blocked variant failed
+    (partial_dyn("failed", v0="failed", v1="passed", v2="passed"), "disagree"),  # both 'partial', another variant
+    (partial_dyn("failed", v0="failed", v1="passed", v2="failed"), "disagree"),  # one more failed than predicted
+    (partial_dyn("passed", v0="passed", v1="passed", v2="passed"), "disagree"),  # the blocked variant runs
+    (partial_dyn("failed"), "agree"),  # no per-variant record (older results): anything but a pass agrees
+    (partial_dyn("passed"), "disagree"),
+])
+def test_a_partial_verdict_is_compared_variant_by_variant(probes, expected):
+    assert platform_agreement("llama", REV, "partial", probes, "cpu", PARTIAL_VARIANTS) == (expected, None)
+
+
+def test_reassessing_a_partial_cell_uses_its_variants():
+    cell = {"status": "partial", "variants": PARTIAL_VARIANTS,
+            "dynamic": {"cpu": partial_dyn("failed", v0="failed", v1="passed", v2="passed")}}
+    reassess_cell("llama", REV, cell)
+    assert cell["agreement"] == "disagree"
+    cell["dynamic"]["cpu"] = partial_dyn("failed", v0="passed", v1="passed", v2="failed")
+    reassess_cell("llama", REV, cell)
+    assert cell["agreement"] == "agree"

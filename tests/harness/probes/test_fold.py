@@ -224,3 +224,21 @@ def test_a_sweep_of_some_tests_adds_to_the_revision_record():
     other = fold_results(first, [ProbeResult("pypi:0.19.2", "hybrid:llama", "passed",
                                              meta={"mcore_version": "0.19.2", "python": "3.12.1"})], platform="cpu")
     assert set(other.revisions[0]["dynamic"]["cpu"]["tests"]) == {"hybrid:llama"}  # another Python: replaced
+
+
+def test_a_partial_cell_is_judged_by_which_variants_failed():
+    m = static_matrix()
+    cell = m.cells[("llama", "pypi:0.13.0")]
+    cell.update(status="partial", variants={"v0(base)": {"status": "supported", "missing": [], "renamed": {}},
+                                            "v1(rope)": {"status": "missing", "missing": ["field:x"], "renamed": {}}})
+
+    def probe(v0: bool, v1: bool) -> ProbeResult:
+        r = result("0.13.0", "family:llama", "failed", {"llama": ("failed", "1/2 variants pass")})
+        r.rows["llama"]["metrics"].update({"v0.passed": v0, "v1.passed": v1, "v0.max_abs_diff": 0.0})
+        return r
+
+    expected = fold_results(m, [probe(True, False)], platform="cpu").cells[("llama", "pypi:0.13.0")]
+    assert expected["dynamic"]["cpu"]["variants"] == {"v0": "passed", "v1": "failed"}
+    assert expected["agreement"] == "agree"
+    swapped = fold_results(m, [probe(False, True)], platform="cpu").cells[("llama", "pypi:0.13.0")]
+    assert swapped["dynamic"]["cpu"]["status"] == "failed" and swapped["agreement"] == "disagree"
