@@ -1,9 +1,10 @@
 """Checkpoints written once per (writer release, family) for the ``ckpt_compat`` probes, cached like probe results.
 
 :func:`ensure_written` prepares the writer release (:func:`harness.probes.envs.prepare_revision`) and runs
-``python -m harness.probes.payload_ckpt write <family> --out DIR`` under it, which writes the family's tiny
-HF checkpoint (``hf/``), imports it with the bridge's ``torch_dist`` writer (``mc/``) and says how it went
-in ``writer.json``. The entry lives in ``<cache>/ckpt_compat/<key>/``, ``key`` being the probe cache key
+``python -m harness.probes.payload_ckpt write <family>[,<family>...] --out DIR`` under it, which writes, per
+family, its tiny HF checkpoint (``DIR/<family>/hf``), imports it with the bridge's ``torch_dist`` writer
+(``mc/``) and says how it went in ``writer.json``: several families in one process when the reader asks
+for a batch (an interpreter start with MCore imported costs more than writing a tiny checkpoint). The entry lives in ``<cache>/ckpt_compat/<key>/``, ``key`` being the probe cache key
 (:func:`harness.probes.cachekeys.probe_key`) of the writer revision and the test ``ckpt_write:<family>``:
 the revision's identity, the project's source digest, Python / torch / transformers. It is built in a
 temporary directory and renamed into place under a file lock, so concurrent readers wait for one writer
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cache import default_cache_dir
+from harness.cache import default_cache_dir, file_lock
 from harness.errors import ProbeError
 
 __all__ = ["WRITER_FILE", "WRITER_STATUSES", "Written", "ensure_written", "read_writer_file"]
@@ -69,29 +73,40 @@ def read_writer_file(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _run_writer(prepared: Any, family: str, out: Path) -> None:
-    """Run the writer payload under ``prepared`` into ``out``; a crash or hang becomes an ``error`` record."""
+def _run_writer(prepared: Any, families: Sequence[str], out: Path) -> None:
+    """Run the writer payload under ``prepared``: ``out/<family>/`` for each family. A crash or hang leaves an
+    ``error`` record for every family it did not finish."""
     from harness.probes.runner import _child_env
 
-    cmd = [prepared.python, "-m", "harness.probes.payload_ckpt", "write", family, "--out", str(out)]
+    cmd = [prepared.python, "-m", "harness.probes.payload_ckpt", "write", ",".join(families), "--out", str(out)]
     started = time.perf_counter()
     try:
         proc = subprocess.run(cmd, env=_child_env(prepared), cwd=out, capture_output=True, text=True,
-                              timeout=_WRITE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                              timeout=_WRITE_TIMEOUT_S * len(families), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        reason, code = f"the writer timed out after {_WRITE_TIMEOUT_S:g}s", None
+        reason, code = f"the writer timed out after {_WRITE_TIMEOUT_S * len(families):g}s", None
     else:
         code = proc.returncode
         reason = (proc.stdout + proc.stderr)[-_TAIL_CHARS:]
-    if code == 0 and (out / WRITER_FILE).is_file():
-        return
-    record = {"status": "error", "family": family, "writer": prepared.version, "reason":
-              f"writer exited {code}: {reason.strip()}", "duration_s": round(time.perf_counter() - started, 3)}
-    (out / WRITER_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    for family in families:
+        if (out / family / WRITER_FILE).is_file():
+            continue
+        (out / family).mkdir(parents=True, exist_ok=True)
+        record = {"status": "error", "family": family, "writer": prepared.version, "reason":
+                  f"writer exited {code}: {reason.strip()}", "duration_s": round(time.perf_counter() - started, 3)}
+        (out / family / WRITER_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None) -> Written:
-    """The cached checkpoint of ``family`` written under megatron-core ``writer`` (written now if absent)."""
+def _adopt(source: Path, tmp: Path) -> None:
+    for child in source.iterdir():
+        shutil.move(str(child), str(tmp / child.name))
+
+
+def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None, batch: Sequence[str] = ()) -> Written:
+    """The cached checkpoint of ``family`` written under megatron-core ``writer`` (written now if absent).
+
+    ``batch``: other families to write in the same writer process when this one must be written (one
+    interpreter start, with MCore, torch and transformers imported once, instead of one per family)."""
     from harness.probes.cachekeys import environment_id, probe_key
     from harness.probes.envs import _build_once, prepare_revision
 
@@ -99,12 +114,27 @@ def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None) -
     prepared = prepare_revision(f"pypi:{writer}", cache_dir=cache_dir)
     if prepared.error:
         return Written(family, writer, "error", cache_dir, reason=f"writer release {writer}: {prepared.error}")
-    key = probe_key(prepared.identity, f"ckpt_write:{family}", "cpu",
-                    environment=environment_id(prepared.method, prepared.python_version))
-    directory = cache_dir / "ckpt_compat" / f"{writer}-{family}-{key[:16]}"
-    reused = _build_once(directory, cache_dir / "locks" / f"ckpt-{directory.name}.lock",
-                         lambda tmp: _run_writer(prepared, family, tmp))
+    environment = environment_id(prepared.method, prepared.python_version)
+
+    def entry(name: str) -> Path:
+        key = probe_key(prepared.identity, f"ckpt_write:{name}", "cpu", environment=environment)
+        return cache_dir / "ckpt_compat" / f"{writer}-{name}-{key[:16]}"
+
+    directory = entry(family)
+    root = cache_dir / "ckpt_compat"
+    with file_lock(cache_dir / "locks" / f"ckpt-batch-{directory.name}.lock"):
+        todo = [f for f in dict.fromkeys([family, *batch]) if not (entry(f) / ".complete").exists()]
+        if todo:
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=root, prefix=f".batch-{writer}-"))
+            try:
+                _run_writer(prepared, todo, staging)
+                for name in todo:
+                    _build_once(entry(name), cache_dir / "locks" / f"ckpt-{entry(name).name}.lock",
+                                lambda tmp, name=name: _adopt(staging / name, tmp))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            log.info("%s: wrote %d famil%s under %s", writer, len(todo), "y" if len(todo) == 1 else "ies", writer)
     data = read_writer_file(directory)
-    log.info("%s written by %s: %s (%s)", family, writer, data["status"], "cached" if reused else "new")
     return Written(family, writer, data["status"], directory, reason=str(data.get("reason", "")),
                    mcore_version=str(data.get("mcore_version", "")))

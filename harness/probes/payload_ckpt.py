@@ -1,9 +1,9 @@
 """``ckpt_compat:<family>``, run inside the READER release: load every grid writer's checkpoint, judge each cell.
 
-Writer side (``python -m harness.probes.payload_ckpt write <family> --out DIR``, run under the writer release
-by :mod:`harness.probes.ckpt_store`): the family's first tiny variant as an HF checkpoint (``DIR/hf``),
-imported with the bridge's ``torch_dist`` writer (``DIR/mc``), and ``DIR/writer.json`` saying ``written``,
-``refused`` (the bridge cannot build the family on this release) or ``error``.
+Writer side (``python -m harness.probes.payload_ckpt write <family>[,...] --out DIR``, run under the writer
+release by :mod:`harness.probes.ckpt_store`), per family: its first tiny variant as an HF checkpoint
+(``DIR/<family>/hf``), imported with the bridge's ``torch_dist`` writer (``mc``), and ``writer.json`` saying
+``written``, ``refused`` (the bridge cannot build the family on this release) or ``error``.
 
 Reader side, per writer (:func:`harness.probes.ckpt_grid.writers_for`), against the HF model's logits:
 
@@ -271,6 +271,7 @@ def read_cell(written: Any, *, interop: bool, workdir: Path) -> dict[str, Any]:
 def probe_ckpt_compat(family: str) -> Outcome:
     """The ``ckpt_compat:<family>`` test at this (reader) release: one row per grid writer."""
     from bridge import compat
+    from harness.probes.catalog import family_names
     from harness.probes.ckpt_store import ensure_written
 
     reader = str(compat.installed_version())
@@ -280,7 +281,8 @@ def probe_ckpt_compat(family: str) -> Outcome:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=f"ckpt-{family}-") as tmp:
             try:
-                cell = read_cell(ensure_written(family, writer), interop=interop, workdir=Path(tmp))
+                written = ensure_written(family, writer, batch=family_names())  # each writer runs once for all
+                cell = read_cell(written, interop=interop, workdir=Path(tmp))
             except Exception as exc:  # noqa: BLE001 - one cell's trouble never hides the others
                 cell = {"verdict": "error", "details": describe_exception(exc)}
         assert cell["verdict"] in CELL_VERDICTS, cell
@@ -293,13 +295,21 @@ def probe_ckpt_compat(family: str) -> Outcome:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.probes.payload_ckpt", description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("write",))
-    ap.add_argument("family")
+    ap.add_argument("families", help="comma-separated families, each written into OUT/<family>/")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("TQDM_DISABLE", "1")
-    record = write_entry(args.family, args.out)
-    (args.out / "writer.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    for family in args.families.split(","):
+        from bridge.runtime import reset_model_parallel
+
+        reset_model_parallel()
+        try:
+            record = write_entry(family, args.out / family)
+        except Exception as exc:  # noqa: BLE001 - the HF side could not be written: this family's record says so
+            record = {"family": family, "status": "error", "reason": f"the HF checkpoint: {describe_exception(exc)}"}
+        (args.out / family).mkdir(parents=True, exist_ok=True)
+        (args.out / family / "writer.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
