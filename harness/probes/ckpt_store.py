@@ -122,7 +122,7 @@ def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None, b
 
     directory = entry(family)
     root = cache_dir / "ckpt_compat"
-    with file_lock(cache_dir / "locks" / f"ckpt-batch-{directory.name}.lock"):
+    with file_lock(cache_dir / "locks" / f"ckpt-batch-{writer}-{environment}.lock"):  # one writer per release
         todo = [f for f in dict.fromkeys([family, *batch]) if not (entry(f) / ".complete").exists()]
         if todo:
             root.mkdir(parents=True, exist_ok=True)
