@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from harness.scanning import scan_renames, scan_revisions
 from harness.upstream import CheckoutError, SubmoduleCheckout
 from harness.versions import SUBMODULE_PATH, project_root, version_for_commit
 
-__all__ = ["HELP", "SUITES", "add_arguments", "run"]
+__all__ = ["HELP", "SUITES", "add_arguments", "default_probes", "run"]
 
 HELP = "test an upstream Megatron-LM commit against the pinned one (static and dynamic suites)"
 
@@ -101,6 +102,12 @@ def _platform(args: argparse.Namespace) -> str:
     return "gpu" if args.device == "cuda" else "cpu"
 
 
+def default_probes(tests: Sequence[Any]) -> list[str]:
+    """The dynamic suite's probes: the catalog's default ones (not ``ckpt_compat:*``, hours of CPU), less the
+    multi-process ones and :data:`LEFT_OUT`."""
+    return [t.name for t in tests if t.default and not t.multiprocess and t.name not in LEFT_OUT]
+
+
 def _dynamic(args: argparse.Namespace, specs: list[str], repo: str,
              matrix: Matrix) -> tuple[Matrix, list[Any], dict[str, tuple[str, ...]]]:
     """Run the probes at both revisions and fold them into ``matrix``."""
@@ -111,8 +118,7 @@ def _dynamic(args: argparse.Namespace, specs: list[str], repo: str,
         from harness.probes.sweep import run_sweep
     except ImportError as exc:
         raise HarnessError(f"the dynamic suite needs harness.probes ({exc}); run with --suite static") from exc
-    names = [t.strip() for t in args.tests.split(",") if t.strip()] if args.tests else \
-        [t.name for t in TESTS if not t.multiprocess and t.name not in LEFT_OUT]
+    names = [t.strip() for t in args.tests.split(",") if t.strip()] if args.tests else default_probes(TESTS)
     skips = comparison_skips(matrix, specs[0], specs[1], names)  # e.g. hybrid:* where HybridModel is absent
     results = run_sweep(specs, tests=names, device=args.device, jobs=args.jobs, timeout_s=args.timeout,
                         cache_dir=args.cache_dir, repo=repo, progress=not args.no_progress, skips=skips,

@@ -214,3 +214,15 @@ def test_baseline_option_replaces_the_pinned_commit(tmp_path, release_repo, sha,
     report = json.loads((out / "run.json").read_text())
     assert report["baseline"]["commit"] == sha("core_v0.17.0") and report["families_broken"] == sorted(expected)
     assert "- baseline: `git:core_v0.17.0` (megatron-core 0.17.0) (--baseline)" in capsys.readouterr().out
+
+
+def test_the_dynamic_suite_runs_the_default_single_process_probes_only():
+    from harness.commands.run import LEFT_OUT, default_probes
+    from harness.probes.catalog import TESTS, family_names
+
+    names = default_probes(TESTS)
+    assert {"import", "features", "recipes"} <= set(names)
+    assert {f"family:{f}" for f in family_names()} <= set(names)
+    left = {t.name for t in TESTS} - set(names)
+    assert left == {t.name for t in TESTS if not t.default or t.multiprocess} | set(LEFT_OUT)
+    assert not [n for n in names if n.startswith("ckpt_compat:")]  # hours of CPU: only when named with --tests
