@@ -35,7 +35,9 @@ class DeepSeekV2Bridge(MegatronModelBridge):
                     num_hidden_layers=3, first_k_dense_replace=1, num_attention_heads=4, num_key_value_heads=4,
                     kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=4,
                     num_experts_per_tok=2, n_shared_experts=2, max_position_embeddings=256)
-        return [
-            DeepseekV2Config(**base, q_lora_rank=None, topk_method="greedy"),  # V2-Lite's shape
+        yarn = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64,
+                "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0}
+        return [  # V2-Lite's shape, YaRN included (its released config has it)
+            DeepseekV2Config(**base, q_lora_rank=None, topk_method="greedy", rope_parameters=yarn),
             DeepseekV2Config(**base, q_lora_rank=32, routed_scaling_factor=2.0, tie_word_embeddings=True),
         ]
