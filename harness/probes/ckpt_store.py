@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -73,15 +74,31 @@ def read_writer_file(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _run_writer(prepared: Any, families: Sequence[str], out: Path) -> None:
-    """Run the writer payload under ``prepared``: ``out/<family>/`` for each family. A crash or hang leaves an
-    ``error`` record for every family it did not finish."""
+def _writer_env(prepared: Any, cache_dir: Path) -> dict[str, str]:
+    """The writer's environment: the runner's, with every extra directory the writer release needs.
+
+    :func:`~harness.probes.envs.prepare_revision` leaves out an extra whose module the running interpreter
+    already imports; inside a reader's probe that module comes from the READER's own extras (0.19's triton,
+    0.8's ``pkg_resources``), which the writer's ``PYTHONPATH`` would then lack."""
+    from harness.probes.prepared import EXTRA_REQUIREMENTS
     from harness.probes.runner import _child_env
 
+    env = _child_env(prepared)
+    paths = env.get("PYTHONPATH", "").split(os.pathsep)
+    extras = [str(cache_dir / "envs" / f"extra-{extra.slug}") for extra in EXTRA_REQUIREMENTS
+              if extra.applies_to(prepared.version) and (cache_dir / "envs" / f"extra-{extra.slug}" / ".complete").exists()]
+    missing = [p for p in extras if p not in paths]
+    env["PYTHONPATH"] = os.pathsep.join([*paths[:-1], *missing, paths[-1]] if paths and paths[-1] else [*paths, *missing])
+    return env
+
+
+def _run_writer(prepared: Any, families: Sequence[str], out: Path, cache_dir: Path) -> None:
+    """Run the writer payload under ``prepared``: ``out/<family>/`` for each family. A crash or hang leaves an
+    ``error`` record for every family it did not finish."""
     cmd = [prepared.python, "-m", "harness.probes.payload_ckpt", "write", ",".join(families), "--out", str(out)]
     started = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, env=_child_env(prepared), cwd=out, capture_output=True, text=True,
+        proc = subprocess.run(cmd, env=_writer_env(prepared, cache_dir), cwd=out, capture_output=True, text=True,
                               timeout=_WRITE_TIMEOUT_S * len(families), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         reason, code = f"the writer timed out after {_WRITE_TIMEOUT_S * len(families):g}s", None
@@ -128,7 +145,7 @@ def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None, b
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=root, prefix=f".batch-{writer}-"))
             try:
-                _run_writer(prepared, todo, staging)
+                _run_writer(prepared, todo, staging, cache_dir)
                 for name in todo:
                     _build_once(entry(name), cache_dir / "locks" / f"ckpt-{entry(name).name}.lock",
                                 lambda tmp, name=name: _adopt(staging / name, tmp))
