@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,10 +32,22 @@ def cell_key(cell: dict[str, Any]) -> tuple[str, str, str, str]:
     return (cell["family"], cell["writer"], cell["reader"], cell.get("platform", "cpu"))
 
 
+_CACHE_PATH = re.compile(r"(?:/[^\s/'\"]+)*/ckpt_compat/\.?[^\s/'\"]+")
+_TMP_PATH = re.compile(r"/tmp/[^\s/'\"]+")
+
+
+def _short(text: Any) -> str:
+    """Details without the cache's staging paths (``.../ckpt_compat/.0.12.1-llama-<key>.<tmp>/mc`` -> ``<entry>/mc``)."""
+    return _TMP_PATH.sub("<tmp>", _CACHE_PATH.sub("<entry>", str(text)))
+
+
 def _path(entry: Any) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or entry.get("verdict") not in CELL_VERDICTS:
         return None
-    return {k: entry[k] for k in _PATH_KEYS if k in entry}
+    out = {k: entry[k] for k in _PATH_KEYS if k in entry}
+    if "details" in out:
+        out["details"] = _short(out["details"])[:600]
+    return out
 
 
 def _from_row(family: str, writer: str, reader: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +58,7 @@ def _from_row(family: str, writer: str, reader: str, row: dict[str, Any]) -> dic
         body = {}
     verdict = metrics.get("verdict") if metrics.get("verdict") in CELL_VERDICTS else "error"
     cell: dict[str, Any] = {"family": family, "writer": writer, "reader": reader, "verdict": verdict,
-                            "details": str(body.get("details", row.get("details", "")))[:600]}
+                            "details": _short(body.get("details", row.get("details", "")))[:600]}
     if body.get("first_difference"):
         cell["first_difference"] = str(body["first_difference"])
     for name in ("bridge", "mcore", "hybrid_interop", "hybrid_migrate", "migrated"):

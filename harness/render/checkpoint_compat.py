@@ -90,7 +90,7 @@ def render_checkpoint_markdown(matrix: Matrix) -> list[str]:
            "and loaded under release Y (columns), by `load_megatron_model` and by plain MCore "
            "`dist_checkpointing.load`; the logits are compared with HF's. Blank: not in the grid.", "",
            "Legend: " + " · ".join(f"{s} {name}: {meaning}" for name, (s, _, meaning) in CKPT_STYLE.items()), ""]
-    notes: list[str] = []
+    notes: dict[tuple[str, str, str, str], list[str]] = {}  # (family, writer, verdict, text) -> readers
     interop: list[str] = []
     for g in grids:
         counts = ", ".join(f"{n} {v}" for v, n in sorted(g.counts().items()))
@@ -102,8 +102,8 @@ def render_checkpoint_markdown(matrix: Matrix) -> list[str]:
         out.append("")
         for (w, r), c in sorted(g.cells.items(), key=lambda kv: (version_key(kv[0][1]), version_key(kv[0][0]))):
             if c["verdict"] != "loads":
-                notes.append(f"- {g.family} {w} → {r}: {_symbol(c['verdict'])} {c['verdict']}: "
-                             f"{_md(_explain(c).partition(chr(10))[2] or c.get('details', ''))[:400]}")
+                text = _md(_explain(c).partition(chr(10))[2] or c.get("details", ""))[:400]
+                notes.setdefault((g.family, w, c["verdict"], text), []).append(r)
             if isinstance(c.get("hybrid_interop"), dict):
                 h, m = c["hybrid_interop"], c.get("hybrid_migrate") or {}
                 interop.append(f"| {g.family} | {w} | {r} | {_symbol(h.get('verdict', ''))} {h.get('verdict')} | "
@@ -117,7 +117,10 @@ def render_checkpoint_markdown(matrix: Matrix) -> list[str]:
                 "| family | written by | read by | gpt_checkpoint_interop | details | native / migrate-ckpt | details |",
                 "|---|---|---|---|---|---|---|", *interop, ""]
     if notes:
-        out += ["### Cells that did not simply load", "", *notes, ""]
+        lines = [f"- {family} {w} → {', '.join(readers)}: {_symbol(verdict)} {verdict}: {text}"
+                 for (family, w, verdict, text), readers in notes.items()]
+        out += ["### Cells that did not simply load", "", "One line per writer and finding, with the readers it holds for.",
+                "", *lines, ""]
     return out
 
 

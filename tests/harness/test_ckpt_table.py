@@ -94,7 +94,7 @@ def test_markdown_shows_a_grid_per_family_with_its_own_legend_and_the_first_diff
     llama = section[section.index("### llama (cpu)"):section.index("### qwen3_moe")]
     assert "| written by \\ read by | 0.18.2 | 0.19.2 |" in llama
     assert "| **0.16.1** |   | ❌ |" in llama and "| **0.18.2** | ✅ |   |" in llama and "| **0.19.2** |   | ✅ |" in llama
-    assert "llama 0.16.1 → 0.19.2: ❌ fails: first difference: missing 'decoder.final_norm.weight'" in section
+    assert "- llama 0.16.1 → 0.19.2: ❌ fails: first difference: missing 'decoder.final_norm.weight'" in section
     assert "| llama | 0.19.2 | 0.19.2 | ⚠️ loads_with_warnings |" in section  # the interop verdict
     assert "| 🔧 loads_after_migrate | native HybridModel load: missing" in section
     assert "| **0.19.2** | · |" in section  # not run, not a failure
@@ -108,3 +108,11 @@ def test_html_renders_cells_with_verdicts_and_details_and_nothing_without_cells(
     assert section in render_html(matrix)
     assert render_checkpoint_html(Matrix()) == "" and [g.family for g in checkpoint_grids(matrix)] == [
         "llama", "qwen3_moe"]
+
+
+def test_details_lose_the_caches_staging_paths() -> None:
+    crashed = {"verdict": "error", "details": "megatron-core 0.12.1 could not write it: CheckpointError: writing the "
+               "torch_dist checkpoint /root/.cache/mcore-compat/ckpt_compat/.0.12.1-llama-2796.wcq/mc failed"}
+    (cell,) = cells_from_result(_result("llama", "0.12.3", {"0.12.1": crashed}), platform="cpu")
+    assert cell["details"] == ("megatron-core 0.12.1 could not write it: CheckpointError: writing the torch_dist "
+                               "checkpoint <entry>/mc failed")
