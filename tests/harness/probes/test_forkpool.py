@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,17 @@ def test_what_a_probe_leaves_behind_never_reaches_the_next_one(installed, server
     # each child is seeded afresh, as each fresh interpreter is: no two probes share a random sequence
     assert first.rows["rng"]["metrics"]["seed"] != second.rows["rng"]["metrics"]["seed"]
     assert first.rows["process"]["metrics"]["pid"] != second.rows["process"]["metrics"]["pid"]
+
+
+def test_one_server_runs_probes_side_by_side(installed, server):
+    # --jobs N: several threads send requests; each child is reaped and answered by its own id
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda t: run_probe(installed, t, payload=MISBEHAVING, timeout_s=120),
+                                ["state", "exit", "state"]))
+    assert [r.status for r in results] == ["passed", "error", "passed"]
+    assert results[1].details == "exited with code 7 without a result"
+    assert {r.rows["process"]["metrics"]["parent"] for r in (results[0], results[2])} == {server.server.pid}
+    assert _same_server(installed, server)
 
 
 def test_a_forked_probe_gets_the_environment_of_its_launch(installed, server, monkeypatch):
