@@ -124,6 +124,7 @@ def write_cases(families: list[str], work: Path) -> Path:
 def launch(pythonpath: tuple[str, ...], cases: Path, work: Path, *, tp: int, pp: int, nice: int = 0,
            model_class: str = "hybrid", timeout: int = 3600) -> dict:
     """One worker launch (every case of ``cases`` at TP x PP) in the release of ``pythonpath``; its report."""
+    work.mkdir(parents=True, exist_ok=True)
     out = work / f"rows-tp{tp}-pp{pp}.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*pythonpath, str(ROOT)]), "OMP_NUM_THREADS": "1",
            "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
