@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.errors import MappingError
+from packaging.version import Version
+
+from bridge import compat
+from bridge.errors import MappingError, UnsupportedFeatureError
 from bridge.mappings import AutoMapping, GatedMLPMapping
 from bridge.models import hf_config as H
 
@@ -22,6 +25,7 @@ __all__ = [
     "layernorm_bias_mappings",
     "output_mapping",
     "replace_rows",
+    "require_features",
     "te_fused_norm_mappings",
     "tiny_decoder",
 ]
@@ -126,3 +130,19 @@ def tiny_decoder(**overrides: Any) -> dict[str, Any]:
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096),
         **overrides,
     }  # fmt: skip
+
+
+def require_features(family: str, needs: dict[str, str], *, fields: tuple[str, ...] = ()) -> None:
+    """Raise :class:`UnsupportedFeatureError` naming each :mod:`bridge.compat` feature of ``needs`` (feature -> what
+    ``family`` uses it for) that the installed megatron-core lacks, and the release that brings them: the newest
+    first release of the ``TransformerConfig`` ``fields`` behind them (per the field history)."""
+    missing = [f for f in needs if not compat.has_feature(f)]
+    if not missing:
+        return
+    first = max((compat.field_history()["fields"][n]["first"] for n in fields), key=Version, default=None)
+    raise UnsupportedFeatureError(
+        f"{family} needs {'; '.join(needs[f] for f in missing)}, which megatron-core {compat.installed_version()} "
+        f"lacks (features {missing}). "
+        + (f"They arrived in megatron-core {first}: pip install 'megatron-core>={first}'" if first else
+           "Upgrade megatron-core.")
+    )

@@ -15,10 +15,10 @@ from typing import Any
 
 from bridge import compat
 from bridge.errors import ConfigError, UnsupportedFeatureError
-from bridge.mappings import AutoMapping, GatedMLPMapping
+from bridge.mappings import AutoMapping, GatedMLPMapping, StackedExpertMapping
 from bridge.models._llama_like import LlamaModelProvider
 
-__all__ = ["MOE_COMMON_OVERRIDES", "MoEModelProvider", "moe_layer_pattern", "moe_mappings"]
+__all__ = ["MOE_COMMON_OVERRIDES", "MoEModelProvider", "moe_layer_pattern", "moe_mappings", "stacked_expert_mappings"]
 
 # Settings every bridged MoE shares: no token dropping, no training-only losses, experts as
 # SequentialMLP, and the all-gather dispatcher (the all-to-all one creates a CUDA stream when built).
@@ -49,6 +49,12 @@ class MoEModelProvider(LlamaModelProvider):
                 and moe_size != self.ffn_hidden_size and not compat.has_feature("local_experts_own_size"))
 
     def validate(self) -> None:
+        if self.num_moe_experts and self.add_bias_linear and self.tensor_model_parallel_size > 1:
+            raise UnsupportedFeatureError(
+                f"tensor_model_parallel_size={self.tensor_model_parallel_size} with expert biases (add_bias_linear): "
+                "MCore allows MoE biases only with expert_tensor_parallel_size=1, and the bridge splits experts with "
+                "TP; use TP=1 (PP and EP are fine)"
+            )
         if self._experts_need_the_dense_size() and self.heterogeneous:
             raise UnsupportedFeatureError(
                 f"dense layers of size {self.ffn_hidden_size} next to experts of size {self.moe_ffn_hidden_size}: "
@@ -119,3 +125,19 @@ def moe_mappings(*, prefix: str = "model", shared_experts: bool = False,
             AutoMapping(f"{m}.shared_experts.linear_fc2.weight", f"{p}.layers.*.mlp.shared_experts.down_proj.weight"),
         ]
     return table
+
+
+def stacked_expert_mappings(*, experts: int, prefix: str = "model", interleaved: bool = False,
+                            biases: bool = False) -> list[Any]:
+    """Experts stored stacked per layer (``mlp.experts.gate_up_proj [E, hidden, 2 * ffn]`` applied as ``x @ W``,
+    ``down_proj [E, ffn, hidden]``, optionally their ``_bias`` tensors) <-> each expert's ``linear_fc1``/``linear_fc2``
+    (:class:`~bridge.mappings.StackedExpertMapping`); ``interleaved``: gate and up columns alternate (GPT-OSS),
+    else ``[gate | up]`` halves."""
+    e, x = "decoder.layers.*.mlp.experts.local_experts.*", f"{prefix}.layers.*.mlp.experts"
+    rows = [(f"{e}.linear_fc1.weight", f"{x}.gate_up_proj", True, interleaved, "gated"),
+            (f"{e}.linear_fc2.weight", f"{x}.down_proj", True, False, "row")]
+    if biases:
+        rows += [(f"{e}.linear_fc1.bias", f"{x}.gate_up_proj_bias", False, interleaved, "gated"),
+                 (f"{e}.linear_fc2.bias", f"{x}.down_proj_bias", False, False, "replicated")]
+    return [StackedExpertMapping(m, h, num_experts=experts, transpose=t, interleaved=i, sharding=k)
+            for m, h, t, i, k in rows]

@@ -31,8 +31,9 @@ from typing import Any
 
 from bridge.errors import ConfigError
 from bridge.models import hf_config as H
+from bridge.models._llama_like import rope_kwargs
 
-__all__ = ["YarnRope", "with_yarn", "yarn_rope"]
+__all__ = ["YarnRope", "with_yarn", "yarn_or_rope_kwargs", "yarn_rope"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,13 @@ def with_yarn(config: Any, yarn: YarnRope | None) -> Any:
     for name, value in (yarn.config_attributes() if yarn is not None else {}).items():
         setattr(config, name, value)
     return config
+
+
+def yarn_or_rope_kwargs(cfg: Any) -> dict[str, Any]:
+    """Provider fields for the config's RoPE: with YaRN, ``position_embedding_type="yarn"``, ``rotary_base`` and
+    ``yarn`` (the :class:`YarnRope` of a provider that applies it with :func:`with_yarn`); else
+    :func:`bridge.models._llama_like.rope_kwargs` and ``yarn=None``."""
+    theta, scaling = H.rope_parameters(cfg)
+    if scaling is None or scaling["rope_type"] != "yarn":
+        return {**rope_kwargs(cfg), "yarn": None}
+    return {"position_embedding_type": "yarn", "rotary_base": theta, "yarn": yarn_rope(cfg)}

@@ -1,5 +1,5 @@
 """GPT-OSS bridge: registered by HF class; the Llama table with every attention bias, the sinks, the biased
-router, and experts stored stacked (one HF tensor per layer and kind, :class:`StackedExpertMapping`).
+router, and experts stored stacked (one HF tensor per layer and kind: ``_moe.stacked_expert_mappings``).
 
 HF's experts per layer: ``gate_up_proj [E, hidden, 2 * ffn]`` (gate and up columns alternating, applied as
 ``x @ W``), ``gate_up_proj_bias [E, 2 * ffn]`` (alternating too), ``down_proj [E, ffn, hidden]``,
@@ -13,9 +13,10 @@ from typing import Any
 
 from transformers import GptOssConfig
 
-from bridge.mappings import AutoMapping, ColumnParallelMapping, MegatronMappingRegistry, StackedExpertMapping
+from bridge.mappings import AutoMapping, ColumnParallelMapping, MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qkv_bias_mappings
+from bridge.models._moe import stacked_expert_mappings
 from bridge.models.gpt_oss.provider import gpt_oss_provider
 from bridge.providers import GPTModelProvider
 from bridge.registry import HFClass, MegatronModelBridge
@@ -24,22 +25,15 @@ __all__ = ["GptOssBridge", "gpt_oss_mappings"]
 
 
 def gpt_oss_mappings(*, experts: int, prefix: str = "model") -> list[Any]:
-    """Attention biases and sinks, the router, and the stacked experts (``experts`` per layer)."""
+    """Attention biases and sinks, the biased router, and the stacked experts (``experts`` per layer)."""
     a, m, h = "decoder.layers.*.self_attention", "decoder.layers.*.mlp", f"{prefix}.layers.*"
-    e, x = f"{m}.experts.local_experts.*", f"{h}.mlp.experts"
     return [
         *qkv_bias_mappings(prefix=prefix),
         AutoMapping(f"{a}.linear_proj.bias", f"{h}.self_attn.o_proj.bias"),
         ColumnParallelMapping(f"{a}.core_attention.softmax_offset", f"{h}.self_attn.sinks"),  # one per head
         AutoMapping(f"{m}.router.weight", f"{h}.mlp.router.weight"),
         AutoMapping(f"{m}.router.bias", f"{h}.mlp.router.bias"),
-        StackedExpertMapping(f"{e}.linear_fc1.weight", f"{x}.gate_up_proj", num_experts=experts, transpose=True,
-                             interleaved=True, sharding="gated"),
-        StackedExpertMapping(f"{e}.linear_fc1.bias", f"{x}.gate_up_proj_bias", num_experts=experts, interleaved=True,
-                             sharding="gated"),
-        StackedExpertMapping(f"{e}.linear_fc2.weight", f"{x}.down_proj", num_experts=experts, transpose=True,
-                             sharding="row"),
-        StackedExpertMapping(f"{e}.linear_fc2.bias", f"{x}.down_proj_bias", num_experts=experts, sharding="replicated"),
+        *stacked_expert_mappings(experts=experts, prefix=prefix, interleaved=True, biases=True),
     ]
 
 
@@ -58,9 +52,8 @@ class GptOssBridge(MegatronModelBridge):
         base = tiny_decoder(intermediate_size=32, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
                             sliding_window=8)
         return [
-            # HF's defaults: YaRN (truncate=False), sliding and full layers alternating
-            GptOssConfig(**base, rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0, beta_fast=32.0,
-                                                      beta_slow=1.0, truncate=False, original_max_position_embeddings=128)),
+            # HF's defaults: YaRN (x32 of 4096, truncate=False), sliding and full layers alternating
+            GptOssConfig(**{**base, "max_position_embeddings": 131072}),
             # tied, plain RoPE, every layer full, top-3 of 4
             GptOssConfig(**{**base, "num_experts_per_tok": 3}, tie_word_embeddings=True,
                          rope_parameters=dict(rope_type="default", rope_theta=10000.0),
