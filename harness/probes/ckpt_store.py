@@ -144,7 +144,7 @@ def ensure_written(family: str, writer: str, *, cache_dir: Path | None = None, b
     root = cache_dir / "ckpt_compat"
     with file_lock(cache_dir / "locks" / f"ckpt-batch-{writer}-{environment}.lock"):  # one writer per release
         todo = [f for f in dict.fromkeys([family, *batch]) if not (entry(f) / ".complete").exists()]
-        if todo:
+        if todo and todo[0] == family:  # the batch rides along only when this family must be written anyway
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=root, prefix=f".batch-{writer}-"))
             try:
