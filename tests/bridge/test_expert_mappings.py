@@ -123,3 +123,40 @@ def test_stacker_passes_other_tensors_and_reports_missing_experts():
     assert stacker.pending == {"model.layers.0.mlp.experts.gate_up_proj": [1, 3]}
     with pytest.raises(WeightMismatchError, match=r"missing experts.*\[1, 3\]"):
         stacker.finish()
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_import_reads_one_experts_rows_and_equals_the_reference_split(tp, tmp_path):
+    """``shard_pieces`` (what load_weights reads) reads expert e's slice of the stacked file tensor, not all of it,
+    and gives the reference ``split(kind, hf_to_megatron(whole tensors))`` bit for bit, for every kind used."""
+    from safetensors.torch import save_file
+
+    from bridge.models._moe import stacked_expert_mappings
+    from bridge.parallel import kinds
+    from bridge.streaming.files import SliceReader
+    from bridge.streaming.shards import reads_slices, shard_pieces
+
+    tensors = {"model.layers.0.mlp.experts.gate_up_proj": random_bits((3, 4, 8), torch.float32, 1),
+               "model.layers.0.mlp.experts.gate_up_proj_bias": random_bits((3, 8), torch.float32, 2),
+               "model.layers.0.mlp.experts.down_proj": random_bits((3, 4, 4), torch.float32, 3),
+               "model.layers.0.mlp.experts.down_proj_bias": random_bits((3, 4), torch.float32, 4)}
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    src = SliceReader(tmp_path)
+    read: list[str] = []
+    src.get = lambda name: read.append(name)  # the fallback path would read whole tensors; it must not run
+    for table_row in stacked_expert_mappings(experts=3, interleaved=True, biases=True):
+        for e in range(3):
+            m = table_row.resolve(("0", str(e)))
+            assert reads_slices(m)
+            for rank in range(tp):
+                want = kinds.split(m.sharding, m.hf_to_megatron(tensors, CTX), tp=tp, rank=rank, name=m.megatron_param)
+                assert_bit_equal(shard_pieces(m, CTX, src, tp=tp, rank=rank).tensor(), want)
+    assert read == []
+
+
+def test_offline_plans_refuse_stacked_experts_with_the_way_out():
+    from bridge.errors import UnsupportedFeatureError
+    from bridge.streaming.plan import plan_import
+
+    with pytest.raises(UnsupportedFeatureError, match="offline .* stacked HF tensor.*AutoBridge"):
+        plan_import(None, MegatronMappingRegistry(_fc1(2)), CTX, names=[])
