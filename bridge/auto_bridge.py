@@ -159,10 +159,12 @@ class AutoBridge:
 
     @staticmethod
     def get_hf_model_id_from_checkpoint(path: str | Path) -> str | None:
-        """The HF model (Hub ID or path) a saved Megatron checkpoint was converted from, or ``None``."""
+        """The HF model (Hub ID or path) a saved Megatron checkpoint (a saved layout, or a ``torch_dist``
+        checkpoint from import-ckpt / convert --format torch_dist) was converted from, or ``None``."""
+        from bridge.megatron_ckpt.layout import recorded_hf_model_id
         from bridge.saved_checkpoint import hf_model_id_from_checkpoint
 
-        return hf_model_id_from_checkpoint(path)
+        return hf_model_id_from_checkpoint(path) or recorded_hf_model_id(path)
 
     @classmethod
     def list_supported_models(cls) -> list[str]:
@@ -372,10 +374,13 @@ class AutoBridge:
         """Save built chunks as a ``torch_dist`` checkpoint with this bridge's HF files (every rank calls it)."""
         from bridge.megatron_ckpt import save_megatron_model
 
+        from bridge.saved_checkpoint import source_record
+
         architectures = list(getattr(self.hf_config, "architectures", None) or [])
         return save_megatron_model(model, path, provider=self._current_provider(),
                                    architecture=architectures[0] if architectures else self.bridge.architecture,
-                                   hf_source=self.hf_path, overwrite=overwrite)
+                                   hf_source=self.hf_path, overwrite=overwrite,
+                                   hf_model=source_record(self.source) if self.source is not None else None)
 
     def load_megatron_model(self, path: str | Path, *, tp: int = 1, pp: int = 1, ep: int = 1,
                             **provider_overrides: Any) -> list[torch.nn.Module]:

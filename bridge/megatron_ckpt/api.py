@@ -29,7 +29,7 @@ from bridge.errors import CheckpointError, ConfigError
 from bridge.megatron_ckpt.args import check_args_against, provider_settings_from_args
 from bridge.megatron_ckpt.interop import sharded_for_checkpoint, writer_model_class
 from bridge.megatron_ckpt.keys import stored_entries
-from bridge.megatron_ckpt.layout import CheckpointDirs
+from bridge.megatron_ckpt.layout import CheckpointDirs, hf_dtype_of
 from bridge.megatron_ckpt.reader import load_common, load_into, open_checkpoint
 from bridge.megatron_ckpt.writer import model_state_keys, save_megatron_model
 
@@ -97,10 +97,32 @@ def provider_for_checkpoint(dirs: CheckpointDirs, record: dict[str, Any] | None,
 
 
 class LoadedCheckpoint:
-    """What :func:`load_checkpoint_model` built: the bridge, the provider, this rank's chunks, the directories."""
+    """What :func:`load_checkpoint_model` built: the bridge, the provider, this rank's chunks, the directories,
+    and the checkpoint's record (None when Megatron-LM wrote it)."""
 
-    def __init__(self, bridge: Any, provider: Any, model: list[torch.nn.Module], dirs: CheckpointDirs) -> None:
-        self.bridge, self.provider, self.model, self.dirs = bridge, provider, model, dirs
+    def __init__(self, bridge: Any, provider: Any, model: list[torch.nn.Module], dirs: CheckpointDirs,
+                 record: dict[str, Any] | None = None) -> None:
+        self.bridge, self.provider, self.model, self.dirs, self.record = bridge, provider, model, dirs, record
+
+
+def _export_dtype(record: dict[str, Any] | None, name: str, tensor: torch.Tensor,
+                  config_dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype HF tensor ``name`` is exported in: the source's (recorded at import), else the HF config's for
+    floating tensors; None keeps the tensor's. MCore keeps norms in float32 where the HF source has bf16, so
+    without this a bf16 model came back with float32 norms."""
+    recorded = hf_dtype_of(record, name)
+    if recorded is not None:
+        return getattr(torch, recorded)
+    if config_dtype is not None and tensor.is_floating_point() and config_dtype.is_floating_point:
+        return config_dtype
+    return None
+
+
+def _config_dtype(hf_config: Any) -> torch.dtype | None:
+    value = getattr(hf_config, "dtype", None) or getattr(hf_config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = getattr(torch, value, None)
+    return value if isinstance(value, torch.dtype) else None
 
 
 def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int = 1, ep: int = 1,
@@ -135,7 +157,7 @@ def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int 
         log.info("read the %s-layout checkpoint %s into %s", source, dirs.root, type(chunks[0]).__name__)
     log.info("loaded %s at TP=%d, PP=%d", dirs.root, provider.tensor_model_parallel_size,
              provider.pipeline_model_parallel_size)
-    return LoadedCheckpoint(bridge, provider, chunks, dirs)
+    return LoadedCheckpoint(bridge, provider, chunks, dirs, record)
 
 
 def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
@@ -164,8 +186,13 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
         bar.update(1)
         bar.set_description("import-ckpt: write torch_dist")
         architectures = list(getattr(bridge.hf_config, "architectures", None) or []) or [bridge.bridge.architecture]
+        hf_model = None
+        if getattr(bridge, "source", None) is not None:
+            from bridge.saved_checkpoint import source_record
+
+            hf_model = source_record(bridge.source)
         out = save_megatron_model(chunks, megatron_path, provider=provider, architecture=architectures[0],
-                                  hf_source=bridge.hf_path, overwrite=overwrite, durable=durable)
+                                  hf_source=bridge.hf_path, hf_model=hf_model, overwrite=overwrite, durable=durable)
         bar.update(1)
     log.info("imported %s -> %s in %.2f s", hf_path, out, time.perf_counter() - started)
     return out
@@ -199,11 +226,13 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
                               "source_dir": source if source is not None and source.is_dir() else None}
     if max_shard_size is not None:
         kwargs["max_shard_size"] = max_shard_size
+    config_dtype = _config_dtype(bridge.hf_config)
     with HFCheckpointWriter(hf_path, config=bridge.bridge.export_config(bridge.hf_config), **kwargs) as writer, \
             tqdm(desc="export-ckpt", unit="tensor", disable=None if progress is None
                  else not progress, leave=False) as bar:
         for name, tensor in bridge.export_hf_weights(loaded.model, on_host=False):
-            writer.add(name, tensor, copy=False)
+            dtype = _export_dtype(loaded.record, name, tensor, config_dtype)
+            writer.add(name, tensor if dtype is None else tensor.to(dtype), copy=False)
             bar.update(1)
             del tensor
     log.info("exported %s -> %s in %.2f s", megatron_path, hf_path, time.perf_counter() - started)

@@ -16,6 +16,10 @@ What mcore-compat adds, so that export needs no other input::
                                                 vocab padding, every tensor's global shape and dtype
     <dir>/hf/                                   HF config, generation config, tokenizer, custom code
 
+The record's optional keys: ``hf_source`` (the HF model it was imported from: Hub ID or absolute path,
+revision, commit; :func:`recorded_hf_model_id` reads it back) and ``hf_dtypes`` (the source's tensor
+dtypes, :func:`hf_dtypes_record`, so export writes each tensor in its source dtype).
+
 Every reader here validates before loading and names the file and the fix in its error.
 """
 
@@ -40,9 +44,12 @@ __all__ = [
     "TRACKER_FILE",
     "CheckpointDirs",
     "check_writer_version",
+    "hf_dtype_of",
+    "hf_dtypes_record",
     "iteration_dir_name",
     "locate",
     "read_record",
+    "recorded_hf_model_id",
 ]
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
@@ -178,3 +185,44 @@ def check_writer_version(record: dict[str, Any] | None, installed: str, *, sourc
             f"may store tensors an older one cannot read. Install megatron-core>={writer} to load it, or re-write "
             "the checkpoint from HF with this release (mcore-compat import-ckpt)"
         )
+
+
+def hf_dtypes_record(dtypes: dict[str, str]) -> dict[str, Any]:
+    """The record's ``hf_dtypes``: the source's most common tensor dtype and the tensors that differ
+    (``{"default": "bfloat16", "except": {"model.norm.weight": "float32"}}``), from ``name -> dtype name``."""
+    counts: dict[str, int] = {}
+    for dtype in dtypes.values():
+        counts[dtype] = counts.get(dtype, 0) + 1
+    default = max(sorted(counts), key=counts.__getitem__) if counts else None
+    return {"default": default, "except": {n: d for n, d in sorted(dtypes.items()) if d != default}}
+
+
+def hf_dtype_of(record: dict[str, Any] | None, name: str) -> str | None:
+    """The source dtype (a ``torch`` attribute name) the record gives HF tensor ``name``, or None (no record,
+    or a record written before ``hf_dtypes`` existed)."""
+    table = (record or {}).get("hf_dtypes")
+    if not isinstance(table, dict):
+        return None
+    value = table.get("except", {}).get(name, table.get("default"))
+    return value if isinstance(value, str) else None
+
+
+def recorded_hf_model_id(path: str | os.PathLike[str]) -> str | None:
+    """The HF model (Hub ID or absolute path) a ``torch_dist`` checkpoint was imported from, as its record's
+    ``hf_source`` names it; None for a directory without a record (Megatron-LM wrote it) or an older record.
+
+    Raises:
+        CheckpointError: the record exists but is damaged (see :func:`read_record`), or ``hf_source`` is not
+            an object with a string ``hf_model_id``.
+    """
+    root = Path(path)
+    if not (root / RECORD_FILE).is_file():
+        return None
+    record = read_record(CheckpointDirs(root=root, iteration_dir=root, iteration=None))
+    source = record.get("hf_source") if record is not None else None
+    if source is None:
+        return None
+    if not isinstance(source, dict) or not isinstance(source.get("hf_model_id"), str):
+        raise CheckpointError(f"{root / RECORD_FILE}: 'hf_source' must be an object with a string 'hf_model_id', "
+                              f"found {source!r:.120}; re-write the checkpoint with import-ckpt")
+    return source["hf_model_id"]

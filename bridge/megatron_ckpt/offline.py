@@ -23,12 +23,14 @@ Mixture-of-experts families are refused (their experts are stacked along another
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from bridge.checkpoint.paths import CheckpointDir
 from bridge.errors import CheckpointError, UnsupportedFeatureError
 from bridge.megatron_ckpt.args import megatron_args
 from bridge.megatron_ckpt.layout import HF_DIR, RECORD_FILE, RECORD_FORMAT, RECORD_VERSION, TRACKER_FILE
-from bridge.megatron_ckpt.writer import CHECKPOINT_VERSION, provider_record
+from bridge.megatron_ckpt.writer import CHECKPOINT_VERSION, hf_source_dtypes, provider_record
 
 __all__ = ["LAYER_KEY_RENAMES", "OfflineResult", "convert_to_torch_dist", "sharded_key"]
 
@@ -104,6 +106,24 @@ class _Index:
         return Metadata(state_dict_metadata=state, storage_data=self.storage)
 
 
+@contextlib.contextmanager
+def _without_zip_crc32() -> Iterator[None]:
+    """``torch.save`` without the CRC32 of each zip record (half the time of a tensor record here, measured):
+    PyTorch's reader never checks it (miniz is built with ``MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS``), so every
+    ``torch.load`` and DCP reader loads the records; only a generic unzip tool would warn. Restored after."""
+    from torch import serialization
+
+    if not hasattr(serialization, "set_crc32_options"):  # torch < 2.6 always computes it
+        yield
+        return
+    before = serialization.get_crc32_options()
+    serialization.set_crc32_options(False)
+    try:
+        yield
+    finally:
+        serialization.set_crc32_options(before)
+
+
 def _append(handle: Any, index: _Index, key: str, offsets: tuple[int, ...], payload: Any) -> None:
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import MetadataIndex
@@ -125,17 +145,18 @@ class OfflineResult:
 
 
 def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any, source: Any, num_layers: int,
-                   padded_vocab: int, bar: Any) -> tuple[_Index, int]:
+                   padded_vocab: int, bar: Any, durable: bool) -> tuple[_Index, int]:
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import MetadataIndex
 
     from bridge.parallel.vocab import pad_vocab
+    from bridge.streaming.hf_out import WRITEBACK_EVERY, start_writeback
     from bridge.streaming.pieces import Scratch
     from bridge.streaming.shards import all_shard_pieces
 
-    index, written, scratch = _Index(), 0, Scratch(mapped=True)
+    index, written, scratch, flushed = _Index(), 0, Scratch(mapped=True), 0
     linears: set[tuple[str, int]] = set()
-    with open(iteration_dir / _DATA_FILE, "wb") as handle:
+    with open(iteration_dir / _DATA_FILE, "wb") as handle, _without_zip_crc32():
         for plan in plans:
             spec = layout.params[plan.name]
             (pieces,) = all_shard_pieces(plan.mapping, ctx, source, tp=1, scratch=scratch)
@@ -159,6 +180,10 @@ def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any,
             entry["chunks"].append((offsets, (1, *tensor.shape) if layer is not None else tuple(tensor.shape)))
             written += tensor.numel() * tensor.element_size()
             bar.advance(tensor.numel() * tensor.element_size())
+            if durable and written - flushed >= WRITEBACK_EVERY:  # the closing fsync then waits for the tail only
+                handle.flush()
+                start_writeback(handle.fileno())
+                flushed = written
             del tensor
         for module, layer in sorted(linears):  # MCore saves each linear's (empty) extra state per layer
             key = f"{module}._extra_state/shard_{layer}_{num_layers}"
@@ -193,6 +218,7 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
             "experts along another axis); use `mcore-compat import-ckpt`, which builds the model"
         )
     provider.should_pad_vocab = should_pad_vocab
+    provider.model_class = "gpt"  # the keys written below are GPTModel's (and no MCore import decides it)
     ctx = family.mapping_context(provider)
     target = parse_dtype(dtype)
     if target is not None:
@@ -210,7 +236,7 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
         iteration_dir.mkdir()
         with Progress(total_bytes=total, total_tensors=len(plans), desc="convert torch_dist", enabled=progress) as bar:
             index, written = _write_tensors(iteration_dir, plans, layout, ctx, source, provider.num_layers,
-                                            provider.padded_vocab_size, bar)
+                                            provider.padded_vocab_size, bar, durable)
         with open(iteration_dir / ".metadata", "wb") as handle:
             pickle.dump(index.metadata(), handle)
         (iteration_dir / "metadata.json").write_text(json.dumps(_BACKEND), encoding="utf-8")
@@ -225,7 +251,12 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
             "params": {k: {"shape": list(v["size"]), "dtype": str(v["dtype"]).removeprefix("torch.")}
                        for k, v in sorted(index.tensors.items())},
             "writer": "offline",
+            "hf_dtypes": hf_source_dtypes(source),
         }
+        if auto.source is not None:
+            from bridge.saved_checkpoint import source_record
+
+            record["hf_source"] = source_record(auto.source)
         (staging / RECORD_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         (staging / HF_DIR).mkdir()
         copy_companions(CheckpointDir.resolve(hf_dir), staging / HF_DIR, durable=False)

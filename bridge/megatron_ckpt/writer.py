@@ -34,10 +34,12 @@ from bridge.megatron_ckpt.layout import (
     RECORD_FORMAT,
     RECORD_VERSION,
     TRACKER_FILE,
+    hf_dtypes_record,
     iteration_dir_name,
 )
 
-__all__ = ["CHECKPOINT_VERSION", "model_state_keys", "provider_record", "save_megatron_model", "sharded_tensors"]
+__all__ = ["CHECKPOINT_VERSION", "hf_source_dtypes", "model_state_keys", "provider_record", "save_megatron_model",
+           "sharded_tensors"]
 
 log = get_logger("megatron_ckpt.writer")
 
@@ -184,8 +186,22 @@ def _agree(failure: str | None) -> str | None:
     return next((f"rank {r}: {f}" for r, f in enumerate(gathered) if f), None)
 
 
+def hf_source_dtypes(source: Any) -> dict[str, Any] | None:
+    """The record's ``hf_dtypes`` of an HF checkpoint (anything with ``keys()`` and ``dtype(name)``, or a
+    directory), or None for a directory without weights (a config-only source)."""
+    if isinstance(source, (str, os.PathLike)):
+        from bridge.checkpoint.reader import HFCheckpointReader
+
+        try:
+            source = HFCheckpointReader(source)
+        except CheckpointError:
+            return None
+    return hf_dtypes_record({n: str(source.dtype(n)).removeprefix("torch.") for n in source.keys()})
+
+
 def _finish(stage: AtomicDirectory, staging: Path, *, provider: Any, architecture: str, world: int,
-            params: dict[str, Any], hf_source: Any, hf_config: Mapping[str, Any] | None) -> None:
+            params: dict[str, Any], hf_source: Any, hf_config: Mapping[str, Any] | None,
+            hf_model: Mapping[str, Any] | None) -> None:
     """Rank 0: the tracker file, ``mcore_compat.json`` and ``hf/``, then the atomic rename."""
     (staging / TRACKER_FILE).write_text("0", encoding="utf-8")
     model_class = getattr(provider, "model_class", "gpt")
@@ -203,9 +219,11 @@ def _finish(stage: AtomicDirectory, staging: Path, *, provider: Any, architectur
         "provider": provider_record(provider),
         "params": params,
     }
+    source = CheckpointDir.resolve(hf_source) if hf_source is not None else None
+    dtypes = hf_source_dtypes(source.path) if source is not None else None
+    record.update({k: v for k, v in (("hf_source", hf_model), ("hf_dtypes", dtypes)) if v is not None})
     _write_json(staging / RECORD_FILE, record)
     (staging / HF_DIR).mkdir()
-    source = CheckpointDir.resolve(hf_source) if hf_source is not None else None
     copy_companions(source, staging / HF_DIR, config=hf_config, durable=False)
     stage.commit()
 
@@ -218,6 +236,7 @@ def save_megatron_model(
     architecture: str,
     hf_source: str | os.PathLike[str] | None = None,
     hf_config: Mapping[str, Any] | None = None,
+    hf_model: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     durable: bool = True,
 ) -> Path:
@@ -229,6 +248,8 @@ def save_megatron_model(
         architecture: the HF architecture string (``"LlamaForCausalLM"``) export maps back with.
         hf_source: the HF checkpoint directory whose config, tokenizer and code files go into ``hf/``.
         hf_config: the HF ``config.json`` to write there instead of the source's.
+        hf_model: where the HF model came from (``bridge.saved_checkpoint.source_record``), recorded as
+            ``hf_source`` so that ``AutoBridge.get_hf_model_id_from_checkpoint`` answers for this checkpoint.
         overwrite: replace an existing checkpoint at ``path`` (never a directory that is not one).
     """
     from megatron.core import dist_checkpointing
@@ -255,7 +276,8 @@ def save_megatron_model(
         finished = None
         if stage is not None:
             finished = _attempt(lambda: _finish(stage, staging, provider=provider, architecture=architecture,
-                                                world=world, params=params, hf_source=hf_source, hf_config=hf_config))
+                                                world=world, params=params, hf_source=hf_source, hf_config=hf_config,
+                                                hf_model=hf_model))
         failure = _agree(finished)  # every rank learns whether rank 0 committed
         if failure:
             raise CheckpointError(f"finishing the torch_dist checkpoint {path} failed on {failure}")
