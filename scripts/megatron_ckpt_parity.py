@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--save", type=Path)
     mode.add_argument("--load", type=Path)
     ap.add_argument("--report", type=Path, required=True)
+    ap.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default=None,
+                    help="--save: the layout written (default auto); --load: the model built (default: the writer's "
+                         "for the checkpoint's own provider, else auto; a GPT checkpoint reads into hybrid)")
     args = ap.parse_args(argv)
 
     from bridge.auto_bridge import AutoBridge
@@ -38,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"tp": args.tp, "pp": args.pp}
     if args.save:
         AutoBridge.import_ckpt(args.hf, args.save, tensor_model_parallel_size=args.tp,
-                               pipeline_model_parallel_size=args.pp)
+                               pipeline_model_parallel_size=args.pp, model_class=args.model_class or "auto")
         diffs = []
     else:
-        model = AutoBridge.from_hf_pretrained(args.hf).load_megatron_model(args.load, tp=args.tp, pp=args.pp)
+        extra = {"model_class": args.model_class} if args.model_class else {}
+        model = AutoBridge.from_hf_pretrained(args.hf).load_megatron_model(args.load, tp=args.tp, pp=args.pp, **extra)
+        report["model_class"] = type(model[0]).__name__
         ids = torch.randint(0, 96, (2, 16), generator=torch.Generator().manual_seed(0))
         logits = forward_logits(model, ids)
         diffs = []

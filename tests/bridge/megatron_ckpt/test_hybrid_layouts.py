@@ -77,3 +77,44 @@ def test_both_layouts_on_0_18_and_more_families_on_0_19(tmp_path: Path) -> None:
     _check(_report("0.18.2", ("llama", "deepseek_v3", "qwen3_moe"), tmp_path / "018"), stacked_gpt_into_hybrid=False)
     _check(_report("0.19.2", ("qwen3_moe", "ernie4_5_moe", "gemma3", "kimi_k2"), tmp_path / "019"),
            stacked_gpt_into_hybrid=True)
+
+
+def _torchrun(env: dict[str, str], nproc: int, *args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+                           "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
+                           str(ROOT / "scripts" / "megatron_ckpt_parity.py"), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("written", "save", "load"), [("hybrid", (2, 1), (1, 2)), ("gpt", (1, 1), (2, 2))],
+                         ids=["hybrid-tp2-to-pp2", "gpt-tp1-to-hybrid-tp2xpp2"])
+def test_resharded_on_load_into_hybrid_model_0_19(written: str, save: tuple[int, int], load: tuple[int, int],
+                                                  tmp_path: Path) -> None:
+    """A Hybrid checkpoint written at TP=2 loads at PP=2, and a GPT one written at TP=1 loads into a HybridModel at
+    TP=2 x PP=2 (gloo), with HF's logits: dist_checkpointing reshards either layout on load."""
+    from harness.probes.envs import prepare_revision
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    prepared = prepare_revision("pypi:0.19.2")
+    assert not prepared.error, prepared.error
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join([*prepared.pythonpath, str(ROOT)])}
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=5)
+    _torchrun(env, save[0] * save[1], "--hf", str(hf), "--tp", str(save[0]), "--pp", str(save[1]), "--save",
+              str(tmp_path / "mc"), "--report", str(tmp_path / "save.json"), "--model-class", written)
+    _torchrun(env, load[0] * load[1], "--hf", str(hf), "--tp", str(load[0]), "--pp", str(load[1]), "--load",
+              str(tmp_path / "mc"), "--report", str(tmp_path / "load.json"), "--model-class", "hybrid")
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert json.loads((tmp_path / "mc" / "mcore_compat.json").read_text())["model_class"] == written
+    assert report["model_class"] == "HybridModel" and report["world_size"] == load[0] * load[1], report
+    assert report["max_abs_diff"] is not None and report["max_abs_diff"] <= PARITY_ATOL, report
