@@ -220,6 +220,19 @@ _ERNIE4_5_21B_A3B = {  # baidu/ERNIE-4.5-21B-A3B-Base-PT
     "tie_word_embeddings": True, "initializer_range": 0.02, "torch_dtype": "bfloat16",
 }
 
+_GPT_OSS_20B = {  # openai/gpt-oss-20b (its MXFP4 quantization_config left out, as for every entry)
+    "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+    "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 24,
+    "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": 32,
+    "num_experts_per_tok": 4, "experts_per_token": 4, "router_aux_loss_coef": 0.9, "swiglu_limit": 7.0,
+    "sliding_window": 128, "layer_types": ["sliding_attention", "full_attention"] * 12,
+    "initial_context_length": 4096, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 150000.0,
+    "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "original_max_position_embeddings": 4096,
+                     "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False},
+    "hidden_act": "silu", "attention_bias": True, "tie_word_embeddings": False, "initializer_range": 0.02,
+    "torch_dtype": "bfloat16",
+}
+
 FLAGSHIPS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "llama3_8b": MappingProxyType(_LLAMA3_8B),
     "qwen2_7b": MappingProxyType(_QWEN2_7B),
@@ -241,6 +254,7 @@ FLAGSHIPS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "kimi_k2": MappingProxyType(_KIMI_K2),
     "glm4_5_air": MappingProxyType(_GLM4_5_AIR),
     "ernie4_5_21b_a3b": MappingProxyType(_ERNIE4_5_21B_A3B),
+    "gpt_oss_20b": MappingProxyType(_GPT_OSS_20B),
 })
 """Flagship name -> HF ``config.json`` architecture fields (read-only)."""
 

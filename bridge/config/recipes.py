@@ -34,6 +34,7 @@ __all__ = [
     "gemma3_12b_pretrain_config",
     "gemma_7b_pretrain_config",
     "glm4_5_air_pretrain_config",
+    "gpt_oss_20b_pretrain_config",
     "granite3_8b_pretrain_config",
     "kimi_k2_pretrain_config",
     "llama3_8b_pretrain_config",
@@ -211,6 +212,13 @@ def ernie4_5_21b_a3b_pretrain_config(seq_length: int = 4096, **overrides: Any) -
                    parallelism=ParallelismConfig(expert_model_parallel_size=8))
 
 
+def gpt_oss_20b_pretrain_config(seq_length: int = 4096, **overrides: Any) -> ConfigContainer:
+    """gpt-oss-20b (MoE): 24 layers alternating 128-token windowed and full attention with sinks, 32 experts
+    with biases and a clamped SwiGLU, top-4, YaRN; EP 8 (TP 1: MCore's expert biases need it)."""
+    return _recipe("gpt_oss_20b", seq_length=seq_length, overrides=overrides,
+                   parallelism=ParallelismConfig(expert_model_parallel_size=8))
+
+
 RECIPES: dict[str, Callable[..., ConfigContainer]] = {
     "llama3_8b_pretrain": llama3_8b_pretrain_config,
     "qwen2_7b_pretrain": qwen2_7b_pretrain_config,
@@ -232,6 +240,7 @@ RECIPES: dict[str, Callable[..., ConfigContainer]] = {
     "kimi_k2_pretrain": kimi_k2_pretrain_config,
     "glm4_5_air_pretrain": glm4_5_air_pretrain_config,
     "ernie4_5_21b_a3b_pretrain": ernie4_5_21b_a3b_pretrain_config,
+    "gpt_oss_20b_pretrain": gpt_oss_20b_pretrain_config,
 }
 """Recipe name -> recipe function (each takes ``seq_length=`` and flat ``**overrides``)."""
 

@@ -19,7 +19,7 @@ FLAGSHIP_OF = {name: name.removesuffix("_pretrain") for name in RECIPES}
 NOT_PUBLISHED = {"tiny_gpt"}
 # families whose flagship config and recipe are not written yet: a tracked gap, not an exemption
 # (the test below fails once one of them gets a recipe and is still listed, or if a new family is added without one)
-RECIPE_NOT_YET: set[str] = {"gpt_oss"}  # GPT-OSS (issue 18) has no flagship recipe yet: a tracked gap
+RECIPE_NOT_YET: set[str] = set()
 # HF's names for the expert count and the top-k (the families spell them differently)
 EXPERTS = ("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts")
 TOPK = ("num_experts_per_tok", "moe_k")
@@ -39,7 +39,8 @@ MOE_DENSE_FIRST = {**MOE, "moe_layer_freq": [0, 1]}
 TINY = {"deepseek_v3_pretrain": MLA, "kimi_k2_pretrain": MLA, "deepseek_v2_lite_pretrain": {**MLA, "q_lora_rank": None},
         "qwen3_30b_a3b_pretrain": MOE, "mixtral_8x7b_pretrain": MOE, "qwen1_5_moe_a2_7b_pretrain": MOE,
         "olmoe_1b_7b_pretrain": MOE, "glm4_5_air_pretrain": MOE_DENSE_FIRST,
-        "ernie4_5_21b_a3b_pretrain": MOE_DENSE_FIRST}
+        "ernie4_5_21b_a3b_pretrain": MOE_DENSE_FIRST,
+        "gpt_oss_20b_pretrain": {**MOE, "window_attn_skip_freq": [1, 0]}}  # its windowed/full layer pattern
 
 
 def test_registry_lists_one_recipe_per_published_family() -> None:
