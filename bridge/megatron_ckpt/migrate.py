@@ -51,6 +51,10 @@ class KeyRename:
 KEY_RENAMES: tuple[KeyRename, ...] = (
     KeyRename("decoder.final_layernorm.", "decoder.final_norm.",
               "GPTModel's TransformerBlock names its last norm final_layernorm; HybridModel's stack final_norm"),
+    KeyRename("self_attention.kv_layernorm.weight", "self_attention.linear_kv_up_proj.layer_norm_weight",
+              "MLA without a query LoRA (DeepSeek-V2): up to 0.18 a separate kv_layernorm; 0.19's MLA norm resolver "
+              "(transformer/mla_qk_norm_config.py) takes the KV norm only fused into linear_kv_up_proj "
+              "(bridge/models/_mla_spec.py); found by the ckpt_compat grid: 0.14.0-0.18.2 checkpoints fail on 0.19.x"),
 )
 
 

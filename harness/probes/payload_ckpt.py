@@ -38,7 +38,24 @@ from harness.probes.payload_common import MegatronWarnings, Outcome, Row, descri
 
 __all__ = ["judge", "main", "probe_ckpt_compat", "read_cell", "write_entry"]
 
+try:  # DCP's planner failures (a key the model asks for that the checkpoint lacks) are BaseException
+    from torch.distributed.checkpoint.api import CheckpointException as _DCPFailure
+except ImportError:  # pragma: no cover - torch without distributed checkpointing
+    _DCPFailure = Exception  # type: ignore[assignment,misc]
+_FAILURES: tuple[type[BaseException], ...] = (Exception, _DCPFailure)
+"""What a load path reports as its verdict instead of dying (torch's ``CheckpointException`` derives from
+``BaseException``: uncaught, 0.19.2's KeyError for DeepSeek-V2's moved norm ended the whole probe)."""
+
 _REFUSALS = ("ConfigError", "UnsupportedFeatureError", "UnsupportedModelError", "MappingError", "TrustRemoteCodeError")
+
+
+def _brief(exc: BaseException) -> str:
+    """:func:`describe_exception`, but DCP's ``CheckpointException`` (a rank's whole traceback as its message)
+    shortened to the exception that ended the rank's plan (e.g. the ``KeyError`` naming the missing key)."""
+    from harness.probes.runner import _exception_reason
+
+    text = describe_exception(exc)
+    return (_exception_reason(str(exc)) or text) if isinstance(exc, _DCPFailure) else text
 
 
 def _refused(exc: BaseException) -> bool:
@@ -62,7 +79,7 @@ def write_entry(family: str, out: Path) -> dict[str, Any]:
 
         AutoBridge.import_ckpt(out / "hf", out / "mc", durable=False,
                                trust_remote_code=variant.trust_remote_code or None)
-    except Exception as exc:  # noqa: BLE001 - the writer's verdict is data
+    except _FAILURES as exc:  # noqa: BLE001 - the writer's verdict is data
         record.update(status="refused" if _refused(exc) else "error", reason=describe_exception(exc))
     else:
         record.update(status="written", reason="")
@@ -113,19 +130,19 @@ def _bridge_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool) -> dic
         dirs, record = open_checkpoint(path)
         _, provider = provider_for_checkpoint(dirs, record, open_bridge=AutoBridge.from_hf_pretrained,
                                               trust_remote_code=trust or None)
-    except Exception as exc:  # noqa: BLE001
+    except _FAILURES as exc:  # noqa: BLE001
         return {"verdict": "fails", "details": describe_exception(exc)}
     try:
         provider.finalize()
         chunks = provider.provide_distributed_model()
-    except Exception as exc:  # noqa: BLE001
+    except _FAILURES as exc:  # noqa: BLE001
         return {"verdict": "not_run" if _refused(exc) else "error",
                 "details": f"the reader cannot build the model: {describe_exception(exc)}"}
     diff = key_diff(dirs.iteration_dir, {"model": chunks[0].sharded_state_dict()})
     with MegatronWarnings() as caught:
         try:
             load_into(dirs, chunks)
-        except Exception as exc:  # noqa: BLE001
+        except _FAILURES as exc:  # noqa: BLE001
             return {"verdict": "fails", "details": describe_exception(exc), "first_difference": diff.first()}
     out = _loaded_verdict(_logits(chunks, ids, vocab), ref, _warning_notes(caught, diff.extra_state_notes()))
     return {**out, "dense": not getattr(provider, "num_moe_experts", None),
@@ -151,8 +168,8 @@ def _mcore_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool) -> dict
         try:
             loaded = dist_checkpointing.load({"model": chunk.sharded_state_dict()}, str(dirs.iteration_dir))
             chunk.load_state_dict(loaded["model"], strict=True)
-        except Exception as exc:  # noqa: BLE001
-            return {"verdict": "fails", "details": describe_exception(exc)[:600]}
+        except _FAILURES as exc:  # noqa: BLE001
+            return {"verdict": "fails", "details": _brief(exc)[:600]}
     return _loaded_verdict(_logits([chunk], ids, vocab), ref, _warning_notes(caught, []))
 
 
@@ -176,7 +193,7 @@ def _interop_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool) -> di
     try:
         provider.finalize()
         chunk = provider.provide_distributed_model()[0]
-    except Exception as exc:  # noqa: BLE001
+    except _FAILURES as exc:  # noqa: BLE001
         return {"verdict": "not_run", "details": f"no HybridModel of this family here: {describe_exception(exc)}"}
     with MegatronWarnings() as caught:
         try:
@@ -184,8 +201,8 @@ def _interop_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool) -> di
             retarget_sharded_state_dict_to_gpt_checkpoint(sharded, gpt_compatible_layer_maps(chunk.hybrid_layer_pattern))
             loaded = dist_checkpointing.load({"model": sharded}, str(dirs.iteration_dir))
             chunk.load_state_dict(loaded["model"], strict=True)
-        except Exception as exc:  # noqa: BLE001
-            return {"verdict": "fails", "details": describe_exception(exc)[:600]}
+        except _FAILURES as exc:  # noqa: BLE001
+            return {"verdict": "fails", "details": _brief(exc)[:600]}
     return _loaded_verdict(_logits([chunk], ids, vocab), ref, _warning_notes(caught, []))
 
 
@@ -221,7 +238,7 @@ def _hybrid_migrate_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool
 def _guarded(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     try:
         return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - the probe's own failure, told apart from the cell's
+    except _FAILURES as exc:  # noqa: BLE001 - the probe's own failure, told apart from the cell's
         return {"verdict": "error", "details": describe_exception(exc)}
 
 
@@ -232,7 +249,7 @@ def _migrated(path: Path, trust: bool, workdir: Path, ids: Any, ref: Any, vocab:
     target = workdir / "migrated"
     try:
         migrate_checkpoint(path, target, to_release=str(compat.installed_version()), durable=False)
-    except Exception as exc:  # noqa: BLE001
+    except _FAILURES as exc:  # noqa: BLE001
         return {"verdict": "fails", "details": f"migrate-ckpt: {describe_exception(exc)}"}
     return _guarded(_bridge_path, target, ids, ref, vocab, trust)
 
@@ -283,7 +300,7 @@ def probe_ckpt_compat(family: str) -> Outcome:
             try:
                 written = ensure_written(family, writer, batch=family_names())  # each writer runs once for all
                 cell = read_cell(written, interop=interop, workdir=Path(tmp))
-            except Exception as exc:  # noqa: BLE001 - one cell's trouble never hides the others
+            except _FAILURES as exc:  # noqa: BLE001 - one cell's trouble never hides the others
                 cell = {"verdict": "error", "details": describe_exception(exc)}
         assert cell["verdict"] in CELL_VERDICTS, cell
         metrics = {"verdict": cell["verdict"], "cell": json.dumps(cell, default=str),
@@ -306,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         reset_model_parallel()
         try:
             record = write_entry(family, args.out / family)
-        except Exception as exc:  # noqa: BLE001 - the HF side could not be written: this family's record says so
+        except _FAILURES as exc:  # noqa: BLE001 - the HF side could not be written: this family's record says so
             record = {"family": family, "status": "error", "reason": f"the HF checkpoint: {describe_exception(exc)}"}
         (args.out / family).mkdir(parents=True, exist_ok=True)
         (args.out / family / "writer.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
