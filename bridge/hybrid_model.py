@@ -123,12 +123,15 @@ def note_gpt_deprecation() -> None:
 # --- config and pattern ----------------------------------------------------------------------
 
 def stage_pattern(provider: Any) -> str:
-    """The provider's hybrid layer pattern: ``*-`` / ``*E`` per GPT block, ``|`` between pipeline stages."""
+    """The provider's hybrid layer pattern: ``*-`` / ``*E`` per GPT block, ``|`` between pipeline stages; with a
+    virtual pipeline (config ``virtual_pipeline_model_parallel_size``, VPP) PP x VPP segments in model order,
+    which HybridModel hands out as MCore's interleaved schedule does (segment ``vp_stage * PP + pp_rank``)."""
     from bridge.parallel.pp import PipelineLayout
 
     freq = provider.config_overrides.get("moe_layer_freq", 1)
+    vpp = provider.config_overrides.get("virtual_pipeline_model_parallel_size") or 1
     moe = moe_layers(provider.num_layers, num_experts=provider.num_moe_experts, moe_layer_freq=freq)
-    layout = PipelineLayout(num_layers=provider.num_layers, pp=provider.pipeline_model_parallel_size,
+    layout = PipelineLayout(num_layers=provider.num_layers, pp=provider.pipeline_model_parallel_size * vpp,
                             first_stage_layers=provider.num_layers_in_first_pipeline_stage,
                             last_stage_layers=provider.num_layers_in_last_pipeline_stage)
     return hybrid_pattern(moe, layout.sizes)
@@ -214,6 +217,17 @@ def local_hybrid_stack() -> type:
     return LocalHybridStack
 
 
+def _whole_model(provider: Any) -> Any:
+    """A copy of ``provider`` without pipeline stages: a block spec (MoE families with dense blocks) is then built
+    for every block, whatever this rank's stage or virtual stage (MCore's block spec asks for a ``vp_stage`` under
+    a virtual pipeline); the stack spec only needs each layer kind's spec, and HybridModel picks its segment."""
+    if provider.pipeline_model_parallel_size == 1:
+        return provider
+    overrides = {k: v for k, v in provider.config_overrides.items() if k != "virtual_pipeline_model_parallel_size"}
+    return dataclasses.replace(provider, pipeline_model_parallel_size=1, num_layers_in_first_pipeline_stage=None,
+                               num_layers_in_last_pipeline_stage=None, config_overrides=overrides)
+
+
 def _one_spec(layers: list[Any], *, moe: bool) -> Any:
     """The one layer spec the family uses for its dense (or MoE) GPT blocks, None if it has none. HybridStack
     takes one spec per layer kind, so a family whose blocks of a kind differ in spec is refused, never built
@@ -232,7 +246,7 @@ def local_hybrid_stack_spec(provider: Any):
     from megatron.core.models.hybrid.hybrid_block import HybridStackSubmodules
     from megatron.core.transformer.spec_utils import ModuleSpec
 
-    layers, final_norm = _gpt_layers(provider.layer_spec())
+    layers, final_norm = _gpt_layers(_whole_model(provider).layer_spec())
     if final_norm is None:  # what TransformerBlock builds for a layer spec: the local norm
         from megatron.core.transformer.torch_norm import WrappedTorchNorm
 

@@ -72,29 +72,35 @@ def _vocab(model: Any, vocab_size: int | None) -> int | None:
 
 @torch.no_grad()
 def _forward(model: Any, input_ids: torch.Tensor) -> torch.Tensor | None:
-    """The model's own logits ``[B, S, padded vocab]`` on the last stage (``None`` on other stages)."""
+    """The model's own logits ``[B, S, padded vocab]`` on the last stage (``None`` on other stages).
+
+    With a virtual pipeline a rank holds several chunks, in model order (chunk ``v`` of rank ``r`` is segment
+    ``v * PP + r``): the activations go rank 0 -> ... -> PP-1 for chunk 0, then back to rank 0 for chunk 1, and so
+    on, so each chunk receives from the previous rank (rank PP-1's previous chunk, for rank 0) and sends to the next.
+    """
     from megatron.core import parallel_state as ps
 
     chunks = _chunks(model)
-    if len(chunks) != 1:
-        raise NotImplementedError("virtual pipeline (several chunks per rank) is not supported by forward_logits")
-    chunk = chunks[0]
-    chunk.eval()
-    device = next(chunk.parameters()).device
+    device = next(chunks[0].parameters()).device
     input_ids = input_ids.to(device)
     b, s = input_ids.shape
     position_ids = torch.arange(s, device=device).unsqueeze(0).expand(b, s)
     mask = causal_mask(b, s, device)
     pp = ps.get_pipeline_model_parallel_world_size()
     first, last = ps.is_pipeline_first_stage(), ps.is_pipeline_last_stage()
-    if pp > 1 and not first:
-        hidden = torch.empty(s, b, chunk.config.hidden_size, dtype=chunk.config.params_dtype, device=device)
-        dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
-        _set_input(chunk, hidden)
-    out = chunk(input_ids, position_ids, mask)
-    if pp > 1 and not last:
-        dist.send(out.contiguous(), dst=ps.get_pipeline_model_parallel_next_rank())
-        return None
+    if pp == 1 and len(chunks) > 1:
+        raise ValueError(f"expected one model chunk without pipeline parallelism, found {len(chunks)}")
+    out = None
+    for v, chunk in enumerate(chunks):
+        chunk.eval()
+        if pp > 1 and not (first and v == 0):
+            hidden = torch.empty(s, b, chunk.config.hidden_size, dtype=chunk.config.params_dtype, device=device)
+            dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
+            _set_input(chunk, hidden)
+        out = chunk(input_ids, position_ids, mask)
+        if pp > 1 and not (last and v == len(chunks) - 1):
+            dist.send(out.contiguous(), dst=ps.get_pipeline_model_parallel_next_rank())
+            out = None
     return out
 
 

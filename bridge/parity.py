@@ -139,7 +139,7 @@ class LayoutParity:
 def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: int, ep: int = 1,
                       dtype: torch.dtype = torch.float32, seq: int = 16,
                       trust_remote_code: bool | None = None, model_class: str = "auto",
-                      first_stage_layers: int | None = None) -> LayoutParity:
+                      first_stage_layers: int | None = None, vpp: int | None = None) -> LayoutParity:
     """Load ``hf_path`` at TP x PP (x EP for MoE models; every rank of the process group calls this), compare the logits with
     HF on the last stage, export to ``out_dir`` from global rank 0 and compare it with the source there.
 
@@ -157,6 +157,8 @@ def run_layout_parity(hf_path: str | Path, out_dir: str | Path, *, tp: int, pp: 
     provider.expert_model_parallel_size = ep
     provider.model_class = model_class
     provider.num_layers_in_first_pipeline_stage = first_stage_layers
+    if vpp is not None:  # a virtual pipeline: vpp chunks per rank
+        provider.virtual_pipeline_model_parallel_size = vpp
     provider.params_dtype = dtype
     provider.finalize()
     model = provider.provide_distributed_model(wrap_with_ddp=False)

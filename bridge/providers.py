@@ -324,13 +324,19 @@ class GPTModelProvider:
         from megatron.core import parallel_state as ps
 
         self.finalize()
+        vpp = self.config_overrides.get("virtual_pipeline_model_parallel_size")  # a TransformerConfig field
         runtime.ensure_model_parallel(self.tensor_model_parallel_size, self.pipeline_model_parallel_size,
-                                      ep=self.expert_model_parallel_size, seed=seed)
-        model = self.provide(pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage())
-        record_vocab_padding(model, self.vocab_padding)  # forward_logits and sampling strip / mask it
+                                      ep=self.expert_model_parallel_size, vpp=vpp, seed=seed)
+        if vpp is None:
+            chunks: list[torch.nn.Module] = [
+                self.provide(pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage())]
+        else:  # one chunk per virtual stage, in model order on this rank (MCore's interleaved schedule)
+            chunks = [self.provide(pre_process=ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=v),
+                                   post_process=ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=v), vp_stage=v)
+                      for v in range(vpp)]
+        record_vocab_padding(chunks, self.vocab_padding)  # forward_logits and sampling strip / mask it
         if torch.cuda.is_available():
-            model = model.cuda()
-        chunks: list[torch.nn.Module] = [model]
+            chunks = [chunk.cuda() for chunk in chunks]
         for hook in self.__dict__.get("_hooks", []):
             chunks = hook(chunks)
         if wrap_with_ddp:

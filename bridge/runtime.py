@@ -55,8 +55,9 @@ def _init_process_group() -> None:
     log.debug("initialised torch.distributed: backend=%s world_size=%d", backend, dist.get_world_size())
 
 
-def ensure_model_parallel(tp: int, pp: int, *, ep: int = 1, seed: int = 1234) -> None:
-    """Make sure ``torch.distributed`` and MCore's TP x PP (x EP) groups exist and match ``tp``, ``pp``, ``ep``."""
+def ensure_model_parallel(tp: int, pp: int, *, ep: int = 1, vpp: int | None = None, seed: int = 1234) -> None:
+    """Make sure ``torch.distributed`` and MCore's TP x PP (x EP) groups exist and match ``tp``, ``pp``, ``ep``,
+    and the virtual pipeline size ``vpp`` (None: no virtual pipeline)."""
     from megatron.core import parallel_state as ps
 
     if not dist.is_initialized():
@@ -70,16 +71,17 @@ def ensure_model_parallel(tp: int, pp: int, *, ep: int = 1, seed: int = 1234) ->
         )
     if ps.model_parallel_is_initialized():
         have = (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size(),
-                ps.get_expert_model_parallel_world_size())
-        if have != (tp, pp, ep):
+                ps.get_expert_model_parallel_world_size(), ps.get_virtual_pipeline_model_parallel_world_size())
+        if have != (tp, pp, ep, vpp):
             raise ParallelLayoutError(
-                f"model-parallel groups already exist with TP x PP x EP = {have[0]} x {have[1]} x {have[2]}, but "
-                f"{tp} x {pp} x {ep} was asked for; call bridge.runtime.reset_model_parallel() first"
+                f"model-parallel groups already exist with TP x PP x EP = {have[0]} x {have[1]} x {have[2]} (virtual "
+                f"pipeline {have[3]}), but {tp} x {pp} x {ep} (virtual pipeline {vpp}) was asked for; call "
+                "bridge.runtime.reset_model_parallel() first"
             )
     else:
         before = _live_groups()
         ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
-                                     expert_model_parallel_size=ep)
+                                     expert_model_parallel_size=ep, virtual_pipeline_model_parallel_size=vpp)
         _OUR_GROUPS.extend(g for g in _live_groups() - before if g is not dist.GroupMember.WORLD)
         log.debug("initialised MCore model parallel: TP=%d PP=%d EP=%d", tp, pp, ep)
     cpu.apply(seed)

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (torchrun), the repository importable
@@ -54,7 +55,8 @@ def _run_case(case: dict, args: argparse.Namespace) -> dict:
         result = run_layout_parity(case["hf"], Path(args.work) / f"{case['family']}-tp{args.tp}-pp{args.pp}",
                                    tp=args.tp, pp=args.pp, model_class=args.model_class,
                                    trust_remote_code=True if case["trust_remote_code"] else None,
-                                   first_stage_layers=first_stage_layers(case["num_layers"], args.pp))
+                                   first_stage_layers=first_stage_layers(case["num_layers"], args.pp * (args.vpp or 1)),
+                                   vpp=args.vpp)
         outcome: dict = {"result": result}
     except BridgeError as e:
         outcome = {"refused": f"{type(e).__name__}: {e}"}
@@ -63,7 +65,8 @@ def _run_case(case: dict, args: argparse.Namespace) -> dict:
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, outcome)
     reset_model_parallel()
-    row = {"family": case["family"], "tp": args.tp, "pp": args.pp, "seconds": round(time.perf_counter() - t0, 1)}
+    row = {"family": case["family"], "tp": args.tp, "pp": args.pp, **({"vpp": args.vpp} if args.vpp else {}),
+           "seconds": round(time.perf_counter() - t0, 1)}
     for key in ("error", "refused"):
         found = sorted({o[key] for o in gathered if key in o})
         if found:
@@ -99,14 +102,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_cases(families: list[str], work: Path) -> Path:
-    """Each family's first tiny variant written once under ``work``; the worker's ``cases.json``."""
+def _with_layers(variant: Any, num_layers: int) -> Any:
+    """``variant`` with ``num_layers`` decoder blocks (a virtual pipeline needs at least PP x VPP)."""
+    import copy
+    import dataclasses
+
+    config = copy.deepcopy(variant.config)
+    for name in ("num_hidden_layers", "num_layers"):  # tiny_gpt's custom config calls it num_layers
+        if hasattr(config, name):
+            setattr(config, name, num_layers)
+    if isinstance(getattr(config, "layer_types", None), list):  # per-block lists (windows) follow the pattern
+        config.layer_types = [config.layer_types[i % len(config.layer_types)] for i in range(num_layers)]
+    return dataclasses.replace(variant, config=config)
+
+
+def write_cases(families: list[str], work: Path, *, num_layers: int | None = None) -> Path:
+    """Each family's first tiny variant (with ``num_layers`` blocks, if given) written once under ``work``;
+    the worker's ``cases.json``."""
     from bridge.auto_bridge import AutoBridge
     from harness.probes.tiny_models import family_variants, write_checkpoint
 
     cases = []
     for family in families:
         variant = family_variants(family)[0]
+        if num_layers is not None:
+            variant = _with_layers(variant, num_layers)
         path = work / "hf" / family
         if not (path / "config.json").exists():
             write_checkpoint(variant, path, seed=0)
@@ -122,16 +142,18 @@ def write_cases(families: list[str], work: Path) -> Path:
 
 
 def launch(pythonpath: tuple[str, ...], cases: Path, work: Path, *, tp: int, pp: int, nice: int = 0,
-           model_class: str = "hybrid", timeout: int = 3600) -> dict:
-    """One worker launch (every case of ``cases`` at TP x PP) in the release of ``pythonpath``; its report."""
+           model_class: str = "hybrid", timeout: int = 3600, vpp: int | None = None) -> dict:
+    """One worker launch (every case of ``cases`` at TP x PP, x VPP chunks per rank) in the release of
+    ``pythonpath``; its report."""
     work.mkdir(parents=True, exist_ok=True)
-    out = work / f"rows-tp{tp}-pp{pp}.json"
+    out = work / f"rows-tp{tp}-pp{pp}{f'-vpp{vpp}' if vpp else ''}.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*pythonpath, str(ROOT)]), "OMP_NUM_THREADS": "1",
            "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1"}
     cmd = [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-m", "torch.distributed.run",
            f"--nproc-per-node={tp * pp}", f"--master-port={_free_port()}", "--master-addr=127.0.0.1",
            str(Path(__file__).resolve()), "worker", "--tp", str(tp), "--pp", str(pp), "--cases", str(cases),
-           "--out", str(out), "--work", str(work / "export"), "--model-class", model_class]
+           "--out", str(out), "--work", str(work / "export"), "--model-class", model_class,
+           *(["--vpp", str(vpp)] if vpp else [])]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"layout grid worker TP={tp} PP={pp} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -139,7 +161,7 @@ def launch(pythonpath: tuple[str, ...], cases: Path, work: Path, *, tp: int, pp:
 
 
 def _key(row: dict) -> tuple:
-    return row["release"], row["family"], row["tp"], row["pp"]
+    return row["release"], row["family"], row["tp"], row["pp"], row.get("vpp") or 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     families = args.families.split(",") if args.families else list(family_names())
     work = Path(args.work)
-    cases = write_cases(families, work)
+    cases = write_cases(families, work, num_layers=args.num_layers)
     kv = {c["family"]: c["kv_heads"] for c in json.loads(cases.read_text())}
     out = Path(args.out)
     grid = json.loads(out.read_text()) if out.exists() else {"rows": []}
@@ -159,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         for layout in args.layouts.split(","):
             tp, pp = (int(x) for x in layout.split("x"))
             t0 = time.perf_counter()
-            report = launch(tuple(prepared.pythonpath), cases, work / release, tp=tp, pp=pp, nice=args.nice)
+            report = launch(tuple(prepared.pythonpath), cases, work / release, tp=tp, pp=pp, nice=args.nice,
+                            vpp=args.vpp)
             print(f"{release} TP={tp} PP={pp}: {len(report['rows'])} families in {time.perf_counter() - t0:.0f} s",
                   flush=True)
             rows = [{**r, "release": report["megatron_core"], "kv_heads": kv[r["family"]]} for r in report["rows"]]
@@ -184,13 +207,13 @@ def render(grid: dict) -> str:
     """The grid as Markdown: one row per family, one column per release and layout, then the refusals' reasons."""
     rows = {_key(r): r for r in grid["rows"]}
     releases = sorted({r["release"] for r in grid["rows"]}, reverse=True)
-    layouts = sorted({(r["tp"], r["pp"]) for r in grid["rows"]}, key=lambda t: (t[0] * t[1], t))
+    layouts = sorted({(r["tp"], r["pp"], r.get("vpp") or 1) for r in grid["rows"]}, key=lambda t: (t[0] * t[1], t))
     families = sorted({r["family"] for r in grid["rows"]})
-    columns = [(rel, tp, pp) for rel in releases for tp, pp in layouts]
-    out = ["| family | " + " | ".join(f"{rel} TP{tp}xPP{pp}" for rel, tp, pp in columns) + " |",
-           "|---|" + "---|" * len(columns)]
+    columns = [(rel, *layout) for rel in releases for layout in layouts]
+    out = ["| family | " + " | ".join(f"{rel} TP{tp}xPP{pp}{f'xVPP{v}' if v > 1 else ''}" for rel, tp, pp, v in columns)
+           + " |", "|---|" + "---|" * len(columns)]
     for family in families:
-        out.append(f"| {family} | " + " | ".join(_cell(rows.get((rel, family, tp, pp))) for rel, tp, pp in columns)
+        out.append(f"| {family} | " + " | ".join(_cell(rows.get((rel, family, tp, pp, v))) for rel, tp, pp, v in columns)
                    + " |")
     passed = [r for r in grid["rows"] if "max_abs_diff" in r]
     out += ["", f"{len(passed)} cells ran: max abs diff {max(r['max_abs_diff'] for r in passed):.2g} (bound 1e-5), "
@@ -216,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--out", required=True)
     w.add_argument("--work", required=True)
     w.add_argument("--model-class", default="hybrid")
+    w.add_argument("--vpp", type=int, default=None, help="virtual pipeline size (chunks per rank)")
     w.add_argument("--timeout", type=int, default=600, help="gloo collective timeout, seconds")
     r = sub.add_parser("run")
     r.add_argument("--releases", default="0.19.2,0.18.2")
@@ -224,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--nice", type=int, default=10)
+    r.add_argument("--vpp", type=int, default=None, help="virtual pipeline size (chunks per rank)")
+    r.add_argument("--num-layers", type=int, default=None, help="decoder blocks of every tiny variant (e.g. 4 for "
+                   "PP=2 x VPP=2)")
     m = sub.add_parser("render", help="print the grid JSON as a Markdown table")
     m.add_argument("grid")
     args = ap.parse_args(argv)

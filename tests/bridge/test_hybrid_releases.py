@@ -154,10 +154,12 @@ def check_grid_rows(report: dict, families: tuple[str, ...], *, tp: int, pp: int
         assert row["export_bit_exact"], row["export_mismatches"]
 
 
-def run_grid(pythonpath: tuple[str, ...], families: tuple[str, ...], work: Path, *, tp: int, pp: int) -> None:
+def run_grid(pythonpath: tuple[str, ...], families: tuple[str, ...], work: Path, *, tp: int, pp: int,
+             vpp: int | None = None, num_layers: int | None = None) -> None:
     from scripts.layout_grid import launch, write_cases
 
-    report = launch(pythonpath, write_cases(list(families), work), work, tp=tp, pp=pp, timeout=1800)
+    report = launch(pythonpath, write_cases(list(families), work, num_layers=num_layers), work, tp=tp, pp=pp,
+                    vpp=vpp, timeout=1800)
     check_grid_rows(report, families, tp=tp, pp=pp)
 
 
@@ -172,6 +174,19 @@ def test_hybrid_tp2_pp2_over_gloo_0_19(release_019, tmp_path):
 def test_hybrid_layout_grid(release, layout, request, tmp_path):
     """Every family at TP=2 x PP=2, TP=2, PP=2 (uneven stages where PP does not divide the layers)."""
     run_grid(request.getfixturevalue(release), FAMILIES, tmp_path, tp=layout[0], pp=layout[1])
+
+
+VPP_FAMILIES = ("llama", "gemma2", "qwen3_moe", "deepseek_v3", "ernie4_5_moe", "kimi_k2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", ["release_019", "release_018"])
+@pytest.mark.parametrize("layout", [(1, 2), (2, 2)], ids=lambda t: f"tp{t[0]}-pp{t[1]}-vpp2")
+def test_hybrid_virtual_pipeline(release, layout, request, tmp_path):
+    """A virtual pipeline (two chunks per rank, 4 blocks: a pattern of PP x VPP = 4 segments, chunk v of rank r is
+    segment v * PP + r) for dense, windowed, MoE, MLA with a dense first block, Ernie and a custom-code family."""
+    run_grid(request.getfixturevalue(release), VPP_FAMILIES, tmp_path, tp=layout[0], pp=layout[1], vpp=2,
+             num_layers=4)
 
 
 @pytest.mark.slow
