@@ -24,7 +24,8 @@ from bridge.megatron_ckpt.migrate import KEY_RENAMES, KeyRename, migrate_checkpo
 
 pytestmark = pytest.mark.usefixtures("fresh_parallel_state")
 INSTALLED = str(compat.installed_version())
-SEGMENTS = ("decoder", "layers", "final_layernorm", "final_norm", "self_attention", "linear_qkv", "weight", "0", "mlp")
+SEGMENTS = ("decoder", "layers", "final_layernorm", "final_norm", "self_attention", "linear_qkv", "weight", "0", "mlp",
+            "kv_layernorm", "linear_kv_up_proj", "layer_norm_weight")
 
 
 def storage_keys(*, min_parts: int = 1, max_parts: int = 6) -> st.SearchStrategy[str]:
@@ -44,6 +45,12 @@ def test_the_rename_table_moves_gpts_final_norm_to_the_hybrid_name() -> None:
     assert to_new_key("decoder.final_layernorm.weight") == "decoder.final_norm.weight"
     assert to_old_key("decoder.final_norm.weight") == "decoder.final_layernorm.weight"
     assert to_new_key("a.b.", (KeyRename("a.", "x.", "test"),)) == "x.b."
+
+
+def test_the_rename_table_moves_mlas_kv_norm_into_the_up_projection_as_019_asks() -> None:
+    old = "decoder.layers.0.self_attention.kv_layernorm.weight"  # DeepSeek-V2 written by 0.14-0.18
+    assert to_new_key(old) == "decoder.layers.0.self_attention.linear_kv_up_proj.layer_norm_weight"
+    assert to_old_key(to_new_key(old)) == old
 
 
 def test_the_first_difference_ignores_extra_state_and_says_which_kind() -> None:

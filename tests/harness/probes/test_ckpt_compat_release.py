@@ -31,16 +31,16 @@ from harness.probes.payload_ckpt import read_cell
 if __name__ == "__main__":  # MCore 0.19's save starts processes that re-import __main__
     entry = Path(sys.argv[1])
     with tempfile.TemporaryDirectory() as tmp:
-        cell = read_cell(Written("llama", "0.16.1", "written", entry), interop=True, workdir=Path(tmp))
+        cell = read_cell(Written(sys.argv[3], "0.16.1", "written", entry), interop=True, workdir=Path(tmp))
     Path(sys.argv[2]).write_text(json.dumps(cell, default=str))
 """
 
 
-def test_a_016_llama_checkpoint_read_by_0192_with_its_hybrid_paths(tmp_path: Path) -> None:
+def _cell_016_read_by_0192(family: str, tmp_path: Path) -> dict:
     from harness.probes.ckpt_store import ensure_written
     from harness.probes.envs import prepare_revision
 
-    written = ensure_written("llama", "0.16.1")
+    written = ensure_written(family, "0.16.1")
     assert written.status == "written", written.reason
     assert json.loads((written.checkpoint / "mcore_compat.json").read_text())["mcore_version"] == "0.16.1"
     reader = prepare_revision("pypi:0.19.2")
@@ -49,10 +49,25 @@ def test_a_016_llama_checkpoint_read_by_0192_with_its_hybrid_paths(tmp_path: Pat
     script.write_text(_READ)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "NO_VCS_VERSION": "1",
            "PYTHONPATH": os.pathsep.join([*reader.pythonpath, str(ROOT)])}
-    proc = subprocess.run([sys.executable, str(script), str(written.directory), str(tmp_path / "cell.json")],
+    proc = subprocess.run([sys.executable, str(script), str(written.directory), str(tmp_path / "cell.json"), family],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    cell = json.loads((tmp_path / "cell.json").read_text())
+    return json.loads((tmp_path / "cell.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_016_deepseek_v2_checkpoint_needs_migrate_ckpt_on_0192(tmp_path: Path) -> None:
+    """The real break the grid found: 0.19's MLA takes the KV norm only inside linear_kv_up_proj."""
+    cell = _cell_016_read_by_0192("deepseek_v2", tmp_path)
+    assert cell["bridge"]["verdict"] == "fails" and cell["mcore"]["verdict"] == "fails", cell
+    assert cell["first_difference"] == ("missing 'decoder.layers.0.self_attention.linear_kv_up_proj.layer_norm_weight' "
+                                        "(and 2 more)")
+    assert "linear_kv_up_proj.layer_norm_weight" in cell["mcore"]["details"]  # MCore's own loader: the same key
+    assert cell["verdict"] == "loads_after_migrate" and cell["migrated"]["max_abs_diff"] <= PARITY_ATOL, cell
+
+
+def test_a_016_llama_checkpoint_read_by_0192_with_its_hybrid_paths(tmp_path: Path) -> None:
+    cell = _cell_016_read_by_0192("llama", tmp_path)
     for path in ("bridge", "mcore", "hybrid_interop"):
         assert cell[path]["verdict"] in ("loads", "loads_with_warnings"), (path, cell[path])
         assert cell[path]["max_abs_diff"] <= PARITY_ATOL, (path, cell[path])
