@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             tp, pp = (int(x) for x in layout.split("x"))
             t0 = time.perf_counter()
             report = launch(tuple(prepared.pythonpath), cases, work / release, tp=tp, pp=pp, nice=args.nice,
-                            vpp=args.vpp)
+                            vpp=args.vpp, model_class=args.model_class)
             print(f"{release} TP={tp} PP={pp}: {len(report['rows'])} families in {time.perf_counter() - t0:.0f} s",
                   flush=True)
             rows = [{**r, "release": report["megatron_core"], "kv_heads": kv[r["family"]]} for r in report["rows"]]
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--nice", type=int, default=10)
     r.add_argument("--vpp", type=int, default=None, help="virtual pipeline size (chunks per rank)")
+    r.add_argument("--model-class", default="hybrid", choices=("auto", "gpt", "hybrid"))
     r.add_argument("--num-layers", type=int, default=None, help="decoder blocks of every tiny variant (e.g. 4 for "
                    "PP=2 x VPP=2)")
     m = sub.add_parser("render", help="print the grid JSON as a Markdown table")

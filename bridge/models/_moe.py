@@ -49,6 +49,14 @@ class MoEModelProvider(LlamaModelProvider):
                 and moe_size != self.ffn_hidden_size and not compat.has_feature("local_experts_own_size"))
 
     def validate(self) -> None:
+        vpp = self.config_overrides.get("virtual_pipeline_model_parallel_size")
+        if vpp and self.heterogeneous and self.transformer_layer_spec is None and self.resolved_model_class() == "gpt":
+            raise UnsupportedFeatureError(
+                f"virtual_pipeline_model_parallel_size={vpp} on GPTModel with dense and MoE blocks: MCore's block spec "
+                "for such a model is built per virtual stage, which the bridge's GPTModel path does not do; use "
+                "model_class='hybrid' (megatron-core 0.18+, where each virtual stage picks its pattern segment) or no "
+                "virtual pipeline"
+            )
         if self.num_moe_experts and self.add_bias_linear and self.tensor_model_parallel_size > 1:
             raise UnsupportedFeatureError(
                 f"tensor_model_parallel_size={self.tensor_model_parallel_size} with expert biases (add_bias_linear): "

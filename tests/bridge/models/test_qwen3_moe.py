@@ -175,3 +175,20 @@ def test_releases_sizing_local_experts_with_ffn_hidden_size(monkeypatch: pytest.
     mixed = Qwen3MoEBridge().provider_bridge(Qwen3MoeConfig(**{**TINY, "num_hidden_layers": 3}, mlp_only_layers=[1]))
     with pytest.raises(UnsupportedFeatureError, match="dense layers of size 128 next to experts of size 32"):
         mixed.finalize()
+
+
+def test_a_virtual_pipeline_with_dense_and_moe_blocks_is_refused_on_gpt_model() -> None:
+    """GPTModel's block spec for dense + MoE blocks would be needed per virtual stage (MCore asserts a vp_stage);
+    the bridge refuses before building and names HybridModel, which the layout grid runs at PP=2 x VPP=2."""
+    from bridge.errors import UnsupportedFeatureError
+
+    def provider(mlp_only_layers: list[int]):
+        p = Qwen3MoEBridge().provider_bridge(Qwen3MoeConfig(**{**TINY, "num_hidden_layers": 4},
+                                                            mlp_only_layers=mlp_only_layers))
+        p.pipeline_model_parallel_size = 2
+        p.virtual_pipeline_model_parallel_size = 2
+        return p
+
+    with pytest.raises(UnsupportedFeatureError, match="use model_class='hybrid'"):
+        provider([1]).finalize()
+    assert provider([]).finalize().finalized  # every block MoE: one layer spec, no per-stage block spec
