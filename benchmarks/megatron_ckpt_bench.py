@@ -1,5 +1,10 @@
 """torch_dist checkpoint benchmark: ``import-ckpt`` (model built), ``convert --format torch_dist`` (offline)
-and ``export-ckpt`` against the durable I/O floor, on a tiny and a ~125M-parameter Llama on CPU.
+and ``export-ckpt`` against the durable I/O floor, on a tiny, a ~125M and a 1.1B-parameter Llama on CPU.
+
+Whole-process phases (``*_process``) time the command a user runs, start-up included: ``mcore-compat convert
+--format torch_dist``, ``mcore-compat convert`` (saved layout, TP=1) and ``mcore-compat export`` (that layout
+back to HF), against ``floor_process``: a script that imports only torch + safetensors and copies the same
+files with fsync. The 1-minute load average is recorded before and after each model (the box is shared).
 
 Each phase runs ``--reps`` times in a fresh process; imports and config parsing happen before the clock.
 Reported per phase: wall seconds of the work (median and range), the whole process' wall seconds, and
@@ -28,8 +33,28 @@ MODELS = {
                  num_key_value_heads=2, max_position_embeddings=128),
     "125m": dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                  num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=2048),
+    # TinyLlama-1.1B's shape (RESULTS.md section 1), untied: 1.10e9 parameters, 2.20 GB in bf16.
+    "1.1b": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                 num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048),
 }
 PHASES = ("floor", "import_ckpt", "convert_torch_dist", "export_ckpt")
+PROCESS_PHASES = ("floor_process", "convert_torch_dist_process", "convert_layout_process", "export_layout_process")
+FLOOR_SCRIPT = r"""
+import os, sys
+import torch  # noqa: F401 - what any converter imports
+from safetensors.torch import load_file, save_file
+src, out = sys.argv[1:3]
+os.makedirs(out)
+for name in sorted(os.listdir(src)):
+    if name.endswith(".safetensors"):
+        save_file(load_file(os.path.join(src, name)), os.path.join(out, name), metadata={"format": "pt"})
+    elif name.endswith(".json"):
+        with open(os.path.join(src, name), "rb") as f, open(os.path.join(out, name), "wb") as g:
+            g.write(f.read())
+for name in os.listdir(out):
+    fd = os.open(os.path.join(out, name), os.O_RDONLY); os.fsync(fd); os.close(fd)
+fd = os.open(out, os.O_RDONLY); os.fsync(fd); os.close(fd)
+"""
 
 CHILD = r"""
 import json, os, sys, time
@@ -72,13 +97,46 @@ if __name__ == "__main__":
 
 
 def _checkpoint(path: Path, shape: dict) -> int:
+    """A random bf16 Llama of ``shape``: one ``model.safetensors`` and ``config.json`` (written tensor by
+    tensor from a seeded generator, std 0.02, norms around 1; no model is built)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig
+
+    from peer_gpu import _llama_shapes
 
     if not (path / "model.safetensors").is_file():
-        torch.manual_seed(0)
-        LlamaForCausalLM(LlamaConfig(**shape)).to(torch.bfloat16).save_pretrained(path)
+        path.mkdir(parents=True, exist_ok=True)
+        LlamaConfig(**shape, tie_word_embeddings=False, dtype="bfloat16",
+                    architectures=["LlamaForCausalLM"]).save_pretrained(path)
+        gen = torch.Generator().manual_seed(0)
+        tensors = {}
+        for name, size in _llama_shapes(shape).items():
+            t = torch.randn(size, generator=gen) * 0.02
+            tensors[name] = (t + 1.0 if name.endswith("norm.weight") else t).to(torch.bfloat16)
+        save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     return (path / "model.safetensors").stat().st_size
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _run_process(phase: str, src: Path, out: Path, layout: Path) -> dict:
+    """Whole-process wall seconds of one command (start-up included)."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "harness.cli"]
+    cmd = {"floor_process": [sys.executable, "-c", FLOOR_SCRIPT, str(src), str(out)],
+           "convert_torch_dist_process": cli + ["convert", str(src), str(out), "--format", "torch_dist", "--no-progress"],
+           "convert_layout_process": cli + ["convert", str(src), str(out), "--no-progress"],
+           "export_layout_process": cli + ["export", str(layout), str(out), "--no-progress"]}[phase]
+    subprocess.run(["sync"])
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    if proc.returncode:
+        raise RuntimeError(f"{phase} failed: {proc.stderr[-3000:]}")
+    return {"seconds": time.perf_counter() - started}
 
 
 def _run(phase: str, src: Path, out: Path) -> dict:
@@ -94,41 +152,63 @@ def _run(phase: str, src: Path, out: Path) -> dict:
     return result
 
 
+def _rows(runs: dict[str, list[dict]], floor: str) -> dict[str, dict]:
+    rows = {}
+    for phase, results in runs.items():
+        if not results:
+            continue
+        secs = [r["seconds"] for r in results]
+        rows[phase] = {"seconds_median": statistics.median(secs), "seconds_min": min(secs), "seconds_max": max(secs),
+                       "seconds_all": [round(x, 3) for x in secs]}
+        if "process_seconds" in results[0]:
+            rows[phase]["process_seconds_median"] = statistics.median(r["process_seconds"] for r in results)
+            rows[phase]["peak_rss_bytes_max"] = max(r["peak_rss"] for r in results)
+    if floor in rows:
+        for row in rows.values():
+            row["vs_floor_median"] = row["seconds_median"] / rows[floor]["seconds_median"]
+            row["vs_floor_min"] = row["seconds_min"] / rows[floor]["seconds_min"]
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--phases", nargs="+", default=list(PHASES + PROCESS_PHASES), choices=PHASES + PROCESS_PHASES)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     report: dict = {}
     for model in args.models:
         hf = args.work / model / "hf"
         size = _checkpoint(hf, MODELS[model])
-        ckpt = args.work / model / "torch_dist"
+        ckpt, layout = args.work / model / "torch_dist", args.work / model / "layout"
         if not (ckpt / "latest_checkpointed_iteration.txt").exists():
             _run("convert_torch_dist", hf, ckpt)
-        runs: dict[str, list[dict]] = {p: [] for p in PHASES}
-        for rep in range(args.reps):
-            for phase in PHASES:
-                src = ckpt if phase == "export_ckpt" else hf
-                runs[phase].append(_run(phase, src, args.work / model / f"out-{phase}"))
-        rows = {}
-        for phase, results in runs.items():
-            secs = [r["seconds"] for r in results]
-            rows[phase] = {"seconds_median": statistics.median(secs), "seconds_min": min(secs),
-                           "seconds_max": max(secs),
-                           "process_seconds_median": statistics.median(r["process_seconds"] for r in results),
-                           "peak_rss_bytes_max": max(r["peak_rss"] for r in results)}
-        floor = rows["floor"]["seconds_median"]
-        for row in rows.values():
-            row["vs_floor"] = row["seconds_median"] / floor
-        report[model] = {"checkpoint_bytes": size, "phases": rows}
+        if "export_layout_process" in args.phases and not (layout / "layout.json").exists():
+            _run_process("convert_layout_process", hf, layout, layout)
+        runs: dict[str, list[dict]] = {p: [] for p in args.phases}
+        loads = [_load()]
+        for rep in range(args.reps):  # phases interleaved, so a load spike hits one repetition of each
+            for phase in args.phases:
+                out = args.work / model / f"out-{phase}"
+                if phase in PROCESS_PHASES:
+                    runs[phase].append(_run_process(phase, hf, out, layout))
+                else:
+                    runs[phase].append(_run(phase, ckpt if phase == "export_ckpt" else hf, out))
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"{model} rep {rep} {phase}: {runs[phase][-1]['seconds']:.2f} s (load {_load():.1f})",
+                      file=sys.stderr, flush=True)
+            loads.append(_load())
+        report[model] = {"checkpoint_bytes": size, "load_average_1min": loads,
+                         "phases": {**_rows({p: runs[p] for p in PHASES if p in runs}, "floor"),
+                                    **_rows({p: runs[p] for p in PROCESS_PHASES if p in runs}, "floor_process")}}
         print(json.dumps({model: report[model]}, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())
