@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from bridge.errors import ConfigError, ParallelLayoutError
 from bridge.parallel.vocab import VocabPadding, mask_padded_logits, strip_padded_logits
 
 __all__ = [
@@ -89,7 +90,8 @@ def _forward(model: Any, input_ids: torch.Tensor) -> torch.Tensor | None:
     pp = ps.get_pipeline_model_parallel_world_size()
     first, last = ps.is_pipeline_first_stage(), ps.is_pipeline_last_stage()
     if pp == 1 and len(chunks) > 1:
-        raise ValueError(f"expected one model chunk without pipeline parallelism, found {len(chunks)}")
+        raise ParallelLayoutError(f"expected one model chunk without pipeline parallelism, found {len(chunks)}; "
+                                  "virtual pipeline chunks need pipeline_model_parallel_size > 1")
     out = None
     for v, chunk in enumerate(chunks):
         chunk.eval()
@@ -125,7 +127,7 @@ def sample_next_tokens(logits: torch.Tensor, *, vocab_size: int, temperature: fl
     ``temperature == 0`` is greedy (argmax); otherwise a draw from ``softmax(logits / temperature)``.
     """
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, found {temperature}")
+        raise ConfigError(f"expected temperature >= 0 (0: greedy), found {temperature}")
     last = logits[:, -1] if logits.dim() == 3 else logits
     last = mask_padded_logits(last.float(), vocab_size)
     if temperature == 0:

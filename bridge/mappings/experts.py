@@ -40,14 +40,14 @@ __all__ = [
 def halves_from_interleaved(t: torch.Tensor) -> torch.Tensor:
     """Last axis ``[g0, u0, g1, u1, ...]`` -> ``[g0, g1, ...; u0, u1, ...]`` (a new tensor)."""
     if t.shape[-1] % 2:
-        raise ValueError(f"expected an even last dimension (gate and up alternating), found shape {tuple(t.shape)}")
+        raise MappingError(f"expected an even last dimension (gate and up alternating), found shape {tuple(t.shape)}")
     return torch.cat([t[..., 0::2], t[..., 1::2]], dim=-1)
 
 
 def interleaved_from_halves(t: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`halves_from_interleaved`: last axis ``[gate; up]`` -> gate and up alternating."""
     if t.shape[-1] % 2:
-        raise ValueError(f"expected an even last dimension ([gate; up]), found shape {tuple(t.shape)}")
+        raise MappingError(f"expected an even last dimension ([gate; up]), found shape {tuple(t.shape)}")
     half = t.shape[-1] // 2
     return torch.stack([t[..., :half], t[..., half:]], dim=-1).reshape(t.shape)
 
@@ -55,17 +55,17 @@ def interleaved_from_halves(t: torch.Tensor) -> torch.Tensor:
 def unstack_expert(stacked: torch.Tensor, index: int, *, num_experts: int) -> torch.Tensor:
     """Expert ``index`` of a ``[num_experts, ...]`` tensor (a view)."""
     if stacked.dim() < 1 or stacked.shape[0] != num_experts:
-        raise ValueError(f"expected a stacked tensor of {num_experts} experts (dim 0), found shape "
+        raise MappingError(f"expected a stacked tensor of {num_experts} experts (dim 0), found shape "
                          f"{tuple(stacked.shape)}; check num_local_experts in config.json")
     if not 0 <= index < num_experts:
-        raise ValueError(f"expert index {index} out of range for {num_experts} experts")
+        raise MappingError(f"expected an expert index in [0, {num_experts}), found {index}")
     return stacked[index]
 
 
 def stack_experts(slices: Sequence[torch.Tensor]) -> torch.Tensor:
     """Inverse of :func:`unstack_expert` over every index: ``[num_experts, ...]`` from the experts in order."""
     if not slices:
-        raise ValueError("expected at least one expert slice, found none")
+        raise MappingError("expected at least one expert slice, found none")
     return torch.stack(list(slices), dim=0)
 
 

@@ -38,7 +38,7 @@ def test_interleaved_from_halves_inverts_halves_from_interleaved(lead, half, dty
 def test_halves_from_interleaved_spelled_out():
     t = torch.tensor([[10, 20, 11, 21, 12, 22]])  # gate 1x, up 2x, alternating
     assert halves_from_interleaved(t).tolist() == [[10, 11, 12, 20, 21, 22]]
-    with pytest.raises(ValueError, match="even last dimension"):
+    with pytest.raises(MappingError, match="even last dimension"):
         halves_from_interleaved(torch.zeros(3))
 
 
@@ -53,7 +53,7 @@ def test_stack_experts_inverts_unstack_expert(experts, rest, dtype, seed):
 
 
 def test_unstack_expert_refuses_a_wrong_expert_count():
-    with pytest.raises(ValueError, match="stacked tensor of 4 experts"):
+    with pytest.raises(MappingError, match="stacked tensor of 4 experts"):
         unstack_expert(torch.zeros(3, 2), 0, num_experts=4)
 
 
