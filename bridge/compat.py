@@ -459,6 +459,8 @@ FEATURES: dict[str, Callable[[], bool]] = {
     # MCore's own load-time GPT checkpoint -> HybridModel translation (0.19+; harness ckpt_compat, migrate-ckpt)
     "gpt_checkpoint_interop": _importable("megatron.core.dist_checkpointing.gpt_checkpoint_interop",
                                           "retarget_sharded_state_dict_to_gpt_checkpoint"),
+    # torch (not MCore): torch.save can skip each zip record's CRC32 (torch 2.6+; bridge.megatron_ckpt.offline)
+    "torch_save_crc32_option": _importable("torch.serialization", "set_crc32_options"),
 }
 
 

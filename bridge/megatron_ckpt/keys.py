@@ -10,12 +10,12 @@ errors show it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KeyDiff", "expected_entries", "key_diff", "stored_entries"]
+__all__ = ["KeyDiff", "expected_entries", "key_diff", "sharded_leaves", "stored_entries"]
 
 _COMMON_PREFIX = "common_state"
 _EXTRA = "_extra_state"
@@ -76,28 +76,30 @@ def stored_entries(iteration_dir: Path) -> dict[str, tuple[int, ...] | None]:
     return out
 
 
+def sharded_leaves(sharded: Any, *, build_factories: bool = True) -> Iterator[Any]:
+    """Every ``ShardedBase`` entry of a (nested) sharded state dict, in order; a ``ShardedTensorFactory`` is
+    built into its entries (e.g. gated fc1: its gate and up halves) unless ``build_factories`` is False. The one
+    walk the writer's record, the reader's shape check, :func:`key_diff` and ``migrate-ckpt`` share."""
+    from megatron.core.dist_checkpointing.mapping import ShardedBase, ShardedTensorFactory
+
+    if build_factories and isinstance(sharded, ShardedTensorFactory):
+        yield from sharded_leaves(sharded.build())
+    elif isinstance(sharded, ShardedBase):
+        yield sharded
+    elif isinstance(sharded, Mapping):
+        for value in sharded.values():
+            yield from sharded_leaves(value, build_factories=build_factories)
+    elif isinstance(sharded, (list, tuple)):
+        for value in sharded:
+            yield from sharded_leaves(value, build_factories=build_factories)
+
+
 def expected_entries(sharded: Mapping[str, Any]) -> dict[str, tuple[int, ...] | None]:
     """key -> global shape (None for sharded objects) of a sharded state dict, factories built."""
-    from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor, ShardedTensorFactory
+    from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor
 
-    out: dict[str, tuple[int, ...] | None] = {}
-
-    def visit(value: Any) -> None:
-        if isinstance(value, ShardedTensor):
-            out[value.key] = tuple(value.global_shape)
-        elif isinstance(value, ShardedObject):
-            out[value.key] = None
-        elif isinstance(value, ShardedTensorFactory):
-            visit(value.build())
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                visit(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
-
-    visit(sharded)
-    return out
+    return {e.key: tuple(e.global_shape) if isinstance(e, ShardedTensor) else None
+            for e in sharded_leaves(sharded) if isinstance(e, (ShardedTensor, ShardedObject))}
 
 
 def key_diff(iteration_dir: Path, sharded: Mapping[str, Any]) -> KeyDiff:

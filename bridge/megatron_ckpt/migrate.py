@@ -92,22 +92,9 @@ class Migration:
 
 
 def _entries(sharded: Any) -> list[Any]:
-    from megatron.core.dist_checkpointing.mapping import ShardedBase
+    from bridge.megatron_ckpt.keys import sharded_leaves
 
-    out: list[Any] = []
-
-    def visit(value: Any) -> None:
-        if isinstance(value, ShardedBase):
-            out.append(value)
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                visit(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
-
-    visit(sharded)
-    return out
+    return list(sharded_leaves(sharded, build_factories=False))
 
 
 def _retarget(sharded: dict[str, Any], stored: Mapping[str, Any], *, interop_pattern: str | None) -> int:

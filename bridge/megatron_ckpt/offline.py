@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from bridge import hub
+from bridge import compat, hub
 from bridge._logging import get_logger
 from bridge.checkpoint.atomic import AtomicDirectory
 from bridge.checkpoint.companions import copy_companions
@@ -113,7 +113,7 @@ def _without_zip_crc32() -> Iterator[None]:
     ``torch.load`` and DCP reader loads the records; only a generic unzip tool would warn. Restored after."""
     from torch import serialization
 
-    if not hasattr(serialization, "set_crc32_options"):  # torch < 2.6 always computes it
+    if not compat.has_feature("torch_save_crc32_option"):  # torch < 2.6 always computes it
         yield
         return
     before = serialization.get_crc32_options()

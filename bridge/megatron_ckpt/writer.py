@@ -28,6 +28,7 @@ from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
 from bridge.errors import CheckpointError
 from bridge.megatron_ckpt.args import megatron_args
+from bridge.megatron_ckpt.keys import sharded_leaves
 from bridge.megatron_ckpt.layout import (
     HF_DIR,
     RECORD_FILE,
@@ -125,25 +126,10 @@ def _open_staging(path: Path, overwrite: bool, durable: bool) -> tuple[AtomicDir
 
 def sharded_tensors(sharded: Mapping[str, Any]) -> dict[str, Any]:
     """key -> ``ShardedTensor`` of a sharded state dict, factories built (e.g. gated fc1: its gate and up halves,
-    under the factory's key); the one walk the writer's record and the reader's shape check share."""
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
+    under the factory's key), from :func:`bridge.megatron_ckpt.keys.sharded_leaves`."""
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
 
-    out: dict[str, Any] = {}
-
-    def visit(value: Any) -> None:
-        if isinstance(value, ShardedTensor):
-            out[value.key] = value
-        elif isinstance(value, ShardedTensorFactory):
-            visit(value.build())
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                visit(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
-
-    visit(sharded)
-    return out
+    return {t.key: t for t in sharded_leaves(sharded) if isinstance(t, ShardedTensor)}
 
 
 def _param_shapes(sharded: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
