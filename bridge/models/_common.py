@@ -139,7 +139,8 @@ def require_features(family: str, needs: dict[str, str], *, fields: tuple[str, .
     missing = [f for f in needs if not compat.has_feature(f)]
     if not missing:
         return
-    first = max((compat.field_history()["fields"][n]["first"] for n in fields), key=Version, default=None)
+    known = compat.field_history()["fields"]  # a field the history does not know names no release
+    first = max((known[n]["first"] for n in fields if known.get(n, {}).get("first")), key=Version, default=None)
     raise UnsupportedFeatureError(
         f"{family} needs {'; '.join(needs[f] for f in missing)}, which megatron-core {compat.installed_version()} "
         f"lacks (features {missing}). "
