@@ -119,10 +119,10 @@ def _export_dtype(record: dict[str, Any] | None, name: str, tensor: torch.Tensor
 
 
 def _config_dtype(hf_config: Any) -> torch.dtype | None:
-    value = getattr(hf_config, "dtype", None) or getattr(hf_config, "torch_dtype", None)
-    if isinstance(value, str):
-        value = getattr(torch, value, None)
-    return value if isinstance(value, torch.dtype) else None
+    """The HF config's ``dtype`` (``torch_dtype`` before transformers 4.56), None if unset: the one reader."""
+    from bridge.models.hf_config import torch_dtype
+
+    return torch_dtype(hf_config, default=None)
 
 
 def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int = 1, ep: int = 1,

@@ -52,7 +52,7 @@ def _dtype_field(cfg: Any) -> Any:
     return None
 
 
-def torch_dtype(cfg: Any, default: torch.dtype = torch.float32) -> torch.dtype:
+def torch_dtype(cfg: Any, default: torch.dtype | None = torch.float32) -> torch.dtype | None:
     """The config's parameter dtype (``dtype``, or ``torch_dtype`` before transformers 4.56); ``default`` if unset."""
     value = _dtype_field(cfg)
     if value is None:
