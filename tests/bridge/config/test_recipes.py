@@ -71,6 +71,7 @@ def test_full_size_recipe_builds_transformer_config_with_published_numbers(name:
     assert tc.num_query_groups == hf["num_key_value_heads"]
     assert tc.ffn_hidden_size == hf["intermediate_size"]
     experts = next((hf[k] for k in EXPERTS if k in hf), None)
+    assert (experts is None) is (tc.num_moe_experts is None), "an MoE flagship whose expert count EXPERTS misses"
     if experts is not None:  # Mixtral and OLMoE give each expert intermediate_size
         assert tc.moe_ffn_hidden_size == hf.get("moe_intermediate_size", hf["intermediate_size"])
         assert tc.num_moe_experts == experts
