@@ -60,11 +60,12 @@ def _load_and_export(mc: Path, src: Path, out: Path, *, model_class: str | None,
 
 def _record(mc: Path) -> dict:
     from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.core import CheckpointingException
 
     record = json.loads((mc / "mcore_compat.json").read_text())
-    try:
+    try:  # MCore's own reader: 0.19's reads the common state wherever it is
         args = dist_checkpointing.load_common_state_dict(str(mc / "iter_0000000"))["args"]
-    except Exception:  # 0.17+ keep the common state in the DCP files: read it the bridge's way
+    except CheckpointingException:  # 0.17/0.18's wants common.pt, which they no longer write: the bridge's way
         from bridge.megatron_ckpt.layout import locate
         from bridge.megatron_ckpt.reader import load_common
 
