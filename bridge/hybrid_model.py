@@ -7,7 +7,12 @@
 * :func:`local_hybrid_stack_spec`: MCore ships TE-only hybrid specs. The bridge builds its own from the
   family's local GPT layer spec(s): each GPT layer spec is cut into an attention layer (``*``: input norm
   and self-attention) and an MLP layer (``-``: ``MLPLayer``) or MoE layer (``E``), so every family's
-  attention (QK norms, MLA, windows) and norms carry over unchanged.
+  attention (QK norms, MLA, windows) and norms carry over unchanged. The stack takes one spec per layer kind:
+  a family whose blocks of a kind differ in spec is refused (never built from its first block's spec), and
+  the spec is cut from a stage-free copy of the provider, so a virtual pipeline's chunks (PP x VPP pattern
+  segments, :func:`stage_pattern`) need no per-stage block spec.
+* HybridModel builds its ``RotaryEmbedding`` without GPTModel's ``rotary_interleaved`` and ``rope_scaling``:
+  :func:`_gpt_rotary_embedding` gives the built model GPTModel's (Ernie-4.5's interleaved RoPE, Llama 3.1's).
 * ``HybridStack`` builds its final norm with ``TENorm`` unconditionally (0.18, 0.19), which raises without
   Transformer Engine. No patch is needed: the stack spec's module is :func:`local_hybrid_stack`, a
   ``HybridStack`` built with ``post_layer_norm=False`` (so ``TENorm`` is never called) that then builds the
