@@ -73,7 +73,11 @@ def write_entry(family: str, out: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"family": family, "mcore_version": str(compat.installed_version())}
     variant = family_variants(family)[0]
     record["variant"] = variant.name
-    write_checkpoint(variant, out / "hf", seed=0)
+    from harness.cache import default_cache_dir
+
+    sentinels = default_cache_dir() / "ckpt_compat" / ".sentinels"  # outlives the staging directory (TinyGPT)
+    sentinels.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(variant, out / "hf", seed=0, sentinel=sentinels / f"{record['mcore_version']}-{family}.sentinel")
     try:
         from bridge.auto_bridge import AutoBridge
 

@@ -72,17 +72,21 @@ def _perturb(model: torch.nn.Module, *, seed: int, noise: float, buffer_noise: f
                 buf.add_(torch.randn(buf.shape, generator=gen) * buffer_noise)
 
 
-def _write_tiny_gpt(config: Any, directory: Path, *, seed: int) -> Path:
+def _write_tiny_gpt(config: Any, directory: Path, *, seed: int, sentinel: Path | None = None) -> Path:
     from harness.probes.fixtures.tiny_gpt import make_custom_checkpoint, spec_from_config
 
     spec = spec_from_config(config.to_dict())
-    return make_custom_checkpoint(directory, sentinel=directory.parent / f"{directory.name}.sentinel",
+    return make_custom_checkpoint(directory, sentinel=sentinel or directory.parent / f"{directory.name}.sentinel",
                                   seed=seed, **asdict(spec))
 
 
 def write_checkpoint(variant: TinyVariant, directory: str | Path, *, seed: int = 0, noise: float = 0.1,
-                     buffer_noise: float = 0.5) -> Path:
-    """Save ``variant`` as an fp32 HF checkpoint in ``directory`` (created); returns the directory."""
+                     buffer_noise: float = 0.5, sentinel: Path | None = None) -> Path:
+    """Save ``variant`` as an fp32 HF checkpoint in ``directory`` (created); returns the directory.
+
+    ``sentinel``: where TinyGPT's code records its imports (default: beside ``directory``). Its path is baked
+    into the code files, so a checkpoint that is moved afterwards (the ``ckpt_compat`` writers' staging
+    directories) needs one that stays put."""
     directory = Path(directory)
     if variant.family == "kimi_k2":
         from harness.probes.fixtures.kimi_k2 import make_kimi_k2_checkpoint
@@ -90,7 +94,7 @@ def write_checkpoint(variant: TinyVariant, directory: str | Path, *, seed: int =
         return make_kimi_k2_checkpoint(directory, variant.config, seed=seed, prepare=lambda model: _perturb(
             model, seed=seed, noise=noise, buffer_noise=buffer_noise))
     if variant.trust_remote_code:
-        return _write_tiny_gpt(variant.config, directory, seed=seed)
+        return _write_tiny_gpt(variant.config, directory, seed=seed, sentinel=sentinel)
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
