@@ -145,16 +145,15 @@ class OfflineResult:
 
 
 def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any, source: Any, num_layers: int,
-                   padded_vocab: int, bar: Any, durable: bool) -> tuple[_Index, int]:
+                   padded_vocab: int, bar: Any) -> tuple[_Index, int]:
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import MetadataIndex
 
     from bridge.parallel.vocab import pad_vocab
-    from bridge.streaming.hf_out import WRITEBACK_EVERY, start_writeback
     from bridge.streaming.pieces import Scratch
     from bridge.streaming.shards import all_shard_pieces
 
-    index, written, scratch, flushed = _Index(), 0, Scratch(mapped=True), 0
+    index, written, scratch = _Index(), 0, Scratch(mapped=True)
     linears: set[tuple[str, int]] = set()
     with open(iteration_dir / _DATA_FILE, "wb") as handle, _without_zip_crc32():
         for plan in plans:
@@ -180,10 +179,6 @@ def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any,
             entry["chunks"].append((offsets, (1, *tensor.shape) if layer is not None else tuple(tensor.shape)))
             written += tensor.numel() * tensor.element_size()
             bar.advance(tensor.numel() * tensor.element_size())
-            if durable and written - flushed >= WRITEBACK_EVERY:  # the closing fsync then waits for the tail only
-                handle.flush()
-                start_writeback(handle.fileno())
-                flushed = written
             del tensor
         for module, layer in sorted(linears):  # MCore saves each linear's (empty) extra state per layer
             key = f"{module}._extra_state/shard_{layer}_{num_layers}"
@@ -236,7 +231,7 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
         iteration_dir.mkdir()
         with Progress(total_bytes=total, total_tensors=len(plans), desc="convert torch_dist", enabled=progress) as bar:
             index, written = _write_tensors(iteration_dir, plans, layout, ctx, source, provider.num_layers,
-                                            provider.padded_vocab_size, bar, durable)
+                                            provider.padded_vocab_size, bar)
         with open(iteration_dir / ".metadata", "wb") as handle:
             pickle.dump(index.metadata(), handle)
         (iteration_dir / "metadata.json").write_text(json.dumps(_BACKEND), encoding="utf-8")
