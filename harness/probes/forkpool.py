@@ -141,12 +141,15 @@ class ForkServer:
                 self._ready = message
                 self._ready_event.set()
                 continue
-            with self._lock:
+            with self._lock:  # one lock with start(): a child is either reported in time or killed
                 req = self._requests.get(message.get("id"))
+                if req is not None and "pid" in message:
+                    req.pid = int(message["pid"])
             if req is None:
+                if "pid" in message:  # an abandoned request: its child must not run beside the fresh one
+                    procgroups.kill_group(int(message["pid"]), grace=0.2)
                 continue
-            if "pid" in message:
-                req.pid = int(message["pid"])
+            if req.pid is not None and not req.started.is_set():
                 procgroups.register(req.pid)
                 req.started.set()
             elif "error" in message:
@@ -201,8 +204,11 @@ class ForkServer:
             except (OSError, ValueError) as exc:
                 raise ServerGone(f"the fork server of {self.label} is gone ({exc})") from exc
         req.started.wait(_START_WAIT_S)
-        if req.pid is None:
-            raise ServerGone(req.error or f"the fork server of {self.label} did not start the probe")
+        with self._lock:
+            if req.pid is None:  # a child reported after this is killed at once (the probe runs fresh instead)
+                self._requests.pop(req.number, None)
+                raise ServerGone(req.error or f"the fork server of {self.label} did not start the probe "
+                                              f"within {_START_WAIT_S:g}s")
         return req
 
     def finished(self, req: _Request) -> None:
