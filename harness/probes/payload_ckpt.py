@@ -231,7 +231,8 @@ def _hybrid_migrate_path(path: Path, ids: Any, ref: Any, vocab: int, trust: bool
     if native.tensors_only().empty:
         return {"verdict": "loads", "details": "the HybridModel asks for the GPT checkpoint's own keys"}
     target = workdir / "hybrid"
-    migrate_checkpoint(path, target, to_release=str(compat.installed_version()), model_class="hybrid", durable=False)
+    migrate_checkpoint(path, target, to_release=str(compat.installed_version()), model_class="hybrid", durable=False,
+                       trust_remote_code=trust or None)
     after = _bridge_path(target, ids, ref, vocab, trust)
     verdict = "loads_after_migrate" if after["verdict"] in ("loads", "loads_with_warnings") else after["verdict"]
     return {"verdict": verdict, "max_abs_diff": after.get("max_abs_diff"), "first_difference": native.first(),
@@ -252,7 +253,8 @@ def _migrated(path: Path, trust: bool, workdir: Path, ids: Any, ref: Any, vocab:
 
     target = workdir / "migrated"
     try:
-        migrate_checkpoint(path, target, to_release=str(compat.installed_version()), durable=False)
+        migrate_checkpoint(path, target, to_release=str(compat.installed_version()), durable=False,
+                           trust_remote_code=trust or None)
     except _FAILURES as exc:  # noqa: BLE001
         return {"verdict": "fails", "details": f"migrate-ckpt: {describe_exception(exc)}"}
     return _guarded(_bridge_path, target, ids, ref, vocab, trust)
