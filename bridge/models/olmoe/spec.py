@@ -37,13 +37,14 @@ class WholeProjectionRMSNorm(torch.nn.Module):
         return (self.weight * flat.to(dtype)).reshape(x.shape)
 
 
-def _layer(spec: Any) -> Any:
-    attn = spec.submodules.self_attention
+def _edit_layer(layer: Any) -> None:
+    """Put whole-projection QK norms into ``layer`` (a layer spec of an :func:`edit_layers` copy)."""
+    attn = layer.submodules.self_attention
     norms = {name: dataclasses.replace(_as_spec(getattr(attn.submodules, name)), module=WholeProjectionRMSNorm,
                                        params={"heads": heads})
              for name, heads in (("q_layernorm", "query"), ("k_layernorm", "key"))}
-    attn = dataclasses.replace(attn, submodules=dataclasses.replace(attn.submodules, **norms))
-    return dataclasses.replace(spec, submodules=dataclasses.replace(spec.submodules, self_attention=attn))
+    submodules = dataclasses.replace(attn.submodules, **norms)
+    layer.submodules.self_attention = dataclasses.replace(attn, submodules=submodules)
 
 
 def _as_spec(module: Any) -> Any:
@@ -53,7 +54,12 @@ def _as_spec(module: Any) -> Any:
 
 
 def with_whole_projection_qk_norm(spec: Any) -> Any:
-    """``spec`` (a layer ``ModuleSpec`` or a ``TransformerBlockSubmodules``) with whole-projection QK norms."""
-    if hasattr(spec, "layer_specs"):
-        return dataclasses.replace(spec, layer_specs=[_layer(s) for s in spec.layer_specs])
-    return _layer(spec)
+    """``spec`` (a layer ``ModuleSpec``, a block ``ModuleSpec`` as releases before 0.12 give MoE families, or a
+    ``TransformerBlockSubmodules``) with whole-projection QK norms; ``spec`` itself is not changed."""
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+
+    from bridge.models._mcore_layers import edit_layers
+
+    if isinstance(spec, TransformerBlockSubmodules):
+        return dataclasses.replace(spec, layer_specs=[edit_layers(s, _edit_layer) for s in spec.layer_specs])
+    return edit_layers(spec, _edit_layer)

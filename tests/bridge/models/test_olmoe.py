@@ -16,7 +16,7 @@ from transformers import OlmoeConfig, OlmoeForCausalLM
 
 from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.models.olmoe.bridge import OLMoEBridge
-from bridge.models.olmoe.spec import WholeProjectionRMSNorm
+from bridge.models.olmoe.spec import WholeProjectionRMSNorm, with_whole_projection_qk_norm
 from tests.bridge.models.family_checks import (
     PARITY_ATOL, assert_bit_exact_export, build, make_checkpoint, max_abs_diff, token_ids,
 )
@@ -66,6 +66,31 @@ def test_the_norm_spans_every_head(variant: tuple[dict, Path], fresh_parallel_st
     flat = x.reshape(3, 2, 32)
     expected = flat * torch.rsqrt(flat.pow(2).mean(-1, keepdim=True) + norm.eps) * norm.weight
     assert torch.equal(whole, expected.reshape(x.shape))
+
+
+@pytest.mark.parametrize("form", ["layer", "block_module_spec", "block_submodules"])
+def test_the_norm_reaches_every_spec_form(form: str) -> None:
+    """Releases before 0.12 hand MoE families a block ``ModuleSpec`` (the 0.11.0 matrix cell failed with
+    ``'TransformerBlockSubmodules' object has no attribute 'self_attention'``); every form gets the norm, and the
+    input spec is left as it was."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.spec_utils import ModuleSpec
+    from megatron.core.transformer.transformer_block import TransformerBlock, TransformerBlockSubmodules
+
+    layer = get_gpt_layer_local_spec(num_experts=4, moe_grouped_gemm=False, qk_layernorm=True)
+    before = layer.submodules.self_attention.submodules.q_layernorm
+    block = TransformerBlockSubmodules(layer_specs=[layer, layer])
+    spec = {"layer": layer, "block_module_spec": ModuleSpec(module=TransformerBlock, submodules=block),
+            "block_submodules": block}[form]
+    out = with_whole_projection_qk_norm(spec)
+    submodules = out if form == "block_submodules" else out.submodules
+    layers = submodules.layer_specs if form != "layer" else [out]
+    assert len(layers) == (1 if form == "layer" else 2)
+    for edited in layers:
+        attn = edited.submodules.self_attention.submodules
+        assert attn.q_layernorm.module is WholeProjectionRMSNorm and attn.q_layernorm.params == {"heads": "query"}
+        assert attn.k_layernorm.module is WholeProjectionRMSNorm and attn.k_layernorm.params == {"heads": "key"}
+    assert layer.submodules.self_attention.submodules.q_layernorm is before
 
 
 @pytest.mark.parametrize("overrides, match", [
