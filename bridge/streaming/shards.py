@@ -28,11 +28,13 @@ once, reading a row-parallel tensor once into memory instead of copying it one r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
+from bridge import transforms
 from bridge.errors import WeightMismatchError
 from bridge.mappings import (
     AutoMapping,
@@ -49,6 +51,8 @@ from bridge.streaming.pieces import FileSpan, Part, Pieces, Scratch
 
 __all__ = ["TensorSource", "all_shard_pieces", "full_shape", "read_shard", "reads_slices", "shard_pieces",
            "tp_meta"]
+
+Shape = tuple[int, ...]
 
 class TensorSource(Protocol):
     """What :func:`shard_pieces` reads from (:class:`~bridge.streaming.files.SliceReader`)."""
@@ -70,14 +74,54 @@ def tp_meta(mapping: MegatronParamMapping, ctx: MappingContext) -> dict[str, Any
     return {}
 
 
+def _direct_shape(m: MegatronParamMapping, ctx: MappingContext, shapes: dict[str, Shape]) -> Shape:
+    return shapes[m.hf_names()[0]]
+
+
+def _qkv_shape(m: MegatronParamMapping, ctx: MappingContext, shapes: dict[str, Shape]) -> Shape:
+    names = m.hf_param
+    assert isinstance(names, dict)
+    return transforms.interleave_qkv_shape(shapes[names["q"]], shapes[names["k"]], shapes[names["v"]],
+                                           num_query_groups=ctx.num_query_groups, head_dim=ctx.head_dim)
+
+
+def _qkv_concat_shape(m: MegatronParamMapping, ctx: MappingContext, shapes: dict[str, Shape]) -> Shape:
+    q, k, v = transforms.unconcat_qkv_shapes(shapes[m.hf_names()[0]], num_attention_heads=ctx.num_attention_heads,
+                                             num_query_groups=ctx.num_query_groups, head_dim=ctx.head_dim)
+    return transforms.interleave_qkv_shape(q, k, v, num_query_groups=ctx.num_query_groups, head_dim=ctx.head_dim)
+
+
+def _gated_shape(m: MegatronParamMapping, ctx: MappingContext, shapes: dict[str, Shape]) -> Shape:
+    names = m.hf_param
+    assert isinstance(names, dict)
+    return transforms.fuse_gate_up_shape(shapes[names["gate"]], shapes[names["up"]])
+
+
+#: ``hf_to_megatron`` implementation -> the shape it returns, computed from the HF shapes alone. Other
+#: mappings run ``hf_to_megatron`` on meta tensors (whose ``torch.cat`` imports ``torch._dynamo``).
+_SHAPES: dict[Any, Callable[[MegatronParamMapping, MappingContext, dict[str, Shape]], Shape]] = {
+    AutoMapping.hf_to_megatron: _direct_shape,
+    QKVMapping.hf_to_megatron: _qkv_shape,
+    ConcatenatedQKVMapping.hf_to_megatron: _qkv_concat_shape,
+    GatedMLPMapping.hf_to_megatron: _gated_shape,
+}
+
+
 def full_shape(mapping: MegatronParamMapping, ctx: MappingContext,
                source: TensorSource) -> tuple[torch.dtype, tuple[int, ...]]:
-    """``(dtype, shape)`` of the full Megatron tensor, computed on meta tensors (no data is read)."""
-    hf = {n: torch.empty(source.shape(n), dtype=source.dtype(n), device="meta") for n in mapping.hf_names()}
+    """``(dtype, shape)`` of the full Megatron tensor, from the HF shapes (no data is read): arithmetic for the
+    mappings of ``_SHAPES``, else ``hf_to_megatron`` on meta tensors. The dtype is the HF tensors' promoted
+    one, as ``torch.cat`` gives it."""
+    names = mapping.hf_names()
+    shaper = _SHAPES.get(type(mapping).hf_to_megatron)
     try:
+        if shaper is not None:
+            dtype = functools.reduce(torch.promote_types, (source.dtype(n) for n in names))
+            return dtype, tuple(shaper(mapping, ctx, {n: tuple(source.shape(n)) for n in names}))
+        hf = {n: torch.empty(source.shape(n), dtype=source.dtype(n), device="meta") for n in names}
         full = mapping.hf_to_megatron(hf, ctx)
     except (ValueError, RuntimeError) as exc:
-        shapes = {n: tuple(t.shape) for n, t in hf.items()}
+        shapes = {n: tuple(source.shape(n)) for n in names}
         raise WeightMismatchError(
             f"{mapping.megatron_param}: cannot be built from HF tensors {shapes}: {exc}. Check that config.json "
             "describes these weights (heads, key/value heads, head_dim, sizes)."

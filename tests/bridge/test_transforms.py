@@ -291,3 +291,56 @@ def test_fuse_gate_up_rejects_unequal_shapes_naming_both(rows, other, rest):
 def test_split_gate_up_rejects_odd_rows(rows):
     with pytest.raises(ValueError, match=rf"found {rows}\b"):
         T.split_gate_up(torch.zeros(rows, 2))
+
+
+# -- shape twins: the planner's arithmetic agrees with the transforms --------------------------------
+
+def _outcome(fn, *args, **kwargs):
+    """``("ok", shape)`` or ``("error", message)``: a shape twin and its transform must agree on both."""
+    try:
+        out = fn(*args, **kwargs)
+    except ValueError as exc:
+        return "error", str(exc)
+    return "ok", tuple(out.shape) if isinstance(out, torch.Tensor) else tuple(out)
+
+
+def row_counts() -> st.SearchStrategy[int]:
+    return st.integers(1, 12)
+
+
+@_SETTINGS
+@given(q_rows=row_counts(), k_rows=row_counts(), v_rows=row_counts(), rest=trailing_shapes(max_dim=3),
+       groups=st.integers(1, 4), head_dim=st.integers(1, 4))
+def test_interleave_qkv_shape_agrees_with_interleave_qkv_on_any_shapes(q_rows, k_rows, v_rows, rest, groups,
+                                                                       head_dim):
+    q, k, v = (torch.zeros(rows, *rest) for rows in (q_rows, k_rows, v_rows))
+    kw = dict(num_query_groups=groups, head_dim=head_dim)
+    assert _outcome(T.interleave_qkv_shape, q.shape, k.shape, v.shape, **kw) == _outcome(T.interleave_qkv,
+                                                                                           q, k, v, **kw)
+
+
+@_SETTINGS
+@given(layout=qkv_layouts(), rest=trailing_shapes(max_dim=3), delta=st.integers(-2, 2))
+def test_unconcat_qkv_shapes_agree_with_unconcat_qkv(layout, rest, delta):
+    rows = (layout.num_attention_heads + 2 * layout.num_query_groups) * layout.head_dim + delta
+    assume(rows > 0)
+    fused = torch.zeros(rows, *rest)
+    twin = _outcome(lambda: T.unconcat_qkv_shapes(fused.shape, **_kw(layout)))
+    real = _outcome(lambda: tuple(tuple(t.shape) for t in T.unconcat_qkv(fused, **_kw(layout))))
+    assert twin == real
+
+
+@_SETTINGS
+@given(gate=st.tuples(row_counts()) | st.tuples(row_counts(), row_counts()),
+       up=st.tuples(row_counts()) | st.tuples(row_counts(), row_counts()))
+def test_fuse_gate_up_shape_agrees_with_fuse_gate_up(gate, up):
+    assert _outcome(T.fuse_gate_up_shape, gate, up) == _outcome(T.fuse_gate_up, torch.zeros(gate),
+                                                                torch.zeros(up))
+
+
+@_SETTINGS
+@given(layout=qkv_layouts(), rest=trailing_shapes(max_dim=3))
+def test_interleave_qkv_shape_is_the_fused_shape_for_valid_layouts(layout, rest):
+    q, k, v = _qkv_inputs(layout, rest, torch.float32, 0)
+    kw = dict(num_query_groups=layout.num_query_groups, head_dim=layout.head_dim)
+    assert T.interleave_qkv_shape(q.shape, k.shape, v.shape, **kw) == tuple(T.interleave_qkv(q, k, v, **kw).shape)

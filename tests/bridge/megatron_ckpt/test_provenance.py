@@ -1,7 +1,8 @@
 """What a ``torch_dist`` checkpoint records about its HF source, and what reads it back: the HF model id
 (``AutoBridge.get_hf_model_id_from_checkpoint``) and the source's tensor dtypes (a bf16 model exports in
 bf16 again, norms included, though MCore keeps its norms in float32); and that the offline
-``convert --format torch_dist`` process never imports megatron-core or transformers' model code."""
+``convert --format torch_dist`` process never imports megatron-core, ``torch._dynamo`` or transformers' model
+code."""
 
 from __future__ import annotations
 
@@ -100,16 +101,17 @@ from harness.cli import main
 rc = main(["convert", sys.argv[1], sys.argv[2], "--format", "torch_dist", "--no-progress"])
 # transformers.models.auto.modeling_auto is a table of class names that transformers' own config modules import
 # (auto_docstring); model code is transformers.modeling_utils and each family's modeling_<name>
+# torch._dynamo (half a second) comes with torch.cat on meta tensors: the planner computes fused shapes instead
 heavy = sorted(m for m in sys.modules if m == "megatron.core" or m.startswith("megatron.core.")
-               or m == "transformers.modeling_utils"
+               or m == "torch._dynamo" or m == "transformers.modeling_utils"
                or (m.startswith("transformers.models.") and ".modeling_" in m and ".auto." not in m))
 print("RC", rc)
 print("HEAVY", heavy)
 """
 
 
-def test_offline_convert_imports_neither_megatron_core_nor_transformers_model_code(tmp_path: Path,
-                                                                                   bf16_checkpoint: Path) -> None:
+def test_offline_convert_imports_neither_megatron_core_nor_dynamo_nor_transformers_model_code(
+        tmp_path: Path, bf16_checkpoint: Path) -> None:
     """The offline path's start-up: HF config classes are enough; MCore and model classes are for import-ckpt."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", _PROBE, str(bf16_checkpoint), str(tmp_path / "out")], env=env,
