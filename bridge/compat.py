@@ -461,6 +461,8 @@ FEATURES: dict[str, Callable[[], bool]] = {
                                           "retarget_sharded_state_dict_to_gpt_checkpoint"),
     # torch (not MCore): torch.save can skip each zip record's CRC32 (torch 2.6+; bridge.megatron_ckpt.offline)
     "torch_save_crc32_option": _importable("torch.serialization", "set_crc32_options"),
+    # torch.save can write a record's metadata and leave its data as a hole to fill (torch 2.6+; offline.py)
+    "torch_save_skip_data": _importable("torch.serialization", "skip_data"),
 }
 
 

@@ -11,7 +11,8 @@ a test: both load to identical tensors), written by hand in PyTorch DCP's format
 * MCore's sharded keys: a decoder layer's parameter is one global tensor ``[num_layers, ...]`` under
   its layer-less name, the layer norms under the names MCore's local layer spec maps them to
   (:data:`LAYER_KEY_RENAMES`); each layer is one DCP chunk (``torch.save`` of the tensor, as DCP stores
-  tensors) at offset ``(layer, 0, ...)``;
+  tensors) at offset ``(layer, 0, ...)``; a tensor kept in its HF dtype is never read into memory: its record
+  is ``torch.save``'s metadata (``skip_data``) with the bytes copied in from the HF files by the kernel;
 * every decoder-layer linear's ``_extra_state`` (``None`` without Transformer Engine) as a DCP byte item
   ``<key>/shard_<layer>_<num_layers>``;
 * ``.metadata`` (DCP's pickled index), ``metadata.json``, ``common.pt`` with Megatron-LM's ``args``,
@@ -29,7 +30,9 @@ import json
 import os
 import pickle
 import re
+import struct
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +127,38 @@ def _without_zip_crc32() -> Iterator[None]:
         serialization.set_crc32_options(before)
 
 
+def _data_offset(handle: Any, nbytes: int) -> int:
+    """Where the storage bytes of the one-storage ``torch.save`` record that ends ``handle``'s file begin: the
+    zip entry ``<archive>/data/0`` of the record's central directory (``zipfile`` finds a zip appended to other
+    data), past its local header (30 bytes, the name, and the extra field holding the 64-byte alignment)."""
+    with zipfile.ZipFile(handle) as archive:
+        (info,) = [i for i in archive.infolist() if i.filename.endswith("/data/0")]
+    assert info.file_size == nbytes, (info.filename, info.file_size, nbytes)
+    sig, name_len, extra_len = struct.unpack("<I22xHH", os.pread(handle.fileno(), 30, info.header_offset))
+    assert sig == 0x04034B50, info.header_offset
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _append_pieces(handle: Any, index: _Index, key: str, offsets: tuple[int, ...], shape: tuple[int, ...],
+                   pieces: Any) -> None:
+    """``torch.save`` of a ``shape`` tensor holding ``pieces``' bytes, without the tensor: the record is written
+    with ``skip_data`` (its data left as a hole) and the pieces are copied into the hole from the HF files
+    (``copy_file_range``: no read into memory, no second copy through ``torch.save``)."""
+    from torch.distributed.checkpoint.filesystem import _StorageInfo
+    from torch.distributed.checkpoint.metadata import MetadataIndex
+
+    start = handle.tell()
+    with torch.serialization.skip_data():
+        torch.save(torch.empty(shape, dtype=pieces.dtype), handle)  # never touched: only its metadata is saved
+    end = handle.tell()
+    handle.flush()
+    data_at = _data_offset(handle, pieces.nbytes)
+    handle.seek(end)
+    pieces.write_at(handle.fileno(), data_at)
+    index.storage[MetadataIndex(key, torch.Size(offsets) if offsets else None)] = _StorageInfo(
+        _DATA_FILE, start, end - start)
+
+
 def _append(handle: Any, index: _Index, key: str, offsets: tuple[int, ...], payload: Any) -> None:
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import MetadataIndex
@@ -154,24 +189,37 @@ def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any,
     from bridge.streaming.shards import all_shard_pieces
 
     index, written, scratch = _Index(), 0, Scratch(mapped=True)
+    copy_spans = compat.has_feature("torch_save_skip_data")
     linears: set[tuple[str, int]] = set()
-    with open(iteration_dir / _DATA_FILE, "wb") as handle, _without_zip_crc32():
+    # read and write: the zip headers of each record are read back to find where its data goes
+    with open(iteration_dir / _DATA_FILE, "w+b") as handle, _without_zip_crc32():
         for plan in plans:
             spec = layout.params[plan.name]
             (pieces,) = all_shard_pieces(plan.mapping, ctx, source, tp=1, scratch=scratch)
-            tensor = pieces.to(spec.dtype).tensor()
-            del pieces
-            if spec.kind == "vocab" and tensor.shape[0] != padded_vocab:
-                tensor = pad_vocab(tensor, padded_vocab, name=plan.name)
+            copied = copy_spans and pieces.dtype == spec.dtype and not (
+                spec.kind == "vocab" and pieces.shape[0] != padded_vocab)
+            if copied:  # the bytes as they are: copied from the HF files into the record
+                tensor = torch.empty(pieces.shape, dtype=pieces.dtype, device="meta")
+            else:
+                tensor = pieces.to(spec.dtype).tensor()
+                del pieces
+                if spec.kind == "vocab" and tensor.shape[0] != padded_vocab:
+                    tensor = pad_vocab(tensor, padded_vocab, name=plan.name)
             key, layer = sharded_key(plan.name)
             entry = index.tensors.setdefault(key, {"dtype": tensor.dtype, "chunks": []})
             if layer is None:
                 entry["size"], offsets = tuple(tensor.shape), (0,) * tensor.dim()
-                _append(handle, index, key, offsets, tensor)
+                if copied:
+                    _append_pieces(handle, index, key, offsets, tuple(tensor.shape), pieces)
+                else:
+                    _append(handle, index, key, offsets, tensor)
             else:
                 entry["size"] = (num_layers, *tensor.shape)
                 offsets = (layer,) + (0,) * tensor.dim()
-                _append(handle, index, key, offsets, tensor.unsqueeze(0))
+                if copied:
+                    _append_pieces(handle, index, key, offsets, (1, *tensor.shape), pieces)
+                else:
+                    _append(handle, index, key, offsets, tensor.unsqueeze(0))
                 module = key.rsplit(".", 1)[0]
                 if module.rsplit(".", 1)[-1].startswith("linear_") and not key.endswith(("layer_norm_weight",
                                                                                           "layer_norm_bias")):

@@ -4,6 +4,7 @@ MoE refused clearly, peak memory about one parameter group."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -123,3 +124,35 @@ def test_peak_memory_is_about_one_parameter_group(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     peak = int(proc.stdout.strip().splitlines()[-1])
     assert peak < max(4 * group, size // 4), (peak, size, group)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.int8], ids=str)
+def test_a_record_copied_from_file_spans_loads_as_torch_save_of_the_tensor(tmp_path: Path, dtype) -> None:
+    """The fast writer (``torch.save`` metadata with ``skip_data``, the bytes copied in from the HF files) gives
+    records that ``torch.load`` reads as the tensor itself, for spans, in-memory parts and an empty tensor."""
+    from bridge.megatron_ckpt.offline import _append, _append_pieces, _Index
+    from bridge.streaming.pieces import FileSpan, Pieces
+
+    data = (torch.arange(6 * 5 * 4) % 97).to(dtype).reshape(6, 5, 4)
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 3 + data.view(torch.uint8).numpy().tobytes())  # an odd offset, as in safetensors
+    whole = FileSpan(source, 3, dtype, (6, 5, 4))
+    tail = torch.full((2, 5, 4), 7).to(dtype)
+    cases = [(Pieces(dtype, (6, 5, 4), (whole,)), data),
+             (Pieces.rows([whole.rows(4, 6), whole.rows(0, 2), tail]), torch.cat([data[4:], data[:2], tail])),
+             (Pieces(dtype, (0, 5, 4), ()), data[:0])]
+    index, fast = _Index(), tmp_path / "fast.distcp"
+    with open(fast, "w+b") as handle:
+        handle.write(b"head")
+        spans = []
+        for i, (pieces, _) in enumerate(cases):
+            start = handle.tell()
+            _append_pieces(handle, index, f"t{i}", (0, 0, 0, 0), (1, *pieces.shape), pieces)
+            spans.append((start, handle.tell()))
+    raw = fast.read_bytes()
+    for (start, end), (_, want) in zip(spans, cases, strict=True):
+        got = torch.load(io.BytesIO(raw[start:end]), weights_only=True)
+        assert got.dtype == dtype and torch.equal(got, want.unsqueeze(0))
+    reference = io.BytesIO()
+    _append(reference, _Index(), "t", (0, 0, 0, 0), data.unsqueeze(0))
+    assert len(reference.getvalue()) == spans[0][1] - spans[0][0]  # the same layout as torch.save's own record
