@@ -64,12 +64,8 @@ def _provider_fields(provider_cls: type) -> frozenset[str]:
 
 def model_field_names(provider_cls: type, config_class: str = "TransformerConfig") -> frozenset[str]:
     """Names a model override may use with the installed MCore (provider + config fields + renames)."""
-    renames_new = {new for new, old in _renames_new_to_old().items() if old in compat.config_fields(config_class)}
+    renames_new = {new for new, old in compat.renames_new_to_old().items() if old in compat.config_fields(config_class)}
     return _provider_fields(provider_cls) | compat.config_fields(config_class) | renames_new
-
-
-def _renames_new_to_old() -> dict[str, str]:
-    return {new: old for old, new in compat.field_history().get("renames", {}).items()}
 
 
 def known_in_other_release(name: str) -> bool:
@@ -91,7 +87,7 @@ def unknown_field_error(name: str, candidates: Iterable[str], *, where: str,
             f"set it through the model (override 'model.{name}')"
         )
     if known_in_other_release(name):
-        return compat._missing_field_error(name, config_class)  # noqa: SLF001 - the one shared message
+        return compat.missing_field_error(name, config_class)  # the one shared message
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "; no known field has a similar name."
     return UnknownFieldError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
-from bridge import compat
+from bridge import compat, compat_features, compat_release
 from bridge.errors import ConfigError, UnsupportedFeatureError
 
 INSTALLED = str(compat.installed_version())
@@ -16,7 +16,8 @@ ABSENT = "zz_feature_from_the_future"  # no megatron-core has it
 def history(monkeypatch):
     """Replace the generated field history with a hand-written one for the test."""
     data: dict = {"fields": {}, "renames": {}}
-    monkeypatch.setattr(compat, "field_history", lambda: data)
+    for module in (compat, compat_release):  # the surface's name and the one every function looks up
+        monkeypatch.setattr(module, "field_history", lambda: data)
     return data
 
 
@@ -153,9 +154,9 @@ def test_features_that_are_field_checks_agree_with_the_fields():
     expected = {"qk_layernorm": "qk_layernorm", "moe": "num_moe_experts", "sliding_window": "window_size",
                 "moe_shared_experts": "moe_shared_expert_intermediate_size",
                 "pipeline_stage_overrides": "num_layers_in_first_pipeline_stage"}
+    assert set(expected) <= set(compat.FEATURES)
     for feature, field in expected.items():
-        if feature in compat.FEATURES:
-            assert compat.has_feature(feature) is (field in fields), feature
+        assert compat.has_feature(feature) is (field in fields), feature
 
 
 def test_unknown_feature_is_an_error_listing_the_known_ones():
@@ -163,3 +164,22 @@ def test_unknown_feature_is_an_error_listing_the_known_ones():
         compat.has_feature("warp_drive")
     assert "'warp_drive'" in str(exc.value)
     assert all(name in str(exc.value) for name in compat.FEATURES)
+
+
+# -- the public surface ----------------------------------------------------------------------------
+
+def test_the_surface_re_exports_every_public_name_of_both_modules_as_is():
+    """``bridge.compat`` defines nothing itself: every name of ``compat_release`` / ``compat_features``
+    ``__all__`` is in its ``__all__`` and is the same object (one FEATURES dict, one cached function)."""
+    names = set(compat_release.__all__) | set(compat_features.__all__)
+    assert set(compat.__all__) == names
+    for module in (compat_release, compat_features):
+        for name in module.__all__:
+            assert getattr(compat, name) is getattr(module, name), name
+
+
+def test_a_simulated_history_reaches_the_features_module_too(monkeypatch):
+    """Features read fields through ``compat_release`` at call time, so a test replacing them there is seen."""
+    assert compat.has_feature("moe")
+    monkeypatch.setattr(compat_release, "config_fields", lambda class_name="TransformerConfig": frozenset())
+    assert not compat.has_feature("moe")

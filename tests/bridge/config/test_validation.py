@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from bridge import compat
+from bridge import compat, compat_release
 from bridge.config import ConfigContainer, ModelConfig, ParallelismConfig
 from bridge.config.recipes import llama3_8b_pretrain_config
 from bridge.errors import UnsupportedFeatureError
@@ -41,8 +41,9 @@ def history() -> dict:
 
 def _simulate(monkeypatch: pytest.MonkeyPatch, version: str) -> frozenset[str]:
     fields = compat.fields_in_release(version)
-    monkeypatch.setattr(compat, "installed_version", lambda: Version(version))
-    monkeypatch.setattr(compat, "config_fields", lambda class_name="TransformerConfig": fields)
+    for module in (compat, compat_release):  # the surface's names and the ones every function looks up
+        monkeypatch.setattr(module, "installed_version", lambda: Version(version))
+        monkeypatch.setattr(module, "config_fields", lambda class_name="TransformerConfig": fields)
     return fields
 
 
