@@ -16,7 +16,7 @@ from typing import Any
 from bridge import compat
 from bridge.errors import ConfigError, UnsupportedFeatureError
 from bridge.mappings import AutoMapping, GatedMLPMapping, StackedExpertMapping
-from bridge.models._llama_like import LlamaModelProvider
+from bridge.providers import GPTModelProvider
 
 __all__ = ["MOE_COMMON_OVERRIDES", "MoEModelProvider", "moe_layer_pattern", "moe_mappings", "stacked_expert_mappings"]
 
@@ -32,14 +32,23 @@ MOE_COMMON_OVERRIDES: dict[str, Any] = {
 
 
 @dataclass
-class MoEModelProvider(LlamaModelProvider):
-    """A Llama-like provider whose layers may mix MoE and dense MLPs.
+class MoEModelProvider(GPTModelProvider):
+    """A Llama-like provider (RMSNorm, SwiGLU, RoPE, no biases by default) whose layers may mix MoE and dense MLPs.
+
+    It derives from ``GPTModelProvider`` directly, restating ``LlamaModelProvider``'s five defaults, so that the
+    families built on it (Qwen3-MoE, MLA, ...) stay within two levels of inheritance.
 
     When ``config_overrides["moe_layer_freq"]`` is a 0/1 list with dense layers (0), the
     layers are built from MCore's ``get_gpt_decoder_block_spec`` (local, non-TE modules),
     which picks the dense or the MoE local spec per layer and slices them per PP stage;
     otherwise the single local layer spec is used.
     """
+
+    normalization: str = "RMSNorm"
+    gated_linear_unit: bool = True
+    activation: str = "silu"
+    position_embedding_type: str = "rope"
+    add_bias_linear: bool = False
 
     def _experts_need_the_dense_size(self) -> bool:
         """Local experts of a release that sizes them with ``ffn_hidden_size`` (feature

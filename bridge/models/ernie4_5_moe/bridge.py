@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from transformers import Ernie4_5_MoeConfig
 
-from bridge.mappings import MegatronMappingRegistry, ReplicatedMapping
+from bridge.mappings import MegatronMappingRegistry, MegatronParamMapping
 from bridge.mappings.base import MappingContext
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry
@@ -33,10 +33,13 @@ def as_row(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(1, -1)
 
 
-class RowVectorMapping(ReplicatedMapping):
+class RowVectorMapping(MegatronParamMapping):
     """A replicated vector that HF stores as a ``[1, n]`` row."""
 
     kind = "row_vector"
+
+    def __init__(self, megatron_param: str, hf_param: str, *, export: bool = True):
+        super().__init__(megatron_param, hf_param, sharding="replicated", export=export)
 
     def hf_to_megatron(self, hf: Mapping[str, torch.Tensor], ctx: MappingContext) -> torch.Tensor:
         return from_row(hf[self.hf_param])
