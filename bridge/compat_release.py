@@ -43,6 +43,7 @@ __all__ = [
     "local_layer_spec",
     "missing_field_error",
     "renames_new_to_old",
+    "spec_module",
     "spec_submodules",
 ]
 
@@ -274,3 +275,11 @@ def spec_submodules(entry: Any) -> Any:
     if isinstance(entry, functools.partial):
         return entry.keywords["submodules"]
     return entry.submodules
+
+
+def spec_module(entry: Any) -> Any:
+    """The module of a layer-spec entry (``None`` when the entry is empty): ``ModuleSpec.module``, or the function
+    of 0.19's ``functools.partial`` entries (see :func:`spec_submodules`)."""
+    if isinstance(entry, functools.partial):
+        return entry.func
+    return getattr(entry, "module", None)

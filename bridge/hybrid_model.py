@@ -166,8 +166,7 @@ def _gpt_layers(spec: Any) -> tuple[list[Any], Any]:
 def _is_moe(layer: Any) -> bool:
     from megatron.core.transformer.moe.moe_layer import MoELayer
 
-    mlp = getattr(layer.submodules, "mlp", None)
-    module = getattr(mlp, "module", None) or getattr(mlp, "func", None)  # a ModuleSpec, or a partial (0.19)
+    module = compat.spec_module(getattr(layer.submodules, "mlp", None))
     return isinstance(module, type) and issubclass(module, MoELayer)
 
 
