@@ -103,11 +103,11 @@ def _run_writer(prepared: Any, families: Sequence[str], out: Path, cache_dir: Pa
     except subprocess.TimeoutExpired:
         reason, code = f"the writer timed out after {_WRITE_TIMEOUT_S * len(families):g}s", None
     else:
-        from harness.probes.runner import _exception_reason
+        from harness.probes.runner import exception_reason
 
         code = proc.returncode
         log_text = proc.stdout + proc.stderr
-        reason = _exception_reason(log_text) or log_text[-_TAIL_CHARS:]
+        reason = exception_reason(log_text) or log_text[-_TAIL_CHARS:]
     for family in families:
         if (out / family / WRITER_FILE).is_file():
             continue

@@ -52,10 +52,10 @@ _REFUSALS = ("ConfigError", "UnsupportedFeatureError", "UnsupportedModelError", 
 def _brief(exc: BaseException) -> str:
     """:func:`describe_exception`, but DCP's ``CheckpointException`` (a rank's whole traceback as its message)
     shortened to the exception that ended the rank's plan (e.g. the ``KeyError`` naming the missing key)."""
-    from harness.probes.runner import _exception_reason
+    from harness.probes.runner import exception_reason
 
     text = describe_exception(exc)
-    return (_exception_reason(str(exc)) or text) if isinstance(exc, _DCPFailure) else text
+    return (exception_reason(str(exc)) or text) if isinstance(exc, _DCPFailure) else text
 
 
 def _refused(exc: BaseException) -> bool:

@@ -42,6 +42,7 @@ __all__ = [
     "RESULT_STATUSES",
     "STATUSES",
     "ProbeResult",
+    "exception_reason",
     "kill_active_probes",
     "run_probe",
     "test_name",
@@ -102,32 +103,31 @@ def test_name(test: Any) -> str:
     return test if isinstance(test, str) else str(test.name)
 
 
-def test_timeout(test: Any) -> float:
-    """The test's own limit: from the ``ProbeTest``, else the catalog (when it knows the name), else the default."""
+def _catalog_test(test: Any) -> Any:
+    """The catalog's ``ProbeTest`` for ``test`` (a ``ProbeTest`` is returned as is), or None when the catalog
+    cannot be imported here or does not know the name."""
     if not isinstance(test, str):
-        return float(test.timeout_s)
+        return test
     try:
         from harness.probes.catalog import test_by_name
     except ImportError:
-        return DEFAULT_TIMEOUT_S
+        return None
     try:
-        return float(test_by_name(test).timeout_s)
+        return test_by_name(test)
     except (KeyError, LookupError, ValueError, ProbeError):
-        return DEFAULT_TIMEOUT_S
+        return None
+
+
+def test_timeout(test: Any) -> float:
+    """The test's own limit: from the ``ProbeTest``, else the catalog (when it knows the name), else the default."""
+    found = _catalog_test(test)
+    return float(found.timeout_s) if found is not None else DEFAULT_TIMEOUT_S
 
 
 def _multiprocess(test: Any) -> bool:
     """Whether the test starts worker processes of its own (``tp2``, ``pp2``): those never fork from a server."""
-    if not isinstance(test, str):
-        return bool(getattr(test, "multiprocess", False))
-    try:
-        from harness.probes.catalog import test_by_name
-    except ImportError:
-        return False
-    try:
-        return bool(test_by_name(test).multiprocess)
-    except (KeyError, LookupError, ValueError, ProbeError):
-        return False
+    found = _catalog_test(test)
+    return bool(getattr(found, "multiprocess", False))
 
 
 def kill_active_probes() -> int:
@@ -154,7 +154,7 @@ def _short_path(path: str) -> str:
     return "/".join(parts[parts.index("megatron"):]) if "megatron" in parts else Path(path).name
 
 
-def _exception_reason(log_text: str) -> str | None:
+def exception_reason(log_text: str) -> str | None:
     """``import failed: <Exc>: <msg> (at file:line)`` or ``<Exc>: <msg> (at file:line)`` from a traceback."""
     lines = log_text.rstrip().splitlines()
     for i in range(len(lines) - 1, -1, -1):
@@ -196,7 +196,7 @@ def _exit_reason(returncode: int, log_text: str) -> str:
         reason = f"crashed: signal {_signal_name(-returncode)}"
         fatal = next((ln.strip() for ln in log_text.splitlines() if ln.startswith("Fatal Python error")), None)
         return f"{reason} ({fatal})" if fatal else reason
-    exc = _payload_reason(log_text) or _exception_reason(log_text)
+    exc = _payload_reason(log_text) or exception_reason(log_text)
     return exc if exc else f"exited with code {returncode} without a result"
 
 
