@@ -19,7 +19,7 @@ import torch
 
 from bridge.errors import CheckpointError
 
-__all__ = ["ARCHITECTURE_ARGS", "check_args_against", "megatron_args", "provider_settings_from_args"]
+__all__ = ["ARCHITECTURE_ARGS", "args_dict", "check_args_against", "megatron_args", "provider_settings_from_args"]
 
 _NORMALIZATION = {"RMSNorm": "RMSNorm", "LayerNorm": "LayerNorm"}
 _ACTIVATION_FLAGS = {"silu": "swiglu", "relu": "squared_relu"}
@@ -145,7 +145,8 @@ ARCHITECTURE_ARGS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _args_dict(args: Any, source: str) -> dict[str, Any]:
+def args_dict(args: Any, source: str) -> dict[str, Any]:
+    """Megatron-LM's saved ``args`` (a Namespace, or a mapping) as a dict; anything else is refused."""
     if isinstance(args, argparse.Namespace) or hasattr(args, "__dict__"):
         return dict(vars(args))
     if isinstance(args, Mapping):
@@ -158,7 +159,7 @@ def _args_dict(args: Any, source: str) -> dict[str, Any]:
 
 def check_args_against(args: Any, provider: Any, *, source: str) -> None:
     """Raise :class:`CheckpointError` listing every architecture field where ``args`` and ``provider`` differ."""
-    values = _args_dict(args, source)
+    values = args_dict(args, source)
     values["num_layers"] = _gpt_blocks(values)
     diffs = []
     for arg, field in ARCHITECTURE_ARGS:
@@ -184,7 +185,7 @@ def provider_settings_from_args(args: Any, *, source: str) -> dict[str, Any]:
     Megatron-LM pads the vocabulary to a multiple of ``make_vocab_size_divisible_by x TP``; loading at
     TP=1 with ``should_pad_vocab`` and that product as the multiple gives the same padded size.
     """
-    values = _args_dict(args, source)
+    values = args_dict(args, source)
     out: dict[str, Any] = {}
     dtype = values.get("params_dtype")
     if isinstance(dtype, torch.dtype):

@@ -28,6 +28,7 @@ from typing import Any
 from bridge import compat
 from bridge.errors import CheckpointError
 from bridge.hybrid import hybrid_to_gpt
+from bridge.megatron_ckpt.args import args_dict
 
 __all__ = ["sharded_for_checkpoint", "writer_model_class"]
 
@@ -38,7 +39,7 @@ def writer_model_class(record: Mapping[str, Any] | None, args: Any = None) -> st
     """``"gpt"`` or ``"hybrid"``: the model class whose layout the checkpoint holds (see the module docstring)."""
     if record is not None:
         return str(record.get("model_class", "gpt"))
-    values = vars(args) if hasattr(args, "__dict__") else dict(args or {})
+    values = args_dict(args, "the checkpoint's common state") if args is not None else {}
     pattern = values.get("hybrid_layer_pattern") or values.get("hybrid_override_pattern")
     return "hybrid" if pattern else "gpt"
 
