@@ -156,3 +156,17 @@ def test_a_record_copied_from_file_spans_loads_as_torch_save_of_the_tensor(tmp_p
     reference = io.BytesIO()
     _append(reference, _Index(), "t", (0, 0, 0, 0), data.unsqueeze(0))
     assert len(reference.getvalue()) == spans[0][1] - spans[0][0]  # the same layout as torch.save's own record
+
+
+def test_an_unexpected_torch_save_record_is_refused_not_asserted(tmp_path: Path) -> None:
+    """The offline writer copies bytes into torch.save's own record; a record laid out otherwise (here: a size
+    that does not match) is a CheckpointError naming both sizes, also under ``python -O``."""
+    from bridge.errors import CheckpointError
+    from bridge.megatron_ckpt.offline import _data_offset
+
+    path = tmp_path / "record.pt"
+    torch.save(torch.arange(6, dtype=torch.float32), path)
+    with path.open("rb") as handle:
+        assert _data_offset(handle, 24) > 0  # the real size: the record's data offset
+        with pytest.raises(CheckpointError, match=r"holds 24 bytes \(expected 25\)"):
+            _data_offset(handle, 25)
