@@ -130,7 +130,8 @@ def test_a_required_marker_turns_its_skips_into_failures(tmp_path, args, require
     (tmp_path / "test_skipping.py").write_text(SKIPPING_TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: g\n    browser: b\n")
     env = {k: v for k, v in os.environ.items() if k != "MCORE_COMPAT_REQUIRE"}
-    env |= {"MCORE_COMPAT_REQUIRE": require, "PYTHONPATH": str(ROOT)}
+    # COLUMNS: pytest cuts summary lines to the terminal's width (80 where stdout is no terminal, as in CI)
+    env |= {"MCORE_COMPAT_REQUIRE": require, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.helpers.required", "-p", "no:cacheprovider",
                            "-p", "no:randomly", "-rA", "-q", *args, str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

@@ -166,8 +166,11 @@ def test_a_writer_that_is_dropped_unclosed_removes_its_staging_directory(tmp_pat
 def test_a_real_sigint_during_export_leaves_the_old_checkpoint_intact(existing: tuple[Path, dict[str, str]]) -> None:
     out, before = existing
     script = textwrap.dedent(f"""
-        import sys, time, torch
+        import signal, sys, time, torch
         from bridge.checkpoint import HFCheckpointWriter
+        # Ctrl-C's default action, even where the parent runs with SIGINT ignored (a background job of a
+        # non-interactive shell, as CI may start the suite): that state is inherited and Python keeps it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         with HFCheckpointWriter({str(out)!r}, overwrite=True, max_shard_size=100, durable=False) as writer:
             for i in range(10_000):
                 writer.add(f"w{{i}}", torch.full((10,), float(i)))
