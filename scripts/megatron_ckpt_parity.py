@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict = {"tp": args.tp, "pp": args.pp}
     if args.save:
-        AutoBridge.import_ckpt(args.hf, args.save, tensor_model_parallel_size=args.tp,
+        AutoBridge.import_ckpt(args.hf, args.save, tensor_model_parallel_size=args.tp, offline=False,
                                pipeline_model_parallel_size=args.pp, model_class=args.model_class or "auto")
         diffs = []
     else:

@@ -25,12 +25,13 @@ from typing import Any
 import torch
 
 from bridge._logging import get_logger
-from bridge.errors import CheckpointError, ConfigError
+from bridge.errors import CheckpointError, ConfigError, UnsupportedFeatureError
 from bridge.megatron_ckpt.args import check_args_against, provider_settings_from_args
 from bridge.megatron_ckpt.interop import sharded_for_checkpoint, writer_model_class
 from bridge.megatron_ckpt.keys import stored_entries
-from bridge.megatron_ckpt.layout import CheckpointDirs, hf_dtype_of
-from bridge.megatron_ckpt.reader import load_common, load_into, open_checkpoint
+from bridge.megatron_ckpt.layout import CheckpointDirs
+from bridge.megatron_ckpt.offline_export import config_dtype, export_dtype, export_offline, plan_offline_export
+from bridge.megatron_ckpt.reader import load_common, load_into, open_checkpoint, storage_index
 from bridge.megatron_ckpt.writer import model_state_keys, save_megatron_model
 
 __all__ = ["LoadedCheckpoint", "export_ckpt", "import_ckpt", "load_checkpoint_model", "provider_for_checkpoint"]
@@ -105,26 +106,6 @@ class LoadedCheckpoint:
         self.bridge, self.provider, self.model, self.dirs, self.record = bridge, provider, model, dirs, record
 
 
-def _export_dtype(record: dict[str, Any] | None, name: str, tensor: torch.Tensor,
-                  config_dtype: torch.dtype | None) -> torch.dtype | None:
-    """The dtype HF tensor ``name`` is exported in: the source's (recorded at import), else the HF config's for
-    floating tensors; None keeps the tensor's. MCore keeps norms in float32 where the HF source has bf16, so
-    without this a bf16 model came back with float32 norms."""
-    recorded = hf_dtype_of(record, name)
-    if recorded is not None:
-        return getattr(torch, recorded)
-    if config_dtype is not None and tensor.is_floating_point() and config_dtype.is_floating_point:
-        return config_dtype
-    return None
-
-
-def _config_dtype(hf_config: Any) -> torch.dtype | None:
-    """The HF config's ``dtype`` (``torch_dtype`` before transformers 4.56), None if unset: the one reader."""
-    from bridge.models.hf_config import torch_dtype
-
-    return torch_dtype(hf_config, default=None)
-
-
 def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int = 1, ep: int = 1,
                           hf_config: str | os.PathLike[str] | None = None, provider: Any = None,
                           bridge: Any = None, open_bridge: OpenBridge | None = None,
@@ -160,19 +141,75 @@ def load_checkpoint_model(path: str | os.PathLike[str], *, tp: int = 1, pp: int 
     return LoadedCheckpoint(bridge, provider, chunks, dirs, record)
 
 
+#: ``import_ckpt`` overrides the offline writer honours (as ``dtype`` / ``should_pad_vocab``), with a check
+#: of the value: any other override needs the built model.
+_OFFLINE_OVERRIDES = {
+    "tensor_model_parallel_size": lambda v: v == 1,  # torch_dist holds global tensors: any TP loads them
+    "pipeline_model_parallel_size": lambda v: v == 1,
+    "expert_model_parallel_size": lambda v: v == 1,
+    "model_class": lambda v: v in (None, "auto", "gpt"),
+    "params_dtype": lambda v: isinstance(v, torch.dtype),
+    "should_pad_vocab": lambda v: isinstance(v, bool),
+}
+
+
+def _offline_import_refusal(overrides: dict[str, Any]) -> str | None:
+    """Why ``import_ckpt`` must build the model for these overrides here (None: the offline writer can)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        return f"it runs on {dist.get_world_size()} ranks"
+    odd = sorted(k for k, v in overrides.items() if k not in _OFFLINE_OVERRIDES or not _OFFLINE_OVERRIDES[k](v))
+    if odd:
+        return f"the provider overrides {odd} change what a built model holds"
+    from bridge.hybrid_model import resolve_model_class
+
+    if resolve_model_class(overrides.get("model_class") or "auto") != "gpt":
+        return "the installed megatron-core builds HybridModel (the offline writer writes GPTModel names)"
+    return None
+
+
 def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
                 overwrite: bool = False, durable: bool = True, trust_remote_code: bool | None = None,
-                progress: bool | None = False, **provider_overrides: Any) -> Path:
+                progress: bool | None = False, offline: bool | None = None, **provider_overrides: Any) -> Path:
     """HF checkpoint -> ``torch_dist`` checkpoint at ``megatron_path`` (with ``hf/`` and ``mcore_compat.json``).
 
     ``provider_overrides`` are set on the provider first (``tensor_model_parallel_size=2``,
     ``params_dtype=torch.bfloat16``, ``should_pad_vocab=True``...). Every rank calls it. ``progress``
     shows the three phases (config, model built and filled, checkpoint written) on global rank 0.
+
+    ``offline`` (None: where possible) writes the checkpoint straight from the safetensors files without
+    building the model (:func:`bridge.megatron_ckpt.offline.convert_to_torch_dist`: one process, dense
+    GPTModel families, overrides limited to TP = PP = EP = 1, ``params_dtype`` and ``should_pad_vocab``); it
+    loads to the same tensors as the model-built one (a test checks every dense family). ``False`` always
+    builds the model and saves it with MCore's ``dist_checkpointing``; ``True`` refuses what needs a model.
     """
     import torch.distributed as dist
     from tqdm import tqdm
 
     started = time.perf_counter()
+    if offline is not False:
+        why = _offline_import_refusal(provider_overrides)
+        if why is not None and offline:
+            raise UnsupportedFeatureError(f"import_ckpt(offline=True): {why}; drop offline=True to build the model")
+        if why is None:
+            from bridge.megatron_ckpt.offline import convert_to_torch_dist
+
+            try:
+                done = convert_to_torch_dist(
+                    hf_path, megatron_path, dtype=provider_overrides.get("params_dtype", "keep"), overwrite=overwrite,
+                    trust_remote_code=trust_remote_code, progress=progress, durable=durable,
+                    should_pad_vocab=provider_overrides.get("should_pad_vocab", False))
+            except UnsupportedFeatureError as exc:  # refused before anything was written
+                if offline:
+                    raise
+                log.info("%s; building the model instead", exc)
+            else:
+                log.info("imported %s -> %s without a model in %.2f s", hf_path, done.path,
+                         time.perf_counter() - started)
+                return done.path
+        else:
+            log.info("import_ckpt builds the model: %s", why)
     quiet = dist.is_initialized() and dist.get_rank() != 0
     with tqdm(total=3, desc="import-ckpt: config", unit="phase", leave=False,
               disable=True if quiet or progress is False else None) as bar:
@@ -198,13 +235,29 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
     return out
 
 
+def _companion_source(bridge: Any, hf_config: str | os.PathLike[str] | None, dirs: CheckpointDirs) -> Path | None:
+    """Where the exported checkpoint's config, tokenizer and code files come from: the ``hf_config`` the user
+    named (a directory, or a Hub ID's companion files, never its weights), else the checkpoint's ``hf/``."""
+    if hf_config is None:
+        source: Path | None = dirs.hf_dir
+    else:
+        from bridge import hub
+
+        source = Path(bridge.fetch(hub.COMPANIONS)) if hasattr(bridge, "fetch") else Path(hf_config)
+    return source if source is not None and source.is_dir() else None
+
+
 def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLike[str], *, open_bridge: OpenBridge,
                 hf_config: str | os.PathLike[str] | None = None, overwrite: bool = False, durable: bool = True,
                 max_shard_size: int | str | None = None, trust_remote_code: bool | None = None,
-                progress: bool | None = False, model_class: str | None = None) -> Path:
+                progress: bool | None = False, model_class: str | None = None, offline: bool | None = None) -> Path:
     """``torch_dist`` checkpoint -> HF checkpoint (single process, TP = PP = 1, resharding on load).
 
-    The output target is checked before anything is loaded, so a refused ``hf_path`` costs nothing.
+    ``offline`` (None: where possible) copies the tensors straight from the checkpoint's records without
+    building the model (:mod:`bridge.megatron_ckpt.offline_export`: a checkpoint mcore-compat wrote, GPTModel
+    names, no mixture of experts, no ``model_class`` asked for); ``False`` always builds the model and loads it
+    with ``dist_checkpointing``; ``True`` refuses what needs a model. Both give the same HF checkpoint. The output target is checked before
+    anything is loaded, so a refused ``hf_path`` costs nothing.
     """
     from tqdm import tqdm
 
@@ -213,26 +266,37 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
 
     AtomicDirectory(hf_path, overwrite=overwrite, durable=False).abort()  # the guard, before any work
     started = time.perf_counter()
-    loaded = load_checkpoint_model(megatron_path, hf_config=hf_config, open_bridge=open_bridge,
-                                   trust_remote_code=trust_remote_code, model_class=model_class)
-    bridge = loaded.bridge
-    if hf_config is not None:  # a directory, or a Hub ID's config, tokenizer and code files (never its weights)
-        from bridge import hub
-
-        source: Path | None = Path(bridge.fetch(hub.COMPANIONS)) if hasattr(bridge, "fetch") else Path(hf_config)
-    else:
-        source = loaded.dirs.hf_dir
+    dirs, record = open_checkpoint(megatron_path)
+    bridge, provider = provider_for_checkpoint(dirs, record, open_bridge=open_bridge, hf_config=hf_config,
+                                               trust_remote_code=trust_remote_code)
+    if offline and model_class is not None:
+        raise ConfigError(f"export_ckpt: model_class={model_class!r} asks for a built model, offline=True for none; "
+                          "drop one of them")
+    if offline is not False and model_class is None:
+        try:
+            plan = plan_offline_export(dirs, record, bridge.bridge, provider, bridge.hf_config, storage_index(dirs))
+        except UnsupportedFeatureError as exc:
+            if offline:
+                raise
+            log.info("%s; building the model instead", exc)
+        else:
+            out = export_offline(plan, hf_path, config=bridge.bridge.export_config(bridge.hf_config),
+                                 source_dir=_companion_source(bridge, hf_config, dirs), overwrite=overwrite,
+                                 durable=durable, max_shard_size=max_shard_size, progress=progress)
+            log.info("exported %s -> %s without a model in %.2f s", megatron_path, out, time.perf_counter() - started)
+            return out
+    loaded = load_checkpoint_model(megatron_path, provider=provider, bridge=bridge, model_class=model_class)
     kwargs: dict[str, Any] = {"overwrite": overwrite, "durable": durable,
-                              "source_dir": source if source is not None and source.is_dir() else None}
+                              "source_dir": _companion_source(bridge, hf_config, dirs)}
     if max_shard_size is not None:
         kwargs["max_shard_size"] = max_shard_size
-    config_dtype = _config_dtype(bridge.hf_config)
+    wanted = config_dtype(bridge.hf_config)
     with HFCheckpointWriter(hf_path, config=bridge.bridge.export_config(bridge.hf_config), **kwargs) as writer, \
             tqdm(desc="export-ckpt", unit="tensor", disable=None if progress is None
                  else not progress, leave=False) as bar:
         for name, tensor in bridge.export_hf_weights(loaded.model, on_host=False):
-            dtype = _export_dtype(loaded.record, name, tensor, config_dtype)
-            writer.add(name, tensor if dtype is None else tensor.to(dtype), copy=False)
+            dtype = export_dtype(loaded.record, name, tensor.dtype, wanted)
+            writer.add(name, tensor if dtype == tensor.dtype else tensor.to(dtype), copy=False)
             bar.update(1)
             del tensor
     log.info("exported %s -> %s in %.2f s", megatron_path, hf_path, time.perf_counter() - started)

@@ -30,9 +30,7 @@ import json
 import os
 import pickle
 import re
-import struct
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +46,7 @@ from bridge.checkpoint.paths import CheckpointDir
 from bridge.errors import CheckpointError, UnsupportedFeatureError
 from bridge.megatron_ckpt.args import megatron_args
 from bridge.megatron_ckpt.layout import HF_DIR, RECORD_FILE, RECORD_FORMAT, RECORD_VERSION, TRACKER_FILE
+from bridge.megatron_ckpt.records import record_data_offset
 from bridge.megatron_ckpt.writer import CHECKPOINT_VERSION, hf_source_dtypes, provider_record
 
 __all__ = ["LAYER_KEY_RENAMES", "OfflineResult", "convert_to_torch_dist", "sharded_key"]
@@ -127,24 +126,6 @@ def _without_zip_crc32() -> Iterator[None]:
         serialization.set_crc32_options(before)
 
 
-def _data_offset(handle: Any, nbytes: int) -> int:
-    """Where the storage bytes of the one-storage ``torch.save`` record that ends ``handle``'s file begin: the
-    zip entry ``<archive>/data/0`` of the record's central directory (``zipfile`` finds a zip appended to other
-    data), past its local header (30 bytes, the name, and the extra field holding the 64-byte alignment)."""
-    with zipfile.ZipFile(handle) as archive:
-        (info,) = [i for i in archive.infolist() if i.filename.endswith("/data/0")]
-    sig, name_len, extra_len = struct.unpack("<I22xHH", os.pread(handle.fileno(), 30, info.header_offset))
-    if info.file_size != nbytes or sig != 0x04034B50:
-        # Not an invariant of ours but of torch.save's record layout; checked even under ``python -O``.
-        raise CheckpointError(
-            f"torch {torch.__version__}'s torch.save record is not laid out as expected: {info.filename} holds "
-            f"{info.file_size} bytes (expected {nbytes}) behind local header signature {sig:#x} (expected 0x4034b50); "
-            "the offline writer cannot copy tensor bytes into it. Report this with your torch version; AutoBridge."
-            "import_ckpt writes the same checkpoint through a built model"
-        )
-    return info.header_offset + 30 + name_len + extra_len
-
-
 def _append_pieces(handle: Any, index: _Index, key: str, offsets: tuple[int, ...], shape: tuple[int, ...],
                    pieces: Any) -> None:
     """``torch.save`` of a ``shape`` tensor holding ``pieces``' bytes, without the tensor: the record is written
@@ -158,7 +139,7 @@ def _append_pieces(handle: Any, index: _Index, key: str, offsets: tuple[int, ...
         torch.save(torch.empty(shape, dtype=pieces.dtype), handle)  # never touched: only its metadata is saved
     end = handle.tell()
     handle.flush()
-    data_at = _data_offset(handle, pieces.nbytes)
+    data_at = record_data_offset(handle.fileno(), start, end - start, nbytes=pieces.nbytes, where=str(handle.name))
     handle.seek(end)
     pieces.write_at(handle.fileno(), data_at)
     index.storage[MetadataIndex(key, torch.Size(offsets) if offsets else None)] = _StorageInfo(
@@ -258,7 +239,8 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
     from bridge.streaming.plan import import_layout, order_key, plan_import
 
     started = time.perf_counter()
-    auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision)
+    auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision,
+                                         config_cache=True)
     hf_dir = auto.fetch(hub.ALL)
     family, provider, registry, ctx = family_of(auto)
     if provider.num_moe_experts:
@@ -267,6 +249,7 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
             "experts along another axis); use `mcore-compat import-ckpt`, which builds the model"
         )
     provider.should_pad_vocab = should_pad_vocab
+    requested = provider.model_class  # recorded as asked (as import_ckpt records it): a reader resolves "auto"
     provider.model_class = "gpt"  # the keys written below are GPTModel's (and no MCore import decides it)
     ctx = family.mapping_context(provider)
     target = parse_dtype(dtype)
@@ -296,7 +279,8 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
             "format": RECORD_FORMAT, "version": RECORD_VERSION, "mcore_version": _installed_version(),
             "model_class": "gpt", "architecture": architectures[0] if architectures else family.architecture,
             "iteration": 0, "parallel": {"tp": 1, "pp": 1, "ep": 1, "world_size": 1},
-            "vocab_padding": provider.vocab_padding.to_json(), "provider": provider_record(provider),
+            "vocab_padding": provider.vocab_padding.to_json(),
+            "provider": {**provider_record(provider), "model_class": requested},
             "params": {k: {"shape": list(v["size"]), "dtype": str(v["dtype"]).removeprefix("torch.")}
                        for k, v in sorted(index.tensors.items())},
             "writer": "offline",

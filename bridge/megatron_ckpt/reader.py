@@ -26,7 +26,7 @@ from bridge.errors import CheckpointError
 from bridge.megatron_ckpt.layout import CheckpointDirs, check_writer_version, locate, read_record
 from bridge.megatron_ckpt.writer import model_state_keys, sharded_tensors
 
-__all__ = ["check_files", "check_shapes", "load_common", "load_into", "open_checkpoint"]
+__all__ = ["check_files", "check_shapes", "load_common", "load_into", "open_checkpoint", "storage_index"]
 
 log = get_logger("megatron_ckpt.reader")
 
@@ -40,7 +40,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> tuple[CheckpointDirs, dict[
     return dirs, record
 
 
-def _storage_index(dirs: CheckpointDirs) -> Any:
+def storage_index(dirs: CheckpointDirs) -> Any:
+    """DCP's tensor index (``.metadata``) of the checkpoint; a damaged one is a :class:`CheckpointError`."""
     from torch.distributed.checkpoint import FileSystemReader
 
     try:
@@ -54,7 +55,7 @@ def _storage_index(dirs: CheckpointDirs) -> Any:
 
 def check_files(dirs: CheckpointDirs) -> None:
     """Every ``.distcp`` file the tensor index names exists and holds the bytes the index places in it."""
-    index = _storage_index(dirs)
+    index = storage_index(dirs)
     needed: dict[str, int] = {}
     for info in index.storage_data.values():
         needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
@@ -87,7 +88,7 @@ def _common_from_dcp(dirs: CheckpointDirs) -> Any:
         def load_bytes(self, read_item: Any, value: Any) -> None:
             self.state_dict[read_item.dest_index.fqn].write(value.read())
 
-    if _COMMON_ITEM not in _storage_index(dirs).state_dict_metadata:
+    if _COMMON_ITEM not in storage_index(dirs).state_dict_metadata:
         raise CheckpointError(
             f"{dirs.iteration_dir} has neither common.pt nor the {_COMMON_ITEM!r} item (the common state with "
             "Megatron-LM's args); the checkpoint is incomplete: re-save it"
@@ -134,7 +135,7 @@ def _expected_tensors(sharded: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_shapes(dirs: CheckpointDirs, sharded: Mapping[str, Any]) -> None:
     """Every tensor the model expects is in the checkpoint with the same global shape (vocab rows excepted)."""
-    index = _storage_index(dirs)
+    index = storage_index(dirs)
     stored = {k: tuple(v.size) for k, v in index.state_dict_metadata.items() if hasattr(v, "size")}
     expected = _expected_tensors(sharded)
     missing = sorted(k for k in expected if k not in stored)

@@ -4,6 +4,10 @@ Loads the checkpoint at TP = PP = 1 (``dist_checkpointing`` reshards whatever la
 exports it to the ``transformers`` layout. A checkpoint from ``import-ckpt`` needs nothing else; one
 that Megatron-LM's ``save_checkpoint`` wrote needs ``--hf-config`` (the model's HF config directory
 or Hub ID), checked against the ``args`` in its ``common.pt``. The output appears atomically.
+
+A checkpoint mcore-compat wrote (GPTModel names, no mixture of experts) is exported without building the
+model: its tensors are copied from the ``.distcp`` records (no GPU, memory about one parameter); the
+same HF checkpoint comes out. ``--build-model`` always builds and loads the model.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default=None,
                         help="MCore model class to load into (default: the writer's; a GPTModel checkpoint also "
                              "reads into hybrid)")
+    parser.add_argument("--build-model", action="store_true",
+                        help="build the model and load it with dist_checkpointing even where the tensors can be "
+                             "copied from the records without it")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at HF_DIR")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
@@ -42,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = AutoBridge.export_ckpt(args.megatron_dir, args.hf_dir, hf_config=args.hf_config, overwrite=args.overwrite,
                           max_shard_size=args.max_shard_size, trust_remote_code=args.trust_remote_code or None,
-                          progress=False if args.no_progress else None, model_class=args.model_class)
+                          progress=False if args.no_progress else None, model_class=args.model_class,
+                          offline=False if args.build_model else None)
     except BridgeError as e:
         print(f"mcore-compat export-ckpt: error: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,10 @@
 """``mcore-compat import-ckpt HF_DIR MEGATRON_DIR``: HF checkpoint -> Megatron-LM ``torch_dist`` checkpoint.
 
-Builds the model (at ``--tp`` x ``--pp`` when run under ``torchrun``; TP = PP = 1 otherwise), fills
-it from the HF weights and saves it with MCore's ``dist_checkpointing`` as Megatron-LM lays it out
+In one process, for a dense GPTModel family, writes the checkpoint straight from the safetensors files
+with no model built (as ``convert --format torch_dist``; the same tensors load from it). Otherwise, or with
+``--build-model``, builds the model (at ``--tp`` x ``--pp`` when run under ``torchrun``; TP = PP = 1
+otherwise), fills it from the HF weights and saves it with MCore's ``dist_checkpointing``. Either way as
+Megatron-LM lays it out
 (``latest_checkpointed_iteration.txt`` + ``iter_0000000/``), with the HF config, tokenizer and code
 files and mcore-compat's record next to it, so ``export-ckpt`` needs nothing else. Megatron-LM
 loads it with ``--load MEGATRON_DIR --finetune --ckpt-format torch_dist``. Atomic: a failure leaves
@@ -32,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pad the vocabulary to a multiple of 128 x TP, as Megatron-LM does")
     parser.add_argument("--model-class", choices=("auto", "gpt", "hybrid"), default="auto",
                         help="MCore model class whose parameter layout is written (auto: GPTModel while MCore has it)")
+    parser.add_argument("--build-model", action="store_true",
+                        help="build the model and save it with MCore's dist_checkpointing even where the offline "
+                             "writer could (e.g. to test this MCore release's writer)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at MEGATRON_DIR")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a custom-code checkpoint's config classes to run (see SECURITY.md)")
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = AutoBridge.import_ckpt(args.hf_dir, args.megatron_dir, overwrite=args.overwrite,
                                      trust_remote_code=args.trust_remote_code or None,
-                                     progress=False if args.no_progress else None, **overrides)
+                                     progress=False if args.no_progress else None,
+                                     offline=False if args.build_model else None, **overrides)
     except BridgeError as e:
         print(f"mcore-compat import-ckpt: error: {e}", file=sys.stderr)
         return 1

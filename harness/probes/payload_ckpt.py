@@ -81,7 +81,7 @@ def write_entry(family: str, out: Path) -> dict[str, Any]:
     try:
         from bridge.auto_bridge import AutoBridge
 
-        AutoBridge.import_ckpt(out / "hf", out / "mc", durable=False,
+        AutoBridge.import_ckpt(out / "hf", out / "mc", durable=False, offline=False,  # this release's writer
                                trust_remote_code=variant.trust_remote_code or None)
     except _FAILURES as exc:  # noqa: BLE001 - the writer's verdict is data
         record.update(status="refused" if _refused(exc) else "error", reason=describe_exception(exc))

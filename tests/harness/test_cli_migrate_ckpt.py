@@ -22,7 +22,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("cli-migrate")
     reset_model_parallel()
-    out = AutoBridge.import_ckpt(make_hf_checkpoint(root / "hf", seed=2), root / "mc", durable=False)
+    out = AutoBridge.import_ckpt(make_hf_checkpoint(root / "hf", seed=2), root / "mc", durable=False,
+                                 offline=False)
     reset_model_parallel()
     return out
 

@@ -86,7 +86,8 @@ def run_family(family: str, tmp: Path) -> dict:
     out: dict = {"family": family}
     for layout in ("hybrid", "gpt"):
         reset_model_parallel()
-        AutoBridge.import_ckpt(src, tmp / family / layout, model_class=layout, trust_remote_code=trust or None)
+        AutoBridge.import_ckpt(src, tmp / family / layout, model_class=layout, trust_remote_code=trust or None,
+                               offline=False)  # MCore's own writer of this layout
         out[f"{layout}_checkpoint"] = _record(tmp / family / layout)
     out["hybrid"] = _load_and_export(tmp / family / "hybrid", src, tmp / family / "back-hybrid", model_class=None,
                                      trust=trust)

@@ -40,7 +40,7 @@ def ours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("megatron-lm")
     hf = make_hf_checkpoint(root / "hf", seed=11)
     reset_model_parallel()
-    out = import_ckpt(hf, root / "mc")
+    out = import_ckpt(hf, root / "mc", offline=False)
     reset_model_parallel()
     return hf, out
 

@@ -69,7 +69,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("migrate")
     hf = make_hf_checkpoint(root / "hf", seed=6)
     reset_model_parallel()
-    out = AutoBridge.import_ckpt(hf, root / "mc", durable=False)
+    out = AutoBridge.import_ckpt(hf, root / "mc", durable=False, offline=False)
     reset_model_parallel()
     return hf, out
 

@@ -48,7 +48,7 @@ def test_offline_and_model_built_checkpoints_load_to_identical_tensors(tmp_path:
     hf = make_hf_checkpoint(tmp_path / "hf", seed=12, tie_word_embeddings=tied)
     offline = convert_to_torch_dist(hf, tmp_path / "offline", progress=False).path
     reset_model_parallel()
-    built = import_ckpt(hf, tmp_path / "built")
+    built = import_ckpt(hf, tmp_path / "built", offline=False)
     assert _index(offline) == _index(built)  # same keys (extra states included) and global shapes
     a, b = _loaded(offline), _loaded(built)
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -162,11 +162,14 @@ def test_an_unexpected_torch_save_record_is_refused_not_asserted(tmp_path: Path)
     """The offline writer copies bytes into torch.save's own record; a record laid out otherwise (here: a size
     that does not match) is a CheckpointError naming both sizes, also under ``python -O``."""
     from bridge.errors import CheckpointError
-    from bridge.megatron_ckpt.offline import _data_offset
+    from bridge.megatron_ckpt.records import record_data_offset
 
     path = tmp_path / "record.pt"
     torch.save(torch.arange(6, dtype=torch.float32), path)
+    size = path.stat().st_size
     with path.open("rb") as handle:
-        assert _data_offset(handle, 24) > 0  # the real size: the record's data offset
-        with pytest.raises(CheckpointError, match=r"holds 24 bytes \(expected 25\)"):
-            _data_offset(handle, 25)
+        at = record_data_offset(handle.fileno(), 0, size, nbytes=24)  # the real size: the record's data offset
+        assert torch.equal(torch.frombuffer(bytearray(path.read_bytes()[at:at + 24]), dtype=torch.float32),
+                           torch.arange(6, dtype=torch.float32))
+        with pytest.raises(CheckpointError, match=r"data/0 entry of 25 bytes; found \[\('record/data/0', 24\)\]"):
+            record_data_offset(handle.fileno(), 0, size, nbytes=25)

@@ -55,12 +55,13 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
     assert not wrong, [(k, a[k].dtype, b[k].dtype) for k in wrong]
 
 
+@pytest.mark.parametrize("exporter", ["offline", "model"])
 @pytest.mark.parametrize("writer", ["import_ckpt", "offline"])
 def test_a_bf16_model_exports_bit_exactly_and_names_its_source(tmp_path: Path, bf16_checkpoint: Path,
-                                                               writer: str) -> None:
+                                                               writer: str, exporter: str) -> None:
     ckpt = tmp_path / "ckpt"
     if writer == "import_ckpt":
-        AutoBridge.import_ckpt(bf16_checkpoint, ckpt)
+        AutoBridge.import_ckpt(bf16_checkpoint, ckpt, offline=False)
     else:
         convert_to_torch_dist(bf16_checkpoint, ckpt, progress=False)
     record = json.loads((ckpt / "mcore_compat.json").read_text())
@@ -68,7 +69,7 @@ def test_a_bf16_model_exports_bit_exactly_and_names_its_source(tmp_path: Path, b
     assert record["hf_source"]["hf_model_id"] == str(bf16_checkpoint.resolve())
     assert AutoBridge.get_hf_model_id_from_checkpoint(ckpt) == str(bf16_checkpoint.resolve())
     reset_model_parallel()
-    back = AutoBridge.export_ckpt(ckpt, tmp_path / "back")
+    back = AutoBridge.export_ckpt(ckpt, tmp_path / "back", offline=exporter == "offline")
     _assert_same(_tensors(bf16_checkpoint), _tensors(back))
 
 

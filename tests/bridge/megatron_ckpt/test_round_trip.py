@@ -28,7 +28,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     hf = make_hf_checkpoint(root / "hf", seed=4)
     (hf / "tokenizer_config.json").write_text('{"model_max_length": 128}')
     reset_model_parallel()
-    out = import_ckpt(hf, root / "mc")
+    out = import_ckpt(hf, root / "mc", offline=False)  # the model-built writer (test_offline_export: the other)
     reset_model_parallel()
     return hf, out
 
