@@ -4,10 +4,14 @@ Each operation runs in a fresh, plain ``python`` process (no torchrun: both libr
 process group, as a user's one-off conversion script would), sides alternating:
 
 * ``import``: ours ``AutoBridge.import_ckpt(hf, dir)`` (default: fsync before the atomic rename, then
-  again with ``durable=False``, like the peer, which never fsyncs); the peer's
-  ``AutoBridge.import_ckpt(hf, dir)`` (it builds on the CPU: ``use_cpu_initialization=True``);
-* ``export``: ours ``AutoBridge.export_ckpt(dir, out)`` of our checkpoint; the peer's
-  ``AutoBridge.from_hf_pretrained(hf).export_ckpt(dir, out)`` of its own (it loads on the CPU over gloo).
+  again with ``durable=False``, like the peer, which never fsyncs; for a dense model in one process both
+  write without building the model), and ours with ``offline=False`` (the model built on the GPU and saved
+  by ``dist_checkpointing``, fsync); the peer's ``AutoBridge.import_ckpt(hf, dir)`` (it builds on the CPU:
+  ``use_cpu_initialization=True``);
+* ``export``: ours ``AutoBridge.export_ckpt(dir, out)`` of our checkpoint (default: copied from the records
+  without a model; fsync, then ``durable=False``), and with ``offline=False`` (built and loaded on the GPU);
+  the peer's ``AutoBridge.from_hf_pretrained(hf).export_ckpt(dir, out)`` of its own (it loads on the CPU over
+  gloo).
 
 Imports (the entry points and megatron-core's checkpointing and GPT modules) happen before the clock; the
 process' whole wall time is reported too. Measured per operation: wall seconds of the call, peak GPU
@@ -142,7 +146,7 @@ def ckpt_main(args) -> int:  # noqa: ANN001
         torch.cuda.init()
         torch.cuda.reset_peak_memory_stats()
     if args.side == "ours":
-        kwargs = {"durable": args.durable}
+        kwargs = {"durable": args.durable, **({"offline": False} if args.build_model else {})}
         work = {"import": lambda: auto.import_ckpt(args.hf, args.megatron, **kwargs),
                 "export": lambda: auto.export_ckpt(args.megatron, args.out, **kwargs)}[args.op]
     else:
@@ -158,6 +162,7 @@ def ckpt_main(args) -> int:  # noqa: ANN001
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     report = {"side": args.side, "op": args.op, "durable": args.durable if args.side == "ours" else False,
+              "build_model": bool(args.build_model) if args.side == "ours" else True,
               "seconds": round(seconds, 3), "host_peak_rss_above_baseline_gib": round((_rss("VmHWM") - base) / 2**30, 3),
               "host_baseline_rss_gib": round(base / 2**30, 3),
               "gpu_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
@@ -187,27 +192,29 @@ def run_ckpt(args, result: dict, env_for, run, save) -> None:  # noqa: ANN001
 
     work, me = args.work, str(Path(__file__).resolve())
     ckpt = work / "ckpt"
-    cases = [("ours", True), ("ours", False), ("peer", False)]
+    cases = [("ours", True, False), ("ours", False, False), ("ours", True, True), ("peer", False, True)]
     runs: dict[str, list[dict]] = {}
     errors = result.setdefault("errors", [])
     for rep in range(args.ckpt_reps):
         for op in ("import", "export"):
-            for side, durable in cases:
-                name = f"{side}_{op}" + ("" if side == "peer" else ("_durable" if durable else "_nodurable"))
+            for side, durable, build in cases:
+                name = f"{side}_{op}" + ("" if side == "peer" else ("_durable" if durable else "_nodurable")
+                                         + ("_model" if build else ""))
                 megatron = work / f"mcore_{side}" if op == "export" else work / f"mcore_{side}_new"
                 if op == "import":
                     subprocess.run(["rm", "-rf", str(megatron)])
                 out = work / f"hf_export_{side}"
                 subprocess.run(["rm", "-rf", str(out)])
                 cmd = [sys.executable, me, "--side", side, "--op", op, "--hf", str(ckpt), "--megatron",
-                       str(megatron), "--out", str(out)] + (["--durable"] if durable else [])
+                       str(megatron), "--out", str(out)] + (["--durable"] if durable else []) \
+                    + (["--build-model"] if build and side == "ours" else [])
                 os.sync()
                 rc, wall, text, obj = run(cmd, env_for(side), args.side_timeout)
                 if obj is None:
                     errors.append({"ckpt": name, "rep": rep, "rc": rc, "tail": text[-6000:]})
                 else:
                     runs.setdefault(name, []).append({**obj, "process_wall_s": round(wall, 2)})
-                    if op == "import" and (side == "peer" or not durable):  # the export phase reads this one
+                    if op == "import" and (side == "peer" or not (durable or build)):  # the export phase reads it
                         subprocess.run(["rm", "-rf", str(work / f"mcore_{side}")])
                         megatron.rename(work / f"mcore_{side}")
                 result["ckpt"] = {"workarounds": PEER_CKPT_WORKAROUNDS, "runs": runs,
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--megatron", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--durable", action="store_true")
+    ap.add_argument("--build-model", action="store_true", help="ours: offline=False (build the model)")
     return ckpt_main(ap.parse_args(argv))
 
 
