@@ -1,6 +1,14 @@
-"""mcore-compat's bridge: Hugging Face <-> Megatron-Core conversion."""
+"""mcore-compat's bridge: Hugging Face <-> Megatron-Core conversion.
 
-from bridge.auto_bridge import AutoBridge
+Names are imported lazily: a process that needs one module (``mcore-compat convert`` imports
+:mod:`bridge.streaming`) must not pay for :class:`AutoBridge` and every family's model code at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from bridge.errors import (
     BridgeError,
     CheckpointError,
@@ -12,44 +20,35 @@ from bridge.errors import (
     UnsupportedModelError,
     WeightMismatchError,
 )
-from bridge.mappings import (
-    AutoMapping,
-    ColumnParallelMapping,
-    ConcatenatedQKVMapping,
-    GatedMLPMapping,
-    MegatronMappingRegistry,
-    MegatronParamMapping,
-    QKVMapping,
-    ReplicatedMapping,
-    RowParallelMapping,
-)
-from bridge.providers import GPTModelProvider
-from bridge.registry import HFClass, MegatronModelBridge
-from bridge.trust import SAFE_REPOS, is_safe_repo
 
-__all__ = [
-    "AutoBridge",
-    "AutoMapping",
-    "BridgeError",
-    "CheckpointError",
-    "ColumnParallelMapping",
-    "ConcatenatedQKVMapping",
-    "ConfigError",
-    "GPTModelProvider",
-    "GatedMLPMapping",
-    "HFClass",
-    "MappingError",
-    "MegatronMappingRegistry",
-    "MegatronModelBridge",
-    "MegatronParamMapping",
-    "ParallelLayoutError",
-    "QKVMapping",
-    "ReplicatedMapping",
-    "RowParallelMapping",
-    "SAFE_REPOS",
-    "TrustRemoteCodeError",
-    "UnsupportedFeatureError",
-    "UnsupportedModelError",
-    "WeightMismatchError",
-    "is_safe_repo",
-]
+_EXPORTS: dict[str, str] = {
+    "AutoBridge": "bridge.auto_bridge",
+    "AutoMapping": "bridge.mappings",
+    "ColumnParallelMapping": "bridge.mappings",
+    "ConcatenatedQKVMapping": "bridge.mappings",
+    "GPTModelProvider": "bridge.providers",
+    "GatedMLPMapping": "bridge.mappings",
+    "HFClass": "bridge.registry",
+    "MegatronMappingRegistry": "bridge.mappings",
+    "MegatronModelBridge": "bridge.registry",
+    "MegatronParamMapping": "bridge.mappings",
+    "QKVMapping": "bridge.mappings",
+    "ReplicatedMapping": "bridge.mappings",
+    "RowParallelMapping": "bridge.mappings",
+    "SAFE_REPOS": "bridge.trust",
+    "is_safe_repo": "bridge.trust",
+}
+
+__all__ = sorted([*_EXPORTS, "BridgeError", "CheckpointError", "ConfigError", "MappingError", "ParallelLayoutError",
+                  "TrustRemoteCodeError", "UnsupportedFeatureError", "UnsupportedModelError", "WeightMismatchError"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bridge' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -52,6 +52,12 @@ def _read_config_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _auto_config(path: Path, use_code: bool, kwargs: dict[str, Any]) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(path), trust_remote_code=use_code, **kwargs)
+
+
 def _native_model_type(model_type: str | None) -> bool:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
@@ -91,6 +97,7 @@ class AutoBridge:
         #: The saved Megatron checkpoint a :meth:`from_auto_config` bridge describes.
         self.megatron_path: Path | None = None
         self._token: str | bool | None = None
+        self._use_code = False  # whether from_hf_pretrained let the checkpoint's custom config code run
         self._provider: GPTModelProvider | None = None
 
     # -- construction -------------------------------------------------------------------------
@@ -98,20 +105,27 @@ class AutoBridge:
     def from_hf_pretrained(cls, path: str | Path, trust_remote_code: bool | None = None, *,
                            revision: str | None = None, local_files_only: bool | None = None,
                            cache_dir: str | Path | None = None, token: str | bool | None = None,
-                           **kwargs: Any) -> "AutoBridge":
+                           config_cache: bool = False, **kwargs: Any) -> "AutoBridge":
         """A bridge for an HF checkpoint: a local directory or a Hub ID ``org/name`` (at ``revision``).
 
         Only ``config.json`` is read now (plus, when the trust policy allows it, the custom code its
         ``auto_map`` names); weights are fetched when a model is filled or exported. ``local_files_only``,
         ``cache_dir`` and ``token`` go to :func:`bridge.hub.resolve_hf_source`; ``kwargs`` to
-        ``AutoConfig.from_pretrained``.
+        ``AutoConfig.from_pretrained``. With ``config_cache`` (the offline conversions, which read the config
+        only) and no ``kwargs``, ``hf_config`` may be a :class:`~bridge.resolved_config.ResolvedConfig` from
+        :mod:`bridge.config_cache` (same values, no transformers import) instead of a transformers config.
         """
+        from bridge import config_cache as cached
+
         src = hub.resolve_hf_source(path, revision=revision, files=hub.CONFIG, local_files_only=local_files_only,
                                     cache_dir=cache_dir, token=token)
         raw = _read_config_json(src.path)
         bridge_cls = bridge_for_architectures(raw.get("architectures"), source=str(src.path / "config.json"))
+        use_cache = config_cache and not kwargs
+        entry = cached.lookup(src.path) if use_cache else None
         use_code = False
-        if trust.needs_remote_code(raw) and not _native_model_type(raw.get("model_type")):
+        if trust.needs_remote_code(raw) and not (entry.native_model_type if entry is not None
+                                                 else _native_model_type(raw.get("model_type"))):
             subject = src.trust_subject if src.is_hub else path  # a local path keeps its spelling for the policy
             trust.require_trust(subject, trust_remote_code, what=f"config and model classes {raw.get('auto_map')}",
                                 config=raw)
@@ -120,13 +134,23 @@ class AutoBridge:
                 modules = tuple(sorted(f"{m}.py" for m in auto_map_modules(raw)))
                 hub.resolve_hf_source(src.spec, revision=src.pinned, files=modules,
                                       local_files_only=src.offline, cache_dir=src.cache_dir, token=token)
-        from transformers import AutoConfig
-
-        hf_config = AutoConfig.from_pretrained(str(src.path), trust_remote_code=use_code, **kwargs)
+        if entry is not None:
+            hf_config = entry.config
+        else:
+            hf_config = _auto_config(src.path, use_code, kwargs)
+            if use_cache:
+                cached.store(src.path, hf_config, native_model_type=_native_model_type(raw.get("model_type")))
         log.debug("loaded %s config from %s with %s", bridge_cls.architecture, src.describe(), bridge_cls.__name__)
         auto = cls(hf_config, hf_path=src.path, bridge=bridge_cls(), trust_remote_code=trust_remote_code, source=src)
         auto._token = token
+        auto._use_code = use_code
         return auto
+
+    def load_real_config(self) -> Any:
+        """This checkpoint's transformers config, loaded again (what a cached config stands in for)."""
+        if self.hf_path is None:
+            raise ConfigError("this bridge was made from a config object; it has no config.json to load")
+        return _auto_config(self.hf_path, self._use_code, {})
 
     @classmethod
     def from_hf_config(cls, config: Any) -> "AutoBridge":

@@ -1,26 +1,38 @@
-"""mcore-compat harness: proves the bridge against every MCore revision (see docs/architecture.md)."""
+"""mcore-compat harness: proves the bridge against every MCore revision (see docs/architecture.md).
+
+Names are imported lazily: ``mcore-compat convert`` / ``export`` import this package (``harness.cli``) and must
+not pay for the scanners and introspection they never use.
+"""
 
 from __future__ import annotations
 
-from harness.errors import CacheError, HarnessError, ProbeError, RevisionError, SourceError
-from harness.introspect import Introspection, Introspector
-from harness.revisions import Revision, open_source, parse_revision, resolve_revision, worktree_for
-from harness.versions import DYNAMIC_RELEASES, RELEASES, default_revisions
+import importlib
+from typing import Any
 
-__all__ = [
-    "DYNAMIC_RELEASES",
-    "RELEASES",
-    "CacheError",
-    "HarnessError",
-    "Introspection",
-    "Introspector",
-    "ProbeError",
-    "Revision",
-    "RevisionError",
-    "SourceError",
-    "default_revisions",
-    "open_source",
-    "parse_revision",
-    "resolve_revision",
-    "worktree_for",
-]
+from harness.errors import CacheError, HarnessError, ProbeError, RevisionError, SourceError
+
+_EXPORTS: dict[str, str] = {
+    "DYNAMIC_RELEASES": "harness.versions",
+    "RELEASES": "harness.versions",
+    "Introspection": "harness.introspect",
+    "Introspector": "harness.introspect",
+    "Revision": "harness.revisions",
+    "default_revisions": "harness.versions",
+    "open_source": "harness.revisions",
+    "parse_revision": "harness.revisions",
+    "resolve_revision": "harness.revisions",
+    "worktree_for": "harness.revisions",
+}
+
+__all__ = sorted([*_EXPORTS, "CacheError", "HarnessError", "ProbeError", "RevisionError", "SourceError"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

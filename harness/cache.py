@@ -20,13 +20,12 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.user_cache import atomic_write_text, default_cache_dir  # the one implementation, shared
 from harness.errors import CacheError
 
 __all__ = ["ENTRY_FORMAT", "CacheStats", "JsonCache", "default_cache_dir", "file_lock", "git_blob_id", "stable_hash"]
@@ -35,15 +34,6 @@ log = logging.getLogger("harness.cache")
 
 ENTRY_FORMAT = 2
 """Version of the entry file layout (a change moves entries to a new folder, not errors)."""
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def default_cache_dir() -> Path:
-    """``$MCORE_COMPAT_CACHE`` if set, else ``~/.cache/mcore-compat``."""
-    env = os.environ.get("MCORE_COMPAT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mcore-compat"
 
 
 def git_blob_id(data: bytes) -> str:
@@ -67,21 +57,6 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass

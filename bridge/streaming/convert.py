@@ -82,15 +82,24 @@ def family_for(config_dir: str | os.PathLike[str], trust_remote_code: bool | Non
     """``(family bridge, provider, mapping registry, mapping context)`` for the HF config in ``config_dir``
     (a directory or a Hub ID, at ``revision``).
 
-    Goes through :meth:`AutoBridge.from_hf_pretrained`, so the trust policy for custom code applies.
+    Goes through :meth:`AutoBridge.from_hf_pretrained`, so the trust policy for custom code applies; the config
+    may come from :mod:`bridge.config_cache` (no transformers import).
     """
     from bridge.auto_bridge import AutoBridge
 
-    return family_of(AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision))
+    return family_of(AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision,
+                                                   config_cache=True))
 
 
 def family_of(auto: Any):
-    """:func:`family_for` of an ``AutoBridge`` already loaded."""
+    """:func:`family_for` of an ``AutoBridge`` already loaded (again on the real transformers config if a cached one
+    lacks something the family reads: :func:`bridge.config_cache.with_real_config`)."""
+    from bridge.config_cache import with_real_config
+
+    return with_real_config(auto, _family_parts)
+
+
+def _family_parts(auto: Any):
     family = auto.bridge
     provider = family.provider_bridge(auto.hf_config)
     return family, provider, family.mapping_registry(provider), family.mapping_context(provider)
@@ -227,7 +236,8 @@ def convert_checkpoint(
     target = parse_dtype(dtype)
     from bridge.auto_bridge import AutoBridge
 
-    auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision)
+    auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision,
+                                         config_cache=True)
     hf_dir = auto.fetch(hub.ALL)  # a Hub ID's weights and companions, from the commit its config came from
     if Path(out_dir).expanduser().resolve() == Path(hf_dir).expanduser().resolve():
         raise CheckpointError(f"cannot convert {hf_dir} into itself; choose another output directory")

@@ -97,7 +97,8 @@ def export_checkpoint(
         # not a directory: a Hub ID (malformed ones are refused before any lookup), resolved with its companions
         from bridge.auto_bridge import AutoBridge
 
-        auto = AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision)
+        auto = AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision,
+                                             config_cache=True)
         config_dir = auto.fetch(hub.COMPANIONS)
     config_dir = Path(config_dir) if config_dir is not None else source
     if not (config_dir / "config.json").is_file():

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from transformers import Ernie4_5_MoeConfig
 
 from bridge.mappings import MegatronMappingRegistry, MegatronParamMapping
 from bridge.mappings.base import MappingContext
@@ -62,6 +61,8 @@ class Ernie45MoEBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Ernie4_5_MoeConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(num_hidden_layers=3, moe_intermediate_size=32, moe_num_experts=4, moe_k=2,
                             moe_layer_start_index=1, max_position_embeddings=256)
         return [

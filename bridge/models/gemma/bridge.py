@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import GemmaConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._llama_like import llama_registry
 from bridge.models.gemma.provider import GemmaModelProvider, gemma_provider_kwargs
@@ -34,6 +32,8 @@ class GemmaBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import GemmaConfig  # only here: importing it costs seconds at start-up
+
         base = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, max_position_embeddings=8192)
         return [

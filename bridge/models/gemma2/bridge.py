@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import Gemma2Config
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._gemma_like import POST_NORM_LAYER_MODULES, post_norm_mappings
@@ -30,6 +28,8 @@ class Gemma2Bridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Gemma2Config  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(head_dim=16, query_pre_attn_scalar=16, sliding_window=8, pad_token_id=0)
         return [Gemma2Config(**base), Gemma2Config(**base, tie_word_embeddings=False, attn_logit_softcapping=None)]
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import Gemma3TextConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._gemma_like import POST_NORM_LAYER_MODULES, post_norm_mappings
@@ -32,6 +30,8 @@ class Gemma3Bridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Gemma3TextConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(head_dim=16, query_pre_attn_scalar=16, sliding_window=8, pad_token_id=0,
                             num_hidden_layers=3, layer_types=["sliding_attention", "sliding_attention", "full_attention"])
         linear = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0},

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Glm4MoeConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qk_norm_mappings, qkv_bias_mappings
@@ -32,6 +30,8 @@ class Glm4MoEBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Glm4MoeConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(num_hidden_layers=3, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
                             n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1,
                             routed_scaling_factor=2.5, head_dim=32, max_position_embeddings=256,

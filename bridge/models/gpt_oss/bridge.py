@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import GptOssConfig
-
 from bridge.mappings import AutoMapping, ColumnParallelMapping, MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qkv_bias_mappings
@@ -49,6 +47,8 @@ class GptOssBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import GptOssConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(intermediate_size=32, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
                             sliding_window=8)
         return [

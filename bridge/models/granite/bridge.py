@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import GraniteConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry
@@ -31,6 +29,8 @@ class GraniteBridge(MegatronModelBridge):
     @classmethod
     def representative_configs(cls) -> list[Any]:
         # Granite-3 style multipliers (attention 2**-3 here: a power of two, as Granite's 2**-7, rounds like HF).
+        from transformers import GraniteConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.125,
                             logits_scaling=8.0)
         return [GraniteConfig(**base), GraniteConfig(**base, tie_word_embeddings=True)]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import MistralConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry
@@ -28,6 +26,8 @@ class MistralBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import MistralConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder()
         return [
             MistralConfig(**base, sliding_window=8),

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import MixtralConfig
-
 from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry
@@ -44,6 +42,8 @@ class MixtralBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import MixtralConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(intermediate_size=32, num_local_experts=4, num_experts_per_tok=2)
         return [
             MixtralConfig(**base),

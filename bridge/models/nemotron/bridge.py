@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import NemotronConfig
-
 from bridge.mappings import AutoMapping, MegatronMappingRegistry
 from bridge.models._common import layernorm_bias_mappings, replace_rows, tiny_decoder
 from bridge.models._llama_like import llama_mappings
@@ -30,5 +28,7 @@ class NemotronBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import NemotronConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder()
         return [NemotronConfig(**base), NemotronConfig(**base, head_dim=32, tie_word_embeddings=True)]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import OlmoeConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qk_norm_mappings
@@ -33,6 +31,8 @@ class OLMoEBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import OlmoeConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(intermediate_size=32, num_experts=4, num_experts_per_tok=2, max_position_embeddings=256,
                             pad_token_id=1, eos_token_id=2)
         return [

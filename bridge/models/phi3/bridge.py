@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Phi3Config
-
 from bridge.mappings import AutoMapping, ConcatenatedQKVMapping, MegatronMappingRegistry
 from bridge.models._common import replace_rows, tiny_decoder
 from bridge.models._llama_like import llama_mappings
@@ -34,6 +32,8 @@ class Phi3Bridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Phi3Config  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(pad_token_id=0, eos_token_id=1)  # HF's defaults (32000) lie outside the tiny vocab
         return [
             Phi3Config(**base, sliding_window=8),  # Phi-3-mini: every layer windowed

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen2MoeConfig
-
 from bridge.mappings import AutoMapping, GatedMLPMapping, MegatronMappingRegistry, ReplicatedMapping
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qkv_bias_mappings
@@ -41,6 +39,8 @@ class Qwen2MoEBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Qwen2MoeConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(moe_intermediate_size=32, shared_expert_intermediate_size=48, num_experts=4,
                             num_experts_per_tok=2, max_position_embeddings=256)
         return [

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen3Config
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qk_norm_mappings
@@ -28,6 +26,8 @@ class Qwen3Bridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Qwen3Config  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder()
         return [
             Qwen3Config(**base, head_dim=32),  # head_dim != hidden_size / num_attention_heads, as in Qwen3

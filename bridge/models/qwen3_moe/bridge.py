@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen3MoeConfig
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry, qk_norm_mappings
@@ -31,6 +29,8 @@ class Qwen3MoEBridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import Qwen3MoeConfig  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(moe_intermediate_size=32, head_dim=16, num_experts=4, num_experts_per_tok=2,
                             max_position_embeddings=256)
         return [

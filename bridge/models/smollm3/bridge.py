@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import SmolLM3Config
-
 from bridge.mappings import MegatronMappingRegistry
 from bridge.models._common import tiny_decoder
 from bridge.models._llama_like import llama_registry
@@ -30,6 +28,8 @@ class SmolLM3Bridge(MegatronModelBridge):
 
     @classmethod
     def representative_configs(cls) -> list[Any]:
+        from transformers import SmolLM3Config  # only here: importing it costs seconds at start-up
+
         base = tiny_decoder(num_hidden_layers=4, no_rope_layer_interval=2, pad_token_id=0, bos_token_id=1,
                             eos_token_id=2)
         return [SmolLM3Config(**base, tie_word_embeddings=False), SmolLM3Config(**base)]  # SmolLM3-3B is tied
