@@ -122,10 +122,26 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+#: ``--config-cache``: ``cold`` gives every process an empty resolved-config cache (bridge.config_cache: the
+#: first run on a machine), ``warm`` one cache filled before the first repetition (every later run), ``user``
+#: leaves the environment as it is.
+CONFIG_CACHE = {"mode": "user", "dir": None}
+
+
+def _config_cache_env(out: Path) -> dict[str, str]:
+    if CONFIG_CACHE["mode"] == "cold":
+        fresh = out.parent / f"config-cache-{out.name}"
+        shutil.rmtree(fresh, ignore_errors=True)
+        return {"MCORE_COMPAT_CONFIG_CACHE": str(fresh)}
+    if CONFIG_CACHE["mode"] == "warm":
+        return {"MCORE_COMPAT_CONFIG_CACHE": str(CONFIG_CACHE["dir"])}
+    return {}
+
+
 def _run_process(phase: str, src: Path, out: Path, layout: Path) -> dict:
     """Whole-process wall seconds of one command (start-up included)."""
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **_config_cache_env(out)}
     cli = [sys.executable, "-m", "harness.cli"]
     cmd = {"floor_process": [sys.executable, "-c", FLOOR_SCRIPT, str(src), str(out)],
            "convert_torch_dist_process": cli + ["convert", str(src), str(out), "--format", "torch_dist", "--no-progress"],
@@ -177,7 +193,11 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--phases", nargs="+", default=list(PHASES + PROCESS_PHASES), choices=PHASES + PROCESS_PHASES)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--config-cache", choices=("user", "cold", "warm"), default="user",
+                    help="resolved-config cache of the whole-process phases: cold (empty for every process), warm "
+                         "(filled before the first repetition), user (the environment's; default)")
     args = ap.parse_args()
+    CONFIG_CACHE.update(mode=args.config_cache, dir=args.work / "config-cache-warm")
     report: dict = {}
     for model in args.models:
         hf = args.work / model / "hf"
@@ -187,6 +207,9 @@ def main() -> int:
             _run("convert_torch_dist", hf, ckpt)
         if "export_layout_process" in args.phases and not (layout / "layout.json").exists():
             _run_process("convert_layout_process", hf, layout, layout)
+        if args.config_cache == "warm":  # one discarded run fills the cache the measured ones read
+            _run_process("convert_layout_process", hf, args.work / model / "out-warm-up", layout)
+            shutil.rmtree(args.work / model / "out-warm-up", ignore_errors=True)
         runs: dict[str, list[dict]] = {p: [] for p in args.phases}
         loads = [_load()]
         for rep in range(args.reps):  # phases interleaved, so a load spike hits one repetition of each
@@ -200,7 +223,7 @@ def main() -> int:
                 print(f"{model} rep {rep} {phase}: {runs[phase][-1]['seconds']:.2f} s (load {_load():.1f})",
                       file=sys.stderr, flush=True)
             loads.append(_load())
-        report[model] = {"checkpoint_bytes": size, "load_average_1min": loads,
+        report[model] = {"checkpoint_bytes": size, "load_average_1min": loads, "config_cache": args.config_cache,
                          "phases": {**_rows({p: runs[p] for p in PHASES if p in runs}, "floor"),
                                     **_rows({p: runs[p] for p in PROCESS_PHASES if p in runs}, "floor_process")}}
         print(json.dumps({model: report[model]}, indent=1))
