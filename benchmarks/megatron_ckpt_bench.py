@@ -37,7 +37,7 @@ MODELS = {
     "1.1b": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                  num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048),
 }
-PHASES = ("floor", "import_ckpt", "convert_torch_dist", "export_ckpt")
+PHASES = ("floor", "import_ckpt", "convert_torch_dist", "export_ckpt", "export_ckpt_offline")
 PROCESS_PHASES = ("floor_process", "convert_torch_dist_process", "convert_layout_process", "export_layout_process")
 FLOOR_SCRIPT = r"""
 import os, sys
@@ -81,10 +81,12 @@ else:
     from bridge.megatron_ckpt.offline import convert_to_torch_dist
     from bridge.streaming.convert import family_for
     import megatron.core.dist_checkpointing  # noqa: F401
-    family_for(src if phase != "export_ckpt" else src + "/hf", None)
-    work = {"import_ckpt": lambda: AutoBridge.import_ckpt(src, out),
-            "convert_torch_dist": lambda: convert_to_torch_dist(src, out, progress=False),
-            "export_ckpt": lambda: AutoBridge.export_ckpt(src, out)}[phase]
+    family_for(src if not phase.startswith("export_ckpt") else src + "/hf", None)
+    work = {"import_ckpt": lambda: AutoBridge.import_ckpt(src, out, offline=False),  # the model built
+            "convert_torch_dist": lambda: convert_to_torch_dist(src, out, open_bridge=AutoBridge.from_hf_pretrained,
+                                                                progress=False),
+            "export_ckpt": lambda: AutoBridge.export_ckpt(src, out, offline=False),  # the model built and loaded
+            "export_ckpt_offline": lambda: AutoBridge.export_ckpt(src, out, offline=True)}[phase]
 
 if __name__ == "__main__":
     base = rss("VmRSS")
@@ -218,7 +220,7 @@ def main() -> int:
                 if phase in PROCESS_PHASES:
                     runs[phase].append(_run_process(phase, hf, out, layout))
                 else:
-                    runs[phase].append(_run(phase, ckpt if phase == "export_ckpt" else hf, out))
+                    runs[phase].append(_run(phase, ckpt if phase.startswith("export_ckpt") else hf, out))
                 shutil.rmtree(out, ignore_errors=True)
                 print(f"{model} rep {rep} {phase}: {runs[phase][-1]['seconds']:.2f} s (load {_load():.1f})",
                       file=sys.stderr, flush=True)

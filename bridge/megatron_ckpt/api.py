@@ -197,7 +197,7 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
 
             try:
                 done = convert_to_torch_dist(
-                    hf_path, megatron_path, dtype=provider_overrides.get("params_dtype", "keep"), overwrite=overwrite,
+                    hf_path, megatron_path, open_bridge=open_bridge, dtype=provider_overrides.get("params_dtype", "keep"), overwrite=overwrite,
                     trust_remote_code=trust_remote_code, progress=progress, durable=durable,
                     should_pad_vocab=provider_overrides.get("should_pad_vocab", False))
             except UnsupportedFeatureError as exc:  # refused before anything was written

@@ -31,7 +31,7 @@ import os
 import pickle
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,20 +227,22 @@ def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any,
 
 
 def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                          dtype: str | torch.dtype | None = "keep", overwrite: bool = False,
-                          trust_remote_code: bool | None = None, progress: bool | None = None,
-                          durable: bool = True, should_pad_vocab: bool = False,
+                          open_bridge: Callable[..., Any], dtype: str | torch.dtype | None = "keep",
+                          overwrite: bool = False, trust_remote_code: bool | None = None,
+                          progress: bool | None = None, durable: bool = True, should_pad_vocab: bool = False,
                           revision: str | None = None) -> OfflineResult:
     """Write the HF checkpoint in ``hf_dir`` as a ``torch_dist`` checkpoint at ``out_dir`` (TP = PP = 1;
-    ``dist_checkpointing`` reshards on load), streaming one parameter at a time, no model built."""
-    from bridge.auto_bridge import AutoBridge
-    from bridge.streaming.convert import family_of, parse_dtype
+    ``dist_checkpointing`` reshards on load), streaming one parameter at a time, no model built.
+
+    ``open_bridge`` is :meth:`AutoBridge.from_hf_pretrained` (passed in: ``AutoBridge.import_ckpt`` routes here,
+    so this module must not import ``bridge.auto_bridge``); the trust policy for custom code applies through it.
+    """
+    from bridge.streaming.family import family_of, parse_dtype
     from bridge.streaming.files import Progress, SliceReader
     from bridge.streaming.plan import import_layout, order_key, plan_import
 
     started = time.perf_counter()
-    auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision,
-                                         config_cache=True)
+    auto = open_bridge(hf_dir, trust_remote_code=trust_remote_code, revision=revision, config_cache=True)
     hf_dir = auto.fetch(hub.ALL)
     family, provider, registry, ctx = family_of(auto)
     if provider.num_moe_experts:

@@ -42,6 +42,7 @@ from bridge.parallel.spec import ParallelLayout
 from bridge.parallel.state import Rank, placements
 from bridge.saved_checkpoint import write_source_record
 from bridge.parallel.vocab import vocab_padding
+from bridge.streaming.family import DTYPES, family_of, parse_dtype
 from bridge.streaming.files import Progress, ReadStats, SliceReader
 from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import ParamPlan, import_layout, plan_import
@@ -50,21 +51,6 @@ from bridge.streaming.shards import all_shard_pieces
 __all__ = ["DTYPES", "ConversionResult", "convert_checkpoint", "family_for", "family_of", "parse_dtype"]
 
 log = get_logger("streaming.convert")
-
-#: ``--dtype`` choices: ``keep`` stores every tensor in the checkpoint's own dtype.
-DTYPES: dict[str, torch.dtype | None] = {"keep": None, "bf16": torch.bfloat16, "fp16": torch.float16,
-                                         "fp32": torch.float32}
-
-
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``"keep"``/``None`` -> ``None``; ``"bf16"``/``"fp16"``/``"fp32"`` or a torch dtype -> that dtype."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ConfigError(f"dtype {dtype!r}: expected one of {sorted(DTYPES)}") from None
-
 
 @dataclass(frozen=True)
 class ConversionResult:
@@ -89,20 +75,6 @@ def family_for(config_dir: str | os.PathLike[str], trust_remote_code: bool | Non
 
     return family_of(AutoBridge.from_hf_pretrained(config_dir, trust_remote_code=trust_remote_code, revision=revision,
                                                    config_cache=True))
-
-
-def family_of(auto: Any):
-    """:func:`family_for` of an ``AutoBridge`` already loaded (again on the real transformers config if a cached one
-    lacks something the family reads: :func:`bridge.config_cache.with_real_config`)."""
-    from bridge.config_cache import with_real_config
-
-    return with_real_config(auto, _family_parts)
-
-
-def _family_parts(auto: Any):
-    family = auto.bridge
-    provider = family.provider_bridge(auto.hf_config)
-    return family, provider, family.mapping_registry(provider), family.mapping_context(provider)
 
 
 def _stage_order(layout: ParallelLayout) -> dict[int, list[tuple[str, str]]]:

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_torch_dist(args: argparse.Namespace) -> int:
     from bridge.errors import BridgeError
+    from bridge.auto_bridge import AutoBridge
     from bridge.megatron_ckpt.offline import convert_to_torch_dist
 
     if (args.tp, args.pp) != (1, 1) or args.first_stage_layers or args.last_stage_layers or args.model_class != "gpt":
@@ -86,7 +87,8 @@ def _run_torch_dist(args: argparse.Namespace) -> int:
               "'hybrid')); for a Hybrid-layout one, import-ckpt --model-class hybrid", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = convert_to_torch_dist(args.hf_dir, args.out_dir, dtype=args.dtype, overwrite=args.overwrite,
+        result = convert_to_torch_dist(args.hf_dir, args.out_dir, open_bridge=AutoBridge.from_hf_pretrained,
+                                       dtype=args.dtype, overwrite=args.overwrite,
                                        trust_remote_code=args.trust_remote_code or None,
                                        progress=False if args.no_progress else None, should_pad_vocab=args.pad_vocab,
                                        revision=args.revision)

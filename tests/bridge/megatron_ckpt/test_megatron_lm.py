@@ -51,7 +51,8 @@ def test_megatron_lm_finetune_loads_an_offline_checkpoint(ours, tmp_path: Path, 
     from bridge.megatron_ckpt.offline import convert_to_torch_dist
 
     hf, _ = ours
-    offline = convert_to_torch_dist(hf, tmp_path / "offline", progress=False).path
+    offline = convert_to_torch_dist(hf, tmp_path / "offline", open_bridge=AutoBridge.from_hf_pretrained,
+                                    progress=False).path
     report = _run(release, "load", offline, hf, tmp_path / "load.json")
     assert report["diff_before"] > 0.1 and report["diff_after"] <= 1e-5, report
 

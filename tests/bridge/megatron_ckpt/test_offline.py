@@ -46,7 +46,8 @@ def test_offline_and_model_built_checkpoints_load_to_identical_tensors(tmp_path:
     from tests.helpers.tiny import make_hf_checkpoint
 
     hf = make_hf_checkpoint(tmp_path / "hf", seed=12, tie_word_embeddings=tied)
-    offline = convert_to_torch_dist(hf, tmp_path / "offline", progress=False).path
+    offline = convert_to_torch_dist(hf, tmp_path / "offline", open_bridge=AutoBridge.from_hf_pretrained,
+                                    progress=False).path
     reset_model_parallel()
     built = import_ckpt(hf, tmp_path / "built", offline=False)
     assert _index(offline) == _index(built)  # same keys (extra states included) and global shapes
@@ -72,7 +73,8 @@ def test_mixture_of_experts_is_refused_with_the_alternative(tmp_path: Path) -> N
 
     Qwen3MoeForCausalLM(Qwen3MoeConfig(**TINY)).save_pretrained(tmp_path / "moe")
     with pytest.raises(UnsupportedFeatureError, match="use `mcore-compat import-ckpt`"):
-        convert_to_torch_dist(tmp_path / "moe", tmp_path / "out", progress=False)
+        convert_to_torch_dist(tmp_path / "moe", tmp_path / "out", open_bridge=AutoBridge.from_hf_pretrained,
+                              progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["moe"]
 
 
@@ -97,6 +99,7 @@ def rss(key):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 
+from bridge.auto_bridge import AutoBridge
 from bridge.megatron_ckpt.offline import convert_to_torch_dist
 from bridge.streaming.convert import family_for
 
@@ -104,7 +107,7 @@ family_for(src, None)  # imports and config parsing before the measurement
 base = rss("VmRSS")
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
-convert_to_torch_dist(src, out, progress=False, durable=False)
+convert_to_torch_dist(src, out, open_bridge=AutoBridge.from_hf_pretrained, progress=False, durable=False)
 print(rss("VmHWM") - base)
 """
 

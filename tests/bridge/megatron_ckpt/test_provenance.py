@@ -63,7 +63,7 @@ def test_a_bf16_model_exports_bit_exactly_and_names_its_source(tmp_path: Path, b
     if writer == "import_ckpt":
         AutoBridge.import_ckpt(bf16_checkpoint, ckpt, offline=False)
     else:
-        convert_to_torch_dist(bf16_checkpoint, ckpt, progress=False)
+        convert_to_torch_dist(bf16_checkpoint, ckpt, open_bridge=AutoBridge.from_hf_pretrained, progress=False)
     record = json.loads((ckpt / "mcore_compat.json").read_text())
     assert record["hf_dtypes"] == {"default": "bfloat16", "except": {}}
     assert record["hf_source"]["hf_model_id"] == str(bf16_checkpoint.resolve())
@@ -74,7 +74,8 @@ def test_a_bf16_model_exports_bit_exactly_and_names_its_source(tmp_path: Path, b
 
 
 def test_the_recorded_source_is_optional_and_validated(tmp_path: Path, bf16_checkpoint: Path) -> None:
-    ckpt = convert_to_torch_dist(bf16_checkpoint, tmp_path / "ckpt", progress=False).path
+    ckpt = convert_to_torch_dist(bf16_checkpoint, tmp_path / "ckpt", open_bridge=AutoBridge.from_hf_pretrained,
+                                 progress=False).path
     record_file = ckpt / "mcore_compat.json"
     record = json.loads(record_file.read_text())
     del record["hf_source"]  # as a record written before hf_source existed
