@@ -122,7 +122,8 @@ class DistcpTensors:
         self._sizes: dict[str, tuple[int, ...]] = {}
         self._dtypes: dict[str, torch.dtype] = {}
         self._chunks: dict[str, list[_Chunk]] = {}
-        storage = {(i.fqn, tuple(i.offset) if i.offset is not None else None): s for i, s in index.storage_data.items()}
+        # a 0-d tensor's chunk is stored under offset None by some writers and () by others
+        storage = {(i.fqn, tuple(i.offset) if i.offset is not None else ()): s for i, s in index.storage_data.items()}
         for key, meta in index.state_dict_metadata.items():
             if not hasattr(meta, "chunks"):
                 continue  # byte objects (``_extra_state``, the common state)

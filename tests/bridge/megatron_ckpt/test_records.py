@@ -68,3 +68,9 @@ def test_a_damaged_record_is_a_checkpoint_error(tmp_path: Path) -> None:
         tensors.part("embedding")
     with pytest.raises(CheckpointError, match="damaged"):
         record_span(tmp_path / _DATA_FILE, 18, len(data) - 18)
+
+
+def test_a_zero_dimensional_tensor_is_found_under_either_offset_spelling(tmp_path: Path) -> None:
+    tensors = _write(tmp_path, {"scale": [((), torch.tensor(2.5))]}, {"scale": ()})  # stored under offset None
+    part = tensors.part("scale")
+    assert isinstance(part, FileSpan) and part.shape == () and part.read().item() == 2.5
