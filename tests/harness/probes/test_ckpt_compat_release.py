@@ -76,3 +76,14 @@ def test_a_016_llama_checkpoint_read_by_0192_with_its_hybrid_paths(tmp_path: Pat
     migrate = cell["hybrid_migrate"]
     assert migrate["first_difference"].startswith("missing 'decoder.final_norm.weight'"), migrate
     assert migrate["verdict"] == "loads_after_migrate" and migrate["max_abs_diff"] <= PARITY_ATOL, migrate
+
+
+@pytest.mark.slow
+def test_a_016_tiny_gpt_checkpoint_migrates_to_a_hybrid_model_with_its_remote_code(tmp_path: Path) -> None:
+    """migrate-ckpt inside the probe builds TinyGPT (``trust_remote_code``) from the checkpoint's HF copy: without
+    the trust flag its hybrid_migrate path was an ``error`` ("needs custom code ..., which is not trusted")."""
+    cell = _cell_016_read_by_0192("tiny_gpt", tmp_path)
+    assert cell["bridge"]["verdict"] in ("loads", "loads_with_warnings"), cell["bridge"]
+    migrate = cell["hybrid_migrate"]
+    assert "not trusted" not in migrate.get("details", ""), migrate
+    assert migrate["verdict"] == "loads_after_migrate" and migrate["max_abs_diff"] <= PARITY_ATOL, migrate
