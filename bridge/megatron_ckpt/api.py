@@ -254,8 +254,9 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
     """``torch_dist`` checkpoint -> HF checkpoint (single process, TP = PP = 1, resharding on load).
 
     ``offline`` (None: where possible) copies the tensors straight from the checkpoint's records without
-    building the model (:mod:`bridge.megatron_ckpt.offline_export`: a checkpoint mcore-compat wrote, GPTModel
-    names, no mixture of experts, no ``model_class`` asked for); ``False`` always builds the model and loads it
+    building the model (:mod:`bridge.megatron_ckpt.offline_export`: GPTModel names, no mixture of experts, no
+    ``model_class`` asked for; what the index must hold comes from mcore-compat's record, or for a checkpoint
+    Megatron-LM wrote from the model built on the meta device); ``False`` always builds the model and loads it
     with ``dist_checkpointing``; ``True`` refuses what needs a model. Both give the same HF checkpoint. The output target is checked before
     anything is loaded, so a refused ``hf_path`` costs nothing.
     """
@@ -274,7 +275,9 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
                           "drop one of them")
     if offline is not False and model_class is None:
         try:
-            plan = plan_offline_export(dirs, record, bridge.bridge, provider, bridge.hf_config, storage_index(dirs))
+            writer = writer_model_class(record, None if record is not None else load_common(dirs).get("args"))
+            plan = plan_offline_export(dirs, record, bridge.bridge, provider, bridge.hf_config, storage_index(dirs),
+                                       writer_class=writer)
         except UnsupportedFeatureError as exc:
             if offline:
                 raise

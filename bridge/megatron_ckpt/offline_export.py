@@ -9,15 +9,18 @@ each is written at its final place in the output shards from byte spans of the `
 ``dist_checkpointing``, peak memory about one parameter (a checkpoint written at TP > 1 assembles a layer's
 chunks in memory).
 
-It applies where the expected parameters are known without a model (:func:`offline_refusal` says why not
-otherwise, and ``export_ckpt`` then builds the model): a checkpoint mcore-compat wrote (its record lists every
-tensor the model had, which the index must match key for key and shape for shape), GPTModel names, no
-mixture of experts. The HF output is the model-built export's: the same tensors and dtypes (the source's,
-recorded at import), the same ``config.json`` and companion files (a test compares the two).
+What the checkpoint must hold is checked before anything is written, key for key and shape for shape: against
+mcore-compat's record (it lists every tensor the model had) or, for a checkpoint Megatron-LM wrote, against the
+sharded state dict of the model built on the meta device (no memory, no data: the same expectation the
+model-built reader checks); anything else the index holds (optimizer state, RNG) is not read. It covers GPTModel
+names without mixture of experts (:func:`offline_refusal` says why not otherwise, and ``export_ckpt`` then builds
+the model). The HF output is the model-built export's: the same tensors and dtypes (the source's, recorded at
+import, else the HF config's), the same ``config.json`` and companion files (a test compares the two).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -32,8 +35,8 @@ from bridge.megatron_ckpt.layout import CheckpointDirs, hf_dtype_of
 from bridge.megatron_ckpt.offline import LAYER_KEY_RENAMES
 from bridge.megatron_ckpt.records import DistcpTensors
 
-__all__ = ["PARAM_OF_LAYER_KEY", "OfflineExport", "config_dtype", "export_dtype", "export_offline",
-           "plan_offline_export"]
+__all__ = ["PARAM_OF_LAYER_KEY", "OfflineExport", "config_dtype", "expected_by_model", "export_dtype",
+           "export_offline", "offline_refusal", "plan_offline_export"]
 
 log = get_logger("megatron_ckpt.offline_export")
 
@@ -64,12 +67,10 @@ def config_dtype(hf_config: Any) -> torch.dtype | None:
     return torch_dtype(hf_config, default=None)
 
 
-def parameters_of(tensors: DistcpTensors) -> dict[str, tuple[str, int | None]]:
-    """Megatron parameter name -> ``(sharded key, layer or None)`` for every tensor of the index."""
+def parameters_of(tensors: DistcpTensors, keys: list[str]) -> dict[str, tuple[str, int | None]]:
+    """Megatron parameter name -> ``(sharded key, layer or None)`` for the index's tensors ``keys``."""
     out: dict[str, tuple[str, int | None]] = {}
-    for key in tensors.keys():
-        if key.startswith(_COMMON_PREFIX):
-            continue
+    for key in keys:
         if not key.startswith(_LAYERS):
             out[key] = (key, None)
             continue
@@ -90,43 +91,69 @@ class OfflineExport:
     ctx: Any
 
 
-def offline_refusal(dirs: CheckpointDirs, record: dict[str, Any] | None, provider: Any) -> str | None:
-    """Why this checkpoint cannot be exported without a model (None: it can)."""
-    if record is None:
-        return ("it has no mcore-compat record (Megatron-LM wrote it), so only a built model says which parameters "
-                "it must hold")
-    if record.get("model_class") != "gpt":
-        return f"its parameters follow {record.get('model_class')!r} names (the offline reader knows GPTModel's)"
+def offline_refusal(writer_class: str, provider: Any) -> str | None:
+    """Why a checkpoint of ``writer_class`` names (``"gpt"``/``"hybrid"``) for ``provider`` cannot be exported
+    without a model (None: it can)."""
+    if writer_class != "gpt":
+        return f"its parameters follow {writer_class!r} names (the offline reader knows GPTModel's)"
     if provider.num_moe_experts:
         return "it is a mixture-of-experts model (MCore stacks experts along another axis)"
     return None
 
 
+def expected_by_model(provider: Any) -> dict[str, list[int] | None]:
+    """Sharded key -> global shape of every tensor the model of ``provider`` (TP = PP = 1) saves, from the model
+    built on the meta device (``use_cpu_initialization``, so no device memory either): what the model-built
+    reader's shape check expects; None where MCore accepts any stored shape (``allow_shape_mismatch``: the
+    vocabulary, whose padding a Megatron-LM run may have chosen otherwise). ``provider`` is left as it was."""
+    import torch
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+
+    from bridge import runtime
+    from bridge.megatron_ckpt.keys import sharded_leaves
+
+    meta = copy.copy(provider)
+    meta.__dict__.pop("_finalized", None)
+    object.__setattr__(meta, "config_overrides", {**provider.config_overrides, "use_cpu_initialization": True})
+    meta.finalize()
+    runtime.ensure_model_parallel(1, 1, ep=1, vpp=None, seed=1234)
+    with torch.device("meta"):
+        chunk = meta.provide(pre_process=True, post_process=True)
+    return {e.key: None if e.allow_shape_mismatch else list(e.global_shape)
+            for e in sharded_leaves(chunk.sharded_state_dict()) if isinstance(e, ShardedTensor)}
+
+
 def plan_offline_export(dirs: CheckpointDirs, record: dict[str, Any] | None, family: Any, provider: Any,
-                        hf_config: Any, index: Any) -> OfflineExport:
-    """Everything the offline export writes, decided from the index, the record and the config (no tensor read).
+                        hf_config: Any, index: Any, *, writer_class: str) -> OfflineExport:
+    """Everything the offline export writes, decided from the index, the record (or the model on the meta
+    device) and the config; no tensor is read.
 
     Raises:
         UnsupportedFeatureError: the checkpoint needs a built model (see :func:`offline_refusal`), or the
-            index does not match the record key for key.
+            index does not hold what is expected key for key and shape for shape (the model-built route then
+            names the difference).
     """
     from bridge.parallel.spec import ParallelLayout, ParamSpec, PipelineLayout
     from bridge.streaming.plan import plan_export
     from bridge.streaming.shards import tp_meta
 
-    why = offline_refusal(dirs, record, provider)
+    why = offline_refusal(writer_class, provider)
     if why is not None:
         raise UnsupportedFeatureError(f"{dirs.root} cannot be exported without building the model: {why}")
-    assert record is not None
     tensors = DistcpTensors(dirs.iteration_dir, index)
     stored = {k: list(tensors.size(k)) for k in tensors.keys() if not k.startswith(_COMMON_PREFIX)}
-    recorded = {k: list(v["shape"]) for k, v in record.get("params", {}).items()}
-    if stored != recorded:
-        differ = sorted(set(stored) ^ set(recorded)) or sorted(k for k in stored if stored[k] != recorded[k])
-        raise UnsupportedFeatureError(f"{dirs.root}: the tensor index and {dirs.record.name} disagree (first: "
-                                      f"{differ[0]!r}); the checkpoint was changed after it was written")
+    if record is not None:
+        expected, against = {k: list(v["shape"]) for k, v in record.get("params", {}).items()}, dirs.record.name
+        extra = sorted(set(stored) - set(expected))
+    else:
+        expected, against, extra = expected_by_model(provider), "the model's sharded state dict", []
+    differ = extra + sorted(k for k in expected if k not in stored or expected[k] not in (None, stored[k]))
+    if differ:
+        key = differ[0]
+        raise UnsupportedFeatureError(f"{dirs.root}: the tensor index and {against} disagree (first: {key!r}: "
+                                      f"stored {stored.get(key)}, expected {expected.get(key)})")
     registry, ctx = family.model_registry(provider, "gpt"), family.mapping_context(provider)
-    sources = parameters_of(tensors)
+    sources = parameters_of(tensors, sorted(expected))
     unmapped = sorted(n for n in sources if registry.megatron_to_hf_lookup(n) is None)
     if unmapped:
         raise UnsupportedFeatureError(f"{dirs.root}: {len(unmapped)} stored parameter(s) have no mapping in the "

@@ -5,9 +5,10 @@ exports it to the ``transformers`` layout. A checkpoint from ``import-ckpt`` nee
 that Megatron-LM's ``save_checkpoint`` wrote needs ``--hf-config`` (the model's HF config directory
 or Hub ID), checked against the ``args`` in its ``common.pt``. The output appears atomically.
 
-A checkpoint mcore-compat wrote (GPTModel names, no mixture of experts) is exported without building the
-model: its tensors are copied from the ``.distcp`` records (no GPU, memory about one parameter); the
-same HF checkpoint comes out. ``--build-model`` always builds and loads the model.
+A checkpoint with GPTModel names and no mixture of experts is exported without building the model: its
+tensors are copied from the ``.distcp`` records (no GPU, memory about one parameter) once the index is checked
+against mcore-compat's record or, for one Megatron-LM wrote, the model built on the meta device; the same HF
+checkpoint comes out. ``--build-model`` always builds and loads the model.
 """
 
 from __future__ import annotations

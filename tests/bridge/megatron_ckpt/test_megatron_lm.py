@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bridge.auto_bridge import AutoBridge
+from bridge.runtime import reset_model_parallel
 from harness.versions import RELEASES, version_key
 
 import_ckpt, export_ckpt = AutoBridge.import_ckpt, AutoBridge.export_ckpt
@@ -86,5 +87,7 @@ def test_a_checkpoint_megatron_lm_saved_exports_back_bit_exactly(ours, tmp_path:
     hf, _ = ours
     report = _run(release, "save", hf, tmp_path / "mlm", tmp_path / "save.json")
     assert report["saved"] == ["iter_0000007", "latest_checkpointed_iteration.txt"]
-    out = export_ckpt(tmp_path / "mlm", tmp_path / "back", hf_config=hf)
-    assert (out / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
+    for offline in (True, False):  # copied from the records (index checked on the meta device), and model-built
+        reset_model_parallel()
+        out = export_ckpt(tmp_path / "mlm", tmp_path / f"back-{offline}", hf_config=hf, offline=offline)
+        assert (out / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes(), offline

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from bridge.auto_bridge import AutoBridge
-from bridge.errors import ConfigError, UnsupportedFeatureError
+from bridge.errors import CheckpointError, ConfigError, UnsupportedFeatureError
 from bridge.megatron_ckpt.api import load_checkpoint_model
 from bridge.megatron_ckpt.offline import LAYER_KEY_RENAMES
 from bridge.megatron_ckpt.offline_export import PARAM_OF_LAYER_KEY, export_dtype
@@ -96,16 +96,32 @@ def test_vocabulary_padding_is_cut_on_the_way_back(tmp_path: Path) -> None:
     assert (out / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
 
 
-def test_a_checkpoint_megatron_lm_wrote_needs_the_model(tmp_path: Path) -> None:
+def _drop_from_index(mc: Path, key: str) -> None:
+    """Remove ``key`` from the checkpoint's DCP index, as if its writer's model had no such tensor."""
+    import pickle
+
+    path = mc / "iter_0000000" / ".metadata"
+    index = pickle.loads(path.read_bytes())
+    del index.state_dict_metadata[key]
+    index.storage_data = {k: v for k, v in index.storage_data.items() if k.fqn != key}
+    path.write_bytes(pickle.dumps(index))
+
+
+def test_a_checkpoint_without_a_record_is_checked_against_the_model_on_the_meta_device(tmp_path: Path) -> None:
     from tests.helpers.tiny import make_hf_checkpoint
 
     hf = make_hf_checkpoint(tmp_path / "hf", seed=8)
     mc = AutoBridge.import_ckpt(hf, tmp_path / "mc")
-    (mc / "mcore_compat.json").unlink()  # as Megatron-LM's save_checkpoint leaves it: no record
-    with pytest.raises(UnsupportedFeatureError, match="no mcore-compat record"):
-        AutoBridge.export_ckpt(mc, tmp_path / "refused", hf_config=hf, offline=True)
-    out = AutoBridge.export_ckpt(mc, tmp_path / "back", hf_config=hf)  # falls back to the built model
+    (mc / "mcore_compat.json").unlink()  # as Megatron-LM's save_checkpoint leaves it: no record, no hf/
+    out = AutoBridge.export_ckpt(mc, tmp_path / "back", hf_config=hf, offline=True)  # no model with data built
     assert (out / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
+    _drop_from_index(mc, "decoder.final_layernorm.weight")
+    with pytest.raises(UnsupportedFeatureError, match=r"'decoder.final_layernorm.weight': stored None, expected \[64\]"):
+        AutoBridge.export_ckpt(mc, tmp_path / "refused", hf_config=hf, offline=True)
+    reset_model_parallel()
+    with pytest.raises(CheckpointError, match="decoder.final_layernorm.weight"):  # the model-built reader's words
+        AutoBridge.export_ckpt(mc, tmp_path / "fallback", hf_config=hf)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "hf", "mc"]
 
 
 def test_an_index_that_disagrees_with_the_record_is_not_copied(tmp_path: Path) -> None:
