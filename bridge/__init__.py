@@ -6,9 +6,7 @@ Names are imported lazily: a process that needs one module (``mcore-compat conve
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from bridge.lazy import lazy_exports
 from bridge.errors import (
     BridgeError,
     CheckpointError,
@@ -42,13 +40,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "BridgeError", "CheckpointError", "ConfigError", "MappingError", "ParallelLayoutError",
                   "TrustRemoteCodeError", "UnsupportedFeatureError", "UnsupportedModelError", "WeightMismatchError"])
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bridge' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("bridge", _EXPORTS, __all__)

@@ -6,9 +6,7 @@ not pay for the scanners and introspection they never use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from bridge.lazy import lazy_exports
 from harness.errors import CacheError, HarnessError, ProbeError, RevisionError, SourceError
 
 _EXPORTS: dict[str, str] = {
@@ -26,13 +24,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted([*_EXPORTS, "CacheError", "HarnessError", "ProbeError", "RevisionError", "SourceError"])
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("harness", _EXPORTS, __all__)

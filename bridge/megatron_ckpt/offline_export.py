@@ -182,51 +182,38 @@ def export_offline(plan: OfflineExport, hf_path: str | os.PathLike[str], *, conf
                    max_shard_size: int | str | None = None, progress: bool | None = False) -> Path:
     """Write the planned HF checkpoint at ``hf_path`` (atomically), ``config`` as its ``config.json`` and the
     companion files of ``source_dir``."""
-    from bridge.checkpoint.atomic import AtomicDirectory
-    from bridge.checkpoint.companions import copy_companions
     from bridge.checkpoint.paths import CheckpointDir
-    from bridge.checkpoint.reader import HFCheckpointReader
     from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
     from bridge.streaming.files import Progress
-    from bridge.streaming.hf_out import PlannedHFWriter
+    from bridge.streaming.hf_out import planned_export
     from bridge.streaming.merges import hf_pieces
     from bridge.streaming.pieces import FileSpan, Scratch
 
     started = time.perf_counter()
     outs = [t for _, _, ts in plan.planned for t in ts]
-    stage = AtomicDirectory(hf_path, overwrite=overwrite, durable=durable)
-    writer = PlannedHFWriter(stage.staging, outs, durable=durable,
-                             max_shard_size=parse_size(max_shard_size if max_shard_size is not None
-                                                       else DEFAULT_MAX_SHARD_SIZE))
-    try:
-        scratch = Scratch(mapped=True)
-        with Progress(total_bytes=writer.total_size, total_tensors=len(outs), desc="export-ckpt",
-                      enabled=progress) as bar:
-            for name, mapping, hf_tensors in plan.planned:
-                key, layer = plan.sources[name]
-                part = plan.tensors.part(key, layer)
-                spec = plan.layout.params[name]
-                if spec.kind == "vocab":
-                    part = part.rows(0, spec.shape[0]) if isinstance(part, FileSpan) else part[:spec.shape[0]]
-                dtypes = {t.name: t.dtype for t in hf_tensors}
-                for hf_name, pieces in hf_pieces(mapping, plan.ctx, [part], spec, name=name, scratch=scratch).items():
-                    log.debug("%s <- %s%s (%d span(s))", hf_name, key, f"[{layer}]" if layer is not None else "",
-                              pieces.spans)
-                    pieces = pieces.to(dtypes[hf_name])
-                    writer.write_pieces(hf_name, pieces)
-                    bar.advance(pieces.nbytes)
-                del part
-        writer.finish()
-        copy_companions(CheckpointDir.resolve(source_dir) if source_dir is not None else None, stage.staging,
-                        config=config, durable=durable)
-        check = HFCheckpointReader(stage.staging)
-        if set(check.keys()) != {t.name for t in outs} or check.total_size != writer.total_size:
-            raise CheckpointError(f"{hf_path}: the written checkpoint does not read back as planned (writer bug)")
-        path = stage.commit()
-    except BaseException:
-        writer.abort()
-        stage.abort()
-        raise
-    log.info("exported %s offline: %d tensors, %.2f GB in %.2f s", path, len(outs), writer.total_size / 1e9,
+    size = parse_size(max_shard_size if max_shard_size is not None else DEFAULT_MAX_SHARD_SIZE)
+    companions = CheckpointDir.resolve(source_dir) if source_dir is not None else None
+    scratch = Scratch(mapped=True)
+    with planned_export(hf_path, outs, max_shard_size=size, companions=companions, config=config,
+                        overwrite=overwrite, durable=durable) as export, \
+            Progress(total_bytes=export.writer.total_size, total_tensors=len(outs), desc="export-ckpt",
+                     enabled=progress) as bar:
+        for name, mapping, hf_tensors in plan.planned:
+            key, layer = plan.sources[name]
+            part = plan.tensors.part(key, layer)
+            spec = plan.layout.params[name]
+            if spec.kind == "vocab":
+                part = part.rows(0, spec.shape[0]) if isinstance(part, FileSpan) else part[:spec.shape[0]]
+            dtypes = {t.name: t.dtype for t in hf_tensors}
+            for hf_name, pieces in hf_pieces(mapping, plan.ctx, [part], spec, name=name, scratch=scratch).items():
+                log.debug("%s <- %s%s (%d span(s))", hf_name, key, f"[{layer}]" if layer is not None else "",
+                          pieces.spans)
+                pieces = pieces.to(dtypes[hf_name])
+                export.writer.write_pieces(hf_name, pieces)
+                bar.advance(pieces.nbytes)
+            del part
+    path = export.path
+    assert path is not None  # set when the block ends without an error
+    log.info("exported %s offline: %d tensors, %.2f GB in %.2f s", path, len(outs), export.writer.total_size / 1e9,
              time.perf_counter() - started)
     return Path(path)

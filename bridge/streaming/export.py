@@ -24,17 +24,14 @@ from pathlib import Path
 
 from bridge import hub
 from bridge._logging import get_logger
-from bridge.checkpoint.atomic import AtomicDirectory
-from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
-from bridge.checkpoint.reader import HFCheckpointReader
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
 from bridge.errors import CheckpointError, ConfigError
 from bridge.parallel.layout_io import check_rank_files, layout_vocab_padding, rank_file_name, read_layout
 from bridge.parallel.state import placements
 from bridge.streaming.convert import family_for, family_of
 from bridge.streaming.files import Progress, SpanFiles
-from bridge.streaming.hf_out import PlannedHFWriter
+from bridge.streaming.hf_out import planned_export
 from bridge.streaming.merges import hf_pieces
 from bridge.streaming.pieces import Scratch
 from bridge.streaming.plan import plan_export
@@ -126,10 +123,10 @@ def export_checkpoint(
     planned = plan_export(layout, registry, ctx)
     tensors = [t for _, _, outs in planned for t in outs]
     places = placements(layout)
-    stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
-    writer = PlannedHFWriter(stage.staging, tensors, max_shard_size=parse_size(max_shard_size), durable=durable)
-    try:
-        files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch(mapped=True)
+    files, scratch = SpanFiles(lambda rank: source / rank_file_name(*rank)), Scratch(mapped=True)
+    with planned_export(hf_dir, tensors, max_shard_size=parse_size(max_shard_size), overwrite=overwrite,
+                        durable=durable, companions=CheckpointDir.resolve(config_dir)) as export:
+        writer = export.writer
         with Progress(total_bytes=writer.total_size, total_tensors=len(tensors), desc="export",
                       enabled=progress) as bar:
             for name, mapping, outs in planned:
@@ -140,16 +137,8 @@ def export_checkpoint(
                     writer.write_pieces(hf_name, pieces)
                     bar.advance(pieces.nbytes)
                 del shards
-        writer.finish()
-        copy_companions(CheckpointDir.resolve(config_dir), stage.staging, durable=durable)
-        check = HFCheckpointReader(stage.staging)
-        if set(check.keys()) != {t.name for t in tensors} or check.total_size != writer.total_size:
-            raise CheckpointError(f"{hf_dir}: the written checkpoint does not read back as planned (writer bug)")
-        path = stage.commit()
-    except BaseException:
-        writer.abort()
-        stage.abort()
-        raise
+    path = export.path
+    assert path is not None  # set when the block ends without an error
     seconds = time.perf_counter() - started
     log.info("exported %s -> %s: %d tensors, %.2f GB in %d file(s), %.2f s", source, path, len(tensors),
              writer.total_size / 1e9, len(writer.files), seconds)

@@ -12,11 +12,13 @@ The files are byte-identical to ``HFCheckpointWriter``'s for the same tensors in
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +29,7 @@ from bridge.errors import CheckpointError
 from bridge.streaming.pieces import Pieces
 from bridge.streaming.plan import HFTensorPlan
 
-__all__ = ["PlannedHFWriter", "assign_shards", "start_writeback"]
+__all__ = ["PlannedExport", "PlannedHFWriter", "assign_shards", "planned_export", "start_writeback"]
 
 log = get_logger("streaming.hf_out")
 
@@ -230,3 +232,44 @@ class PlannedHFWriter:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+@dataclass
+class PlannedExport:
+    """What :func:`planned_export` yields: the ``writer``, and the committed ``path`` once the block ends."""
+
+    writer: PlannedHFWriter
+    path: Path | None = None
+
+
+@contextlib.contextmanager
+def planned_export(hf_dir: str | os.PathLike[str], tensors: list[HFTensorPlan], *, max_shard_size: int,
+                   companions: Any, config: Mapping[str, Any] | None = None, overwrite: bool = False,
+                   durable: bool = True) -> Iterator[PlannedExport]:
+    """An HF checkpoint at ``hf_dir`` whose ``tensors`` the block writes through ``.writer``; when it ends, the
+    index, the companion files of ``companions`` (a :class:`~bridge.checkpoint.paths.CheckpointDir` or None;
+    ``config`` replaces its ``config.json``) are written, the result is read back against the plan and the
+    directory appears atomically (``.path``). Any failure leaves nothing behind and never touches a directory
+    the writer did not create (:class:`~bridge.checkpoint.atomic.AtomicDirectory`)."""
+    from bridge.checkpoint.atomic import AtomicDirectory
+    from bridge.checkpoint.companions import copy_companions
+    from bridge.checkpoint.reader import HFCheckpointReader
+
+    stage = AtomicDirectory(hf_dir, overwrite=overwrite, durable=durable)
+    export: PlannedExport | None = None
+    try:
+        export = PlannedExport(PlannedHFWriter(stage.staging, tensors, max_shard_size=max_shard_size,
+                                               durable=durable))
+        yield export
+        export.writer.finish()
+        copy_companions(companions, stage.staging, config=config, durable=durable)
+        check = HFCheckpointReader(stage.staging)
+        if set(check.keys()) != {t.name for t in tensors} or check.total_size != export.writer.total_size:
+            raise CheckpointError(f"{hf_dir}: the written checkpoint does not read back as planned (writer bug)")
+        export.path = Path(stage.commit())
+    except BaseException:
+        if export is not None:
+            export.writer.abort()
+        stage.abort()
+        raise
+

@@ -11,8 +11,7 @@ must not pay for (or be disturbed by) the harness side.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bridge.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "EXPLANATIONS": "harness.probes.explanations",
@@ -32,13 +31,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'harness.probes' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("harness.probes", _EXPORTS, __all__)

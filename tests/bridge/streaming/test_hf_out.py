@@ -95,3 +95,29 @@ def test_durable_writes_start_the_write_back_as_they_go(tmp_path: Path, monkeypa
         os.close(fd)
     assert writer.writebacks_started == kicks
     assert load_file(tmp_path / writer.files[0])["t7"].equal(tensors["t7"])
+
+
+def test_a_planned_export_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    from bridge.streaming.hf_out import planned_export
+
+    tensor = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    plan = [HFTensorPlan("w", torch.float32, (2, 3), "w")]
+    with pytest.raises(CheckpointError, match="never written"):  # the block forgot a tensor: nothing appears
+        with planned_export(tmp_path / "out", plan, max_shard_size=2**20, companions=None, config={"a": 1}):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):  # the block failed: nothing appears
+        with planned_export(tmp_path / "out", plan, max_shard_size=2**20, companions=None) as export:
+            export.writer.write("w", tensor)
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with planned_export(tmp_path / "out", plan, max_shard_size=2**20, companions=None, config={"a": 1}) as export:
+        export.writer.write("w", tensor)
+    assert export.path == tmp_path / "out" and sorted(p.name for p in export.path.iterdir()) == [
+        "config.json", "model.safetensors"]
+    assert torch.equal(load_file(export.path / "model.safetensors")["w"], tensor)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError):  # a directory the writer did not create is never replaced
+        with planned_export(tmp_path / "mine", plan, max_shard_size=2**20, companions=None, overwrite=True):
+            pass
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "not a checkpoint"
