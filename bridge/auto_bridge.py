@@ -18,50 +18,24 @@ read from ``config.json`` as JSON, and custom code (``auto_map``) is imported on
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.distributed as dist
 
+from bridge import config_cache as configs
 from bridge import conversion, hub, trust
 from bridge._logging import get_logger
 from bridge.checkpoint.companions import auto_map_modules
 from bridge.errors import CheckpointError, ConfigError, UnsupportedFeatureError, UnsupportedModelError
-from bridge.models.hf_validation import validate_hf_config
+from bridge.models.hf_validation import read_config_json, validate_hf_config
 from bridge.providers import GPTModelProvider
 from bridge.registry import MegatronModelBridge, bridge_for_architectures, registered_architectures
 
 __all__ = ["AutoBridge", "HFWeightTuple"]
 
 log = get_logger("auto_bridge")
-
-
-def _read_config_json(path: Path) -> dict[str, Any]:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        raise CheckpointError(f"expected {cfg} (an HF checkpoint directory has a config.json); found none")
-    try:
-        data = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{cfg} must hold a JSON object, found {type(data).__name__}")
-    validate_hf_config(data, source=cfg)  # before transformers parses it (it divides by num_attention_heads)
-    return data
-
-
-def _auto_config(path: Path, use_code: bool, kwargs: dict[str, Any]) -> Any:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(str(path), trust_remote_code=use_code, **kwargs)
-
-
-def _native_model_type(model_type: str | None) -> bool:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-
-    return model_type in CONFIG_MAPPING_NAMES
 
 
 def _chunks(model: Any) -> list[torch.nn.Module]:
@@ -115,17 +89,15 @@ class AutoBridge:
         only) and no ``kwargs``, ``hf_config`` may be a :class:`~bridge.resolved_config.ResolvedConfig` from
         :mod:`bridge.config_cache` (same values, no transformers import) instead of a transformers config.
         """
-        from bridge import config_cache as cached
-
         src = hub.resolve_hf_source(path, revision=revision, files=hub.CONFIG, local_files_only=local_files_only,
                                     cache_dir=cache_dir, token=token)
-        raw = _read_config_json(src.path)
+        raw = read_config_json(src.path)
         bridge_cls = bridge_for_architectures(raw.get("architectures"), source=str(src.path / "config.json"))
         use_cache = config_cache and not kwargs
-        entry = cached.lookup(src.path) if use_cache else None
+        entry = configs.lookup(src.path) if use_cache else None
         use_code = False
         if trust.needs_remote_code(raw) and not (entry.native_model_type if entry is not None
-                                                 else _native_model_type(raw.get("model_type"))):
+                                                 else configs.native_model_type(raw.get("model_type"))):
             subject = src.trust_subject if src.is_hub else path  # a local path keeps its spelling for the policy
             trust.require_trust(subject, trust_remote_code, what=f"config and model classes {raw.get('auto_map')}",
                                 config=raw)
@@ -137,9 +109,9 @@ class AutoBridge:
         if entry is not None:
             hf_config = entry.config
         else:
-            hf_config = _auto_config(src.path, use_code, kwargs)
+            hf_config = configs.transformers_config(src.path, use_code, kwargs)
             if use_cache:
-                cached.store(src.path, hf_config, native_model_type=_native_model_type(raw.get("model_type")))
+                configs.store(src.path, hf_config, native_model_type=configs.native_model_type(raw.get("model_type")))
         log.debug("loaded %s config from %s with %s", bridge_cls.architecture, src.describe(), bridge_cls.__name__)
         auto = cls(hf_config, hf_path=src.path, bridge=bridge_cls(), trust_remote_code=trust_remote_code, source=src)
         auto._token = token
@@ -150,7 +122,7 @@ class AutoBridge:
         """This checkpoint's transformers config, loaded again (what a cached config stands in for)."""
         if self.hf_path is None:
             raise ConfigError("this bridge was made from a config object; it has no config.json to load")
-        return _auto_config(self.hf_path, self._use_code, {})
+        return configs.transformers_config(self.hf_path, self._use_code, {})
 
     @classmethod
     def from_hf_config(cls, config: Any) -> "AutoBridge":
@@ -212,7 +184,7 @@ class AutoBridge:
     def can_handle(cls, path: str | Path, trust_remote_code: bool | None = None) -> bool:
         """Whether a registered bridge handles the checkpoint's architecture (reads JSON only, runs no code)."""
         try:
-            raw = _read_config_json(hub.resolve_hf_source(path, files=hub.CONFIG).path)
+            raw = read_config_json(hub.resolve_hf_source(path, files=hub.CONFIG).path)
         except (CheckpointError, ConfigError, OSError):
             return False
         return cls.supports(raw)

@@ -109,6 +109,21 @@ def _dist_checkpointing_load_takes(name: str) -> Callable[[], bool]:
     return check
 
 
+def _dataclass_has_field(module: str, name: str, field: str) -> Callable[[], bool]:
+    """Whether dataclass ``module.name`` has ``field`` (torch's own classes; False when the class is absent)."""
+    def check() -> bool:
+        import dataclasses
+        import importlib
+
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            return False
+        return cls is not None and field in {f.name for f in dataclasses.fields(cls)}
+
+    return check
+
+
 def _importable(module: str, name: str) -> Callable[[], bool]:
     """Whether ``from module import name`` works in the installed MCore (a deleted class or module: False)."""
     def check() -> bool:
@@ -199,6 +214,9 @@ FEATURES: dict[str, Callable[[], bool]] = {
     "torch_save_crc32_option": _importable("torch.serialization", "set_crc32_options"),
     # torch.save can write a record's metadata and leave its data as a hole to fill (torch 2.6+; offline.py)
     "torch_save_skip_data": _importable("torch.serialization", "skip_data"),
+    # DCP's storage entries can name transforms of the stored bytes, e.g. compression (torch 2.8+; records.py)
+    "dcp_storage_transforms": _dataclass_has_field("torch.distributed.checkpoint.filesystem", "_StorageInfo",
+                                                   "transform_descriptors"),
 }
 
 

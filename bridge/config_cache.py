@@ -36,7 +36,8 @@ from bridge._logging import get_logger
 from bridge.resolved_config import CachedConfigGap, ResolvedConfig, Unsnapshottable, snapshot
 from bridge.user_cache import atomic_write_text, default_cache_dir
 
-__all__ = ["CONFIG_CACHE_ENV", "CachedEntry", "cache_dir", "cache_key", "lookup", "store", "with_real_config"]
+__all__ = ["CONFIG_CACHE_ENV", "CachedEntry", "cache_dir", "cache_key", "lookup", "native_model_type", "store",
+           "transformers_config", "with_real_config"]
 
 log = get_logger("config_cache")
 
@@ -157,3 +158,18 @@ def with_real_config(auto: Any, work: Callable[[Any], T]) -> T:
         log.debug("config cache: %s; loading the real config", gap)
         auto.hf_config = auto.load_real_config()
         return work(auto)
+
+
+def transformers_config(path: Path, use_code: bool, kwargs: dict[str, Any]) -> Any:
+    """The real config of the checkpoint in ``path``: ``AutoConfig.from_pretrained`` (what the cache stands in for)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(path), trust_remote_code=use_code, **kwargs)
+
+
+def native_model_type(model_type: str | None) -> bool:
+    """Whether transformers itself knows ``model_type`` (then no custom config code is needed)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type in CONFIG_MAPPING_NAMES
+

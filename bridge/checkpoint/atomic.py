@@ -18,13 +18,14 @@ import os
 import shutil
 import uuid
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
 from bridge._logging import get_logger
 from bridge.errors import CheckpointError
 
-__all__ = ["AtomicDirectory", "fsync_directory", "fsync_tree"]
+__all__ = ["AtomicDirectory", "check_not_an_input", "fsync_directory", "fsync_tree"]
 
 log = get_logger("checkpoint.atomic")
 
@@ -64,6 +65,23 @@ def fsync_tree(root: Path) -> None:
                 os.close(fd)
     for directory in reversed(dirs):
         fsync_directory(directory)
+
+
+def check_not_an_input(target: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], *,
+                       action: str) -> None:
+    """Refuse to write ``target`` when it is one of the ``inputs`` (None entries skipped), lies inside one, or holds
+    one: replacing it would destroy what is being read. Every writer checks this before any work."""
+    out = Path(target).expanduser().resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        src = Path(source).expanduser().resolve()
+        if out == src or src in out.parents or out in src.parents:
+            relation = "is" if out == src else "is inside" if src in out.parents else "holds"
+            raise CheckpointError(
+                f"cannot {action} into {target}: it {relation} the input {source}; choose an output directory "
+                "outside the input"
+            )
 
 
 def _looks_like_checkpoint(path: Path) -> bool:

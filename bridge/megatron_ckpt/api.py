@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from bridge._logging import get_logger
+from bridge.checkpoint.atomic import check_not_an_input
 from bridge.errors import CheckpointError, ConfigError, UnsupportedFeatureError
 from bridge.megatron_ckpt.args import check_args_against, provider_settings_from_args
 from bridge.megatron_ckpt.interop import sharded_for_checkpoint, writer_model_class
@@ -197,9 +198,11 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
 
             try:
                 done = convert_to_torch_dist(
-                    hf_path, megatron_path, open_bridge=open_bridge, dtype=provider_overrides.get("params_dtype", "keep"), overwrite=overwrite,
-                    trust_remote_code=trust_remote_code, progress=progress, durable=durable,
-                    should_pad_vocab=provider_overrides.get("should_pad_vocab", False))
+                    hf_path, megatron_path, open_bridge=open_bridge, overwrite=overwrite, progress=progress,
+                    dtype=provider_overrides.get("params_dtype", "keep"), model_dtypes=True,  # as the model holds them
+                    trust_remote_code=trust_remote_code, durable=durable,
+                    should_pad_vocab=provider_overrides.get("should_pad_vocab", False),
+                    model_class=provider_overrides.get("model_class"))
             except UnsupportedFeatureError as exc:  # refused before anything was written
                 if offline:
                     raise
@@ -214,6 +217,8 @@ def import_ckpt(hf_path: str | os.PathLike[str], megatron_path: str | os.PathLik
     with tqdm(total=3, desc="import-ckpt: config", unit="phase", leave=False,
               disable=True if quiet or progress is False else None) as bar:
         bridge = open_bridge(hf_path, trust_remote_code=trust_remote_code)
+        inputs = [p for p in (hf_path, bridge.hf_path) if p is not None and Path(p).expanduser().exists()]
+        check_not_an_input(megatron_path, inputs, action="import")
         provider = bridge.to_megatron_provider(load_weights=True)
         for name, value in provider_overrides.items():
             setattr(provider, name, value)
@@ -257,8 +262,9 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
     building the model (:mod:`bridge.megatron_ckpt.offline_export`: GPTModel names, no mixture of experts, no
     ``model_class`` asked for; what the index must hold comes from mcore-compat's record, or for a checkpoint
     Megatron-LM wrote from the model built on the meta device); ``False`` always builds the model and loads it
-    with ``dist_checkpointing``; ``True`` refuses what needs a model. Both give the same HF checkpoint. The output target is checked before
-    anything is loaded, so a refused ``hf_path`` costs nothing.
+    with ``dist_checkpointing``; ``True`` refuses what needs a model. Both write the same tensors, dtypes,
+    ``config.json`` and companion files (with several shards, which file holds which tensor may differ). The
+    output target is checked before anything is loaded, so a refused ``hf_path`` costs nothing.
     """
     from tqdm import tqdm
 
@@ -268,6 +274,8 @@ def export_ckpt(megatron_path: str | os.PathLike[str], hf_path: str | os.PathLik
     AtomicDirectory(hf_path, overwrite=overwrite, durable=False).abort()  # the guard, before any work
     started = time.perf_counter()
     dirs, record = open_checkpoint(megatron_path)
+    check_not_an_input(hf_path, [dirs.root, hf_config if hf_config is not None and Path(hf_config).expanduser().is_dir()
+                                 else None], action="export")
     bridge, provider = provider_for_checkpoint(dirs, record, open_bridge=open_bridge, hf_config=hf_config,
                                                trust_remote_code=trust_remote_code)
     if offline and model_class is not None:

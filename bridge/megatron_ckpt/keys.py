@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KeyDiff", "expected_entries", "key_diff", "sharded_leaves", "stored_entries"]
+__all__ = ["ExpectedTensor", "KeyDiff", "expected_by_model", "expected_entries", "key_diff", "sharded_leaves",
+           "stored_entries"]
 
 _COMMON_PREFIX = "common_state"
 _EXTRA = "_extra_state"
@@ -109,3 +110,36 @@ def key_diff(iteration_dir: Path, sharded: Mapping[str, Any]) -> KeyDiff:
                    if stored[k] is not None and expected[k] is not None and stored[k] != expected[k])
     return KeyDiff(missing=tuple(sorted(expected.keys() - stored.keys())),
                    unexpected=tuple(sorted(stored.keys() - expected.keys())), shapes=shapes)
+
+
+@dataclass(frozen=True)
+class ExpectedTensor:
+    """What a model saves under one sharded key: its global ``shape`` (None where MCore accepts any stored shape,
+    ``allow_shape_mismatch``: the vocabulary, whose padding a Megatron-LM run may have chosen otherwise) and the
+    ``dtype`` the model holds it in (MCore keeps some tensors, e.g. norms, in float32 under a bf16 model)."""
+
+    shape: tuple[int, ...] | None
+    dtype: Any
+
+
+def expected_by_model(provider: Any) -> dict[str, ExpectedTensor]:
+    """Every tensor the model of ``provider`` (TP = PP = 1) saves, from the model built on the meta device
+    (``use_cpu_initialization``, so no host or device memory): the keys, shapes and dtypes the model-built routes
+    read and write. ``provider`` is left as it was; the model-parallel state is set up as for building."""
+    import copy
+
+    import torch
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+
+    from bridge import runtime
+
+    meta = copy.copy(provider)
+    meta.__dict__.pop("_finalized", None)
+    object.__setattr__(meta, "config_overrides", {**provider.config_overrides, "use_cpu_initialization": True})
+    meta.finalize()
+    runtime.ensure_model_parallel(1, 1, ep=1, vpp=None, seed=1234)
+    with torch.device("meta"):
+        chunk = meta.provide(pre_process=True, post_process=True)
+    return {e.key: ExpectedTensor(None if e.allow_shape_mismatch else tuple(e.global_shape), e.data.dtype)
+            for e in sharded_leaves(chunk.sharded_state_dict()) if isinstance(e, ShardedTensor)}
+

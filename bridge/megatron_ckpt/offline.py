@@ -40,10 +40,10 @@ import torch
 
 from bridge import compat, hub
 from bridge._logging import get_logger
-from bridge.checkpoint.atomic import AtomicDirectory
+from bridge.checkpoint.atomic import AtomicDirectory, check_not_an_input
 from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
-from bridge.errors import CheckpointError, UnsupportedFeatureError
+from bridge.errors import CheckpointError, ConfigError, UnsupportedFeatureError
 from bridge.megatron_ckpt.args import megatron_args
 from bridge.megatron_ckpt.layout import HF_DIR, RECORD_FILE, RECORD_FORMAT, RECORD_VERSION, TRACKER_FILE
 from bridge.megatron_ckpt.records import record_data_offset
@@ -166,8 +166,32 @@ class OfflineResult:
     seconds: float
 
 
+def _model_dtypes(provider: Any, plans: list[Any], layout: Any, where: Any) -> dict[str, torch.dtype]:
+    """Megatron parameter name -> the dtype the model holds it in, after checking that the model built on the meta
+    device saves exactly the planned keys with the planned shapes (vocabulary rows: padded)."""
+    from bridge.megatron_ckpt.keys import expected_by_model
+
+    expected = expected_by_model(provider)
+    planned: dict[str, tuple[int, ...]] = {}
+    for plan in plans:
+        key, layer = sharded_key(plan.name)
+        shape = tuple(layout.params[plan.name].shape)
+        if layout.params[plan.name].kind == "vocab":
+            shape = (provider.padded_vocab_size, *shape[1:])
+        planned[key] = (provider.num_layers, *shape) if layer is not None else shape
+    differ = sorted(set(planned) ^ set(expected)) or sorted(
+        k for k in planned if expected[k].shape is not None and expected[k].shape != planned[k])
+    if differ:
+        key = differ[0]
+        raise UnsupportedFeatureError(
+            f"{where}: the model built on the meta device does not save what the offline writer plans (first: {key!r}: "
+            f"planned {planned.get(key)}, the model {expected[key].shape if key in expected else None}); build the "
+            "model instead (import_ckpt(..., offline=False), --build-model)")
+    return {plan.name: expected[sharded_key(plan.name)[0]].dtype for plan in plans}
+
+
 def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any, source: Any, num_layers: int,
-                   padded_vocab: int, bar: Any) -> tuple[_Index, int]:
+                   padded_vocab: int, bar: Any, dtypes: dict[str, torch.dtype]) -> tuple[_Index, int]:
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import MetadataIndex
 
@@ -182,13 +206,14 @@ def _write_tensors(iteration_dir: Path, plans: list[Any], layout: Any, ctx: Any,
     with open(iteration_dir / _DATA_FILE, "w+b") as handle, _without_zip_crc32():
         for plan in plans:
             spec = layout.params[plan.name]
+            want = dtypes.get(plan.name, spec.dtype)
             (pieces,) = all_shard_pieces(plan.mapping, ctx, source, tp=1, scratch=scratch)
-            copied = copy_spans and pieces.dtype == spec.dtype and not (
+            copied = copy_spans and pieces.dtype == want and not (
                 spec.kind == "vocab" and pieces.shape[0] != padded_vocab)
             if copied:  # the bytes as they are: copied from the HF files into the record
                 tensor = torch.empty(pieces.shape, dtype=pieces.dtype, device="meta")
             else:
-                tensor = pieces.to(spec.dtype).tensor()
+                tensor = pieces.to(want).tensor()
                 del pieces
                 if spec.kind == "vocab" and tensor.shape[0] != padded_vocab:
                     tensor = pad_vocab(tensor, padded_vocab, name=plan.name)
@@ -230,9 +255,16 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
                           open_bridge: Callable[..., Any], dtype: str | torch.dtype | None = "keep",
                           overwrite: bool = False, trust_remote_code: bool | None = None,
                           progress: bool | None = None, durable: bool = True, should_pad_vocab: bool = False,
-                          revision: str | None = None) -> OfflineResult:
+                          revision: str | None = None, model_dtypes: bool = False,
+                          model_class: str | None = None) -> OfflineResult:
     """Write the HF checkpoint in ``hf_dir`` as a ``torch_dist`` checkpoint at ``out_dir`` (TP = PP = 1;
     ``dist_checkpointing`` reshards on load), streaming one parameter at a time, no model built.
+
+    ``dtype``: ``"keep"`` stores each tensor in its file's dtype; a dtype casts every tensor to it. With
+    ``model_dtypes`` (``import_ckpt``'s offline route) each tensor is stored in the dtype the model would hold it in
+    (``dtype``, else the config's; MCore keeps some, e.g. norms, in float32), read from the model built on the
+    meta device, whose keys and shapes must also be exactly the ones planned (else ``UnsupportedFeatureError``:
+    build the model). ``model_class`` (``"auto"``/``"gpt"``) is recorded as asked; the keys are GPTModel's.
 
     ``open_bridge`` is :meth:`AutoBridge.from_hf_pretrained` (passed in: ``AutoBridge.import_ckpt`` routes here,
     so this module must not import ``bridge.auto_bridge``); the trust policy for custom code applies through it.
@@ -242,8 +274,12 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
     from bridge.streaming.plan import import_layout, order_key, plan_import
 
     started = time.perf_counter()
+    if model_class not in (None, "auto", "gpt"):
+        raise ConfigError(f"model_class={model_class!r}: the offline writer writes GPTModel's keys (auto or gpt); "
+                          "for HybridModel's use import_ckpt(..., model_class='hybrid'), which builds the model")
     auto = open_bridge(hf_dir, trust_remote_code=trust_remote_code, revision=revision, config_cache=True)
     hf_dir = auto.fetch(hub.ALL)
+    check_not_an_input(out_dir, [hf_dir], action="convert")
     family, provider, registry, ctx = family_of(auto)
     if provider.num_moe_experts:
         raise UnsupportedFeatureError(
@@ -251,7 +287,7 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
             "experts along another axis); use `mcore-compat import-ckpt`, which builds the model"
         )
     provider.should_pad_vocab = should_pad_vocab
-    requested = provider.model_class  # recorded as asked (as import_ckpt records it): a reader resolves "auto"
+    requested = model_class or provider.model_class  # recorded as asked (as import_ckpt does): a reader resolves it
     provider.model_class = "gpt"  # the keys written below are GPTModel's (and no MCore import decides it)
     ctx = family.mapping_context(provider)
     target = parse_dtype(dtype)
@@ -263,14 +299,16 @@ def convert_to_torch_dist(hf_dir: str | os.PathLike[str], out_dir: str | os.Path
                            share_embeddings_and_output_weights=provider.share_embeddings_and_output_weights,
                            dtype=target)
     plans = sorted(plans, key=lambda p: order_key(p.name))
-    total = sum(torch.Size(layout.params[p.name].shape).numel() * layout.params[p.name].dtype.itemsize for p in plans)
+    dtypes = _model_dtypes(provider, plans, layout, hf_dir) if model_dtypes else {}
+    total = sum(torch.Size(layout.params[p.name].shape).numel()
+                * dtypes.get(p.name, layout.params[p.name].dtype).itemsize for p in plans)
     architectures = list(getattr(auto.hf_config, "architectures", None) or [])
     with AtomicDirectory(out_dir, overwrite=overwrite, durable=durable) as staging:
         iteration_dir = staging / "iter_0000000"
         iteration_dir.mkdir()
         with Progress(total_bytes=total, total_tensors=len(plans), desc="convert torch_dist", enabled=progress) as bar:
             index, written = _write_tensors(iteration_dir, plans, layout, ctx, source, provider.num_layers,
-                                            provider.padded_vocab_size, bar)
+                                            provider.padded_vocab_size, bar, dtypes)
         with open(iteration_dir / ".metadata", "wb") as handle:
             pickle.dump(index.metadata(), handle)
         (iteration_dir / "metadata.json").write_text(json.dumps(_BACKEND), encoding="utf-8")

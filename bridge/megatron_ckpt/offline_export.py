@@ -20,7 +20,6 @@ import, else the HF config's), the same ``config.json`` and companion files (a t
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import time
@@ -35,8 +34,8 @@ from bridge.megatron_ckpt.layout import CheckpointDirs, hf_dtype_of
 from bridge.megatron_ckpt.offline import LAYER_KEY_RENAMES
 from bridge.megatron_ckpt.records import DistcpTensors
 
-__all__ = ["PARAM_OF_LAYER_KEY", "OfflineExport", "config_dtype", "expected_by_model", "export_dtype",
-           "export_offline", "offline_refusal", "plan_offline_export"]
+__all__ = ["PARAM_OF_LAYER_KEY", "OfflineExport", "config_dtype", "export_dtype", "export_offline", "offline_refusal",
+           "plan_offline_export"]
 
 log = get_logger("megatron_ckpt.offline_export")
 
@@ -101,28 +100,6 @@ def offline_refusal(writer_class: str, provider: Any) -> str | None:
     return None
 
 
-def expected_by_model(provider: Any) -> dict[str, list[int] | None]:
-    """Sharded key -> global shape of every tensor the model of ``provider`` (TP = PP = 1) saves, from the model
-    built on the meta device (``use_cpu_initialization``, so no device memory either): what the model-built
-    reader's shape check expects; None where MCore accepts any stored shape (``allow_shape_mismatch``: the
-    vocabulary, whose padding a Megatron-LM run may have chosen otherwise). ``provider`` is left as it was."""
-    import torch
-    from megatron.core.dist_checkpointing.mapping import ShardedTensor
-
-    from bridge import runtime
-    from bridge.megatron_ckpt.keys import sharded_leaves
-
-    meta = copy.copy(provider)
-    meta.__dict__.pop("_finalized", None)
-    object.__setattr__(meta, "config_overrides", {**provider.config_overrides, "use_cpu_initialization": True})
-    meta.finalize()
-    runtime.ensure_model_parallel(1, 1, ep=1, vpp=None, seed=1234)
-    with torch.device("meta"):
-        chunk = meta.provide(pre_process=True, post_process=True)
-    return {e.key: None if e.allow_shape_mismatch else list(e.global_shape)
-            for e in sharded_leaves(chunk.sharded_state_dict()) if isinstance(e, ShardedTensor)}
-
-
 def plan_offline_export(dirs: CheckpointDirs, record: dict[str, Any] | None, family: Any, provider: Any,
                         hf_config: Any, index: Any, *, writer_class: str) -> OfflineExport:
     """Everything the offline export writes, decided from the index, the record (or the model on the meta
@@ -139,19 +116,25 @@ def plan_offline_export(dirs: CheckpointDirs, record: dict[str, Any] | None, fam
 
     why = offline_refusal(writer_class, provider)
     if why is not None:
-        raise UnsupportedFeatureError(f"{dirs.root} cannot be exported without building the model: {why}")
+        raise UnsupportedFeatureError(f"{dirs.root} cannot be exported without building the model: {why}; "
+                                      "export_ckpt builds it unless offline=True (drop it, or use --build-model)")
     tensors = DistcpTensors(dirs.iteration_dir, index)
     stored = {k: list(tensors.size(k)) for k in tensors.keys() if not k.startswith(_COMMON_PREFIX)}
     if record is not None:
         expected, against = {k: list(v["shape"]) for k, v in record.get("params", {}).items()}, dirs.record.name
         extra = sorted(set(stored) - set(expected))
     else:
-        expected, against, extra = expected_by_model(provider), "the model's sharded state dict", []
+        from bridge.megatron_ckpt.keys import expected_by_model
+
+        expected = {k: None if e.shape is None else list(e.shape) for k, e in expected_by_model(provider).items()}
+        against, extra = "the model's sharded state dict (built on the meta device)", []
     differ = extra + sorted(k for k in expected if k not in stored or expected[k] not in (None, stored[k]))
     if differ:
         key = differ[0]
         raise UnsupportedFeatureError(f"{dirs.root}: the tensor index and {against} disagree (first: {key!r}: "
-                                      f"stored {stored.get(key)}, expected {expected.get(key)})")
+                                      f"stored {stored.get(key)}, expected {expected.get(key)}); the model-built "
+                                      "route (offline=False, --build-model) reads what it can and names the rest")
+    tensors.check_chunks(sorted(expected))
     registry, ctx = family.model_registry(provider, "gpt"), family.mapping_context(provider)
     sources = parameters_of(tensors, sorted(expected))
     unmapped = sorted(n for n in sources if registry.megatron_to_hf_lookup(n) is None)
@@ -166,7 +149,8 @@ def plan_offline_export(dirs: CheckpointDirs, record: dict[str, Any] | None, fam
         if mapping.sharding == "vocab":  # the padding rows are cut before planning (export_offline)
             if shape[0] < provider.vocab_size:
                 raise CheckpointError(f"{dirs.root}: {key!r} has {shape[0]} rows, fewer than the config's "
-                                      f"vocab_size={provider.vocab_size}; use the config the checkpoint was written for")
+                                      f"vocab_size={provider.vocab_size}; use the config the checkpoint was written "
+                                      "for")
             shape, meta = (provider.vocab_size, *shape[1:]), {**meta, "divisible_by": 1}
         params[name] = ParamSpec(mapping.sharding, meta, tensors.dtype(key), tuple(shape))
     layout = ParallelLayout(tp=1, pipeline=PipelineLayout(provider.num_layers, 1, None, None), params=params,

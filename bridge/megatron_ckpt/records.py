@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from bridge.errors import CheckpointError
+from bridge import compat
+from bridge.errors import CheckpointError, UnsupportedFeatureError
 from bridge.streaming.pieces import FileSpan, Part
 
 __all__ = ["DistcpTensors", "record_data_offset", "record_span"]
@@ -115,55 +116,71 @@ class _Chunk:
 
 
 class DistcpTensors:
-    """The tensors of one iteration directory by MCore sharded key, as spans (``index``: DCP's ``Metadata``)."""
+    """The tensors of one iteration directory by MCore sharded key, as spans (``index``: DCP's ``Metadata``).
+
+    A key's chunks are looked up when the key is first read, so entries the caller never reads (optimizer state)
+    cannot stop it."""
 
     def __init__(self, iteration_dir: Path, index: Any) -> None:
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
         self.directory = Path(iteration_dir)
-        self._sizes: dict[str, tuple[int, ...]] = {}
-        self._dtypes: dict[str, torch.dtype] = {}
-        self._chunks: dict[str, list[_Chunk]] = {}
+        self._meta = {k: m for k, m in index.state_dict_metadata.items() if isinstance(m, TensorStorageMetadata)}
         # a 0-d tensor's chunk is stored under offset None by some writers and () by others
-        storage = {(i.fqn, tuple(i.offset) if i.offset is not None else ()): s for i, s in index.storage_data.items()}
-        for key, meta in index.state_dict_metadata.items():
-            if not hasattr(meta, "chunks"):
-                continue  # byte objects (``_extra_state``, the common state)
-            self._sizes[key] = tuple(meta.size)
-            self._dtypes[key] = meta.properties.dtype
-            chunks = []
-            for chunk in meta.chunks:
-                info = storage.get((key, tuple(chunk.offsets)))
-                if info is None or getattr(info, "transform_descriptors", None):
-                    raise CheckpointError(f"{self.directory}: chunk {tuple(chunk.offsets)} of {key!r} has "
-                                          f"{'no storage entry' if info is None else 'transformed (e.g. compressed) storage'}"
-                                          "; read it through a built model instead (export_ckpt(..., offline=False))")
-                chunks.append(_Chunk(tuple(chunk.offsets), tuple(chunk.sizes), info.relative_path, info.offset,
-                                     info.length))
-            self._chunks[key] = chunks
+        self._storage = {(i.fqn, tuple(i.offset) if i.offset is not None else ()): s
+                         for i, s in index.storage_data.items()}
+        self._chunks: dict[str, list[_Chunk]] = {}
+
+    def _chunks_of(self, key: str) -> list[_Chunk]:
+        found = self._chunks.get(key)
+        if found is not None:
+            return found
+        transforms = compat.has_feature("dcp_storage_transforms")
+        chunks = []
+        for chunk in self._meta[key].chunks:
+            info = self._storage.get((key, tuple(chunk.offsets)))
+            if info is None:
+                raise CheckpointError(f"{self.directory}: chunk {tuple(chunk.offsets)} of {key!r} has no storage entry "
+                                      "in the tensor index; the index is damaged: re-save the checkpoint")
+            if transforms and info.transform_descriptors:
+                raise UnsupportedFeatureError(
+                    f"{self.directory}: {key!r} is stored transformed ({info.transform_descriptors}); only a built "
+                    "model reads it (export_ckpt(..., offline=False), --build-model)")
+            chunks.append(_Chunk(tuple(chunk.offsets), tuple(chunk.sizes), info.relative_path, info.offset,
+                                 info.length))
+        self._chunks[key] = chunks
+        return chunks
 
     def keys(self) -> list[str]:
-        return sorted(self._sizes)
+        return sorted(self._meta)
+
+    def check_chunks(self, keys: list[str]) -> None:
+        """Look up the chunks of ``keys`` now (before any output exists): a damaged index is a
+        :class:`CheckpointError`, transformed storage an :class:`UnsupportedFeatureError`."""
+        for key in keys:
+            self._chunks_of(key)
 
     def size(self, key: str) -> tuple[int, ...]:
-        return self._sizes[key]
+        return tuple(self._meta[key].size)
 
     def dtype(self, key: str) -> torch.dtype:
-        return self._dtypes[key]
+        return self._meta[key].properties.dtype
 
     def _span(self, chunk: _Chunk, key: str) -> FileSpan:
         span = record_span(self.directory / chunk.file, chunk.start, chunk.length)
-        if span.shape != chunk.sizes or span.dtype != self._dtypes[key]:
+        if span.shape != chunk.sizes or span.dtype != self.dtype(key):
             raise CheckpointError(f"{self.directory / chunk.file}: chunk {chunk.offsets} of {key!r} holds {span.dtype} "
-                                  f"{list(span.shape)}, the index says {self._dtypes[key]} {list(chunk.sizes)}")
+                                  f"{list(span.shape)}, the index says {self.dtype(key)} {list(chunk.sizes)}")
         return span
 
     def part(self, key: str, layer: int | None = None) -> Part:
         """The whole tensor ``key`` (``layer`` None) or its slice ``[layer]`` along dim 0 (a stacked layer key):
         one span when one chunk holds it, else the chunks assembled in memory. Gaps or overlaps are refused."""
-        size = self._sizes[key]
+        size = self.size(key)
         if layer is not None and not (size and 0 <= layer < size[0]):
             raise CheckpointError(f"{self.directory}: {key!r} of size {list(size)} has no layer {layer}")
         pieces: list[tuple[tuple[int, ...], FileSpan]] = []
-        for chunk in self._chunks[key]:
+        for chunk in self._chunks_of(key):
             if layer is not None and not chunk.offsets[0] <= layer < chunk.offsets[0] + chunk.sizes[0]:
                 continue
             span = self._span(chunk, key)

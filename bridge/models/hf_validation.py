@@ -18,15 +18,16 @@ dict it reads (local directories, Hub IDs, offline ``mcore-compat convert`` / ``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.errors import CheckpointError, ConfigError
 
 __all__ = ["AT_MOST", "COUNTS", "MULTIPLES", "SIZES", "Relation", "config_source", "hf_config_problems",
-           "validate_hf_config"]
+           "read_config_json", "validate_hf_config"]
 
 #: Sizes: a positive integer wherever a config sets one.
 SIZES: tuple[str, ...] = (
@@ -138,3 +139,20 @@ def validate_hf_config(cfg: Any, *, source: str | Path | None = None) -> None:
         f"{where}: the HF config is invalid, nothing was built: {listed}. Fix "
         f"{'this field' if len(problems) == 1 else 'these fields'} in {where}."
     )
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    """The ``config.json`` of the HF checkpoint directory ``path``, parsed and validated before any transformers
+    code sees it (transformers divides by ``num_attention_heads``)."""
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise CheckpointError(f"expected {cfg} (an HF checkpoint directory has a config.json); found none")
+    try:
+        data = json.loads(cfg.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{cfg} must hold a JSON object, found {type(data).__name__}")
+    validate_hf_config(data, source=cfg)
+    return data
+

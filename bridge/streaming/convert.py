@@ -31,7 +31,7 @@ import torch
 
 from bridge import hub
 from bridge._logging import get_logger
-from bridge.checkpoint.atomic import AtomicDirectory
+from bridge.checkpoint.atomic import AtomicDirectory, check_not_an_input
 from bridge.checkpoint.companions import copy_companions
 from bridge.checkpoint.paths import CheckpointDir
 from bridge.errors import BridgeError, CheckpointError, ConfigError
@@ -211,8 +211,7 @@ def convert_checkpoint(
     auto = AutoBridge.from_hf_pretrained(hf_dir, trust_remote_code=trust_remote_code, revision=revision,
                                          config_cache=True)
     hf_dir = auto.fetch(hub.ALL)  # a Hub ID's weights and companions, from the commit its config came from
-    if Path(out_dir).expanduser().resolve() == Path(hf_dir).expanduser().resolve():
-        raise CheckpointError(f"cannot convert {hf_dir} into itself; choose another output directory")
+    check_not_an_input(out_dir, [hf_dir], action="convert")
     family, provider, registry, ctx = family_of(auto)
     if should_pad_vocab:
         provider.should_pad_vocab = True

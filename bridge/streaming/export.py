@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bridge import hub
 from bridge._logging import get_logger
+from bridge.checkpoint.atomic import check_not_an_input
 from bridge.checkpoint.paths import CheckpointDir
 from bridge.checkpoint.writer import DEFAULT_MAX_SHARD_SIZE, parse_size
 from bridge.errors import CheckpointError, ConfigError
@@ -103,8 +104,7 @@ def export_checkpoint(
             f"{config_dir} has no config.json; pass the HF config directory the layout was converted from "
             "(config_dir=..., --config-dir on the command line)"
         )
-    if Path(hf_dir).expanduser().resolve() in (source.resolve(), config_dir.resolve()):
-        raise CheckpointError(f"cannot export into {hf_dir}: it is an input directory; choose another one")
+    check_not_an_input(hf_dir, [source, config_dir], action="export")
     family, provider, registry, ctx = family_for(config_dir, trust_remote_code) if auto is None else family_of(auto)
     registry = family.model_registry(provider, layout.model_class)  # the names the layout holds: GPT or Hybrid
     if provider.share_embeddings_and_output_weights != layout.share_embeddings_and_output_weights:

@@ -32,8 +32,9 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def family_of(auto: Any):
-    """``(family bridge, provider, mapping registry, mapping context)`` of an ``AutoBridge`` already loaded (again on the real transformers config if a cached one
-    lacks something the family reads: :func:`bridge.config_cache.with_real_config`)."""
+    """``(family bridge, provider, mapping registry, mapping context)`` of an ``AutoBridge`` already loaded (again
+    on the real transformers config if a cached one lacks something the family reads:
+    :func:`bridge.config_cache.with_real_config`)."""
     from bridge.config_cache import with_real_config
 
     return with_real_config(auto, _family_parts)

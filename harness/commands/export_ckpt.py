@@ -7,8 +7,9 @@ or Hub ID), checked against the ``args`` in its ``common.pt``. The output appear
 
 A checkpoint with GPTModel names and no mixture of experts is exported without building the model: its
 tensors are copied from the ``.distcp`` records (no GPU, memory about one parameter) once the index is checked
-against mcore-compat's record or, for one Megatron-LM wrote, the model built on the meta device; the same HF
-checkpoint comes out. ``--build-model`` always builds and loads the model.
+against mcore-compat's record or, for one Megatron-LM wrote, the model built on the meta device; the same
+tensors, dtypes and files come out (sharded outputs may group tensors into files otherwise). ``--build-model``
+always builds and loads the model.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "convert an HF checkpoint to a Megatron-LM torch_dist checkpoint (dist_checkpointing)"
 
-_DTYPES = ("bf16", "fp16", "fp32")
+_DTYPES = ("bf16", "fp16", "fp32")  # bridge.streaming.family.DTYPES without "keep" (the model holds one dtype)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,15 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from bridge.auto_bridge import AutoBridge
     from bridge.errors import BridgeError
+    from bridge.streaming.family import parse_dtype
 
     overrides: dict = {"tensor_model_parallel_size": args.tp, "pipeline_model_parallel_size": args.pp,
                        "model_class": args.model_class}
     if args.dtype:
-        overrides["params_dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+        overrides["params_dtype"] = parse_dtype(args.dtype)
     if args.pad_vocab:
         overrides["should_pad_vocab"] = True
     started = time.perf_counter()

@@ -198,3 +198,15 @@ def test_re_exporting_a_checkpoint_over_itself(existing: tuple[Path, dict[str, s
     assert new.keys() == reader.keys() and new.files() == ["model.safetensors"]
     assert torch.equal(new.get("w3"), torch.full((10,), 6.0))
     assert _fingerprint(out) != before and sorted(p.name for p in out.parent.iterdir()) == ["model"]
+
+
+def test_a_writer_never_targets_its_input_or_a_folder_around_or_inside_it(tmp_path: Path) -> None:
+    from bridge.checkpoint.atomic import check_not_an_input
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for target, relation in [(src, "is"), (src / "out", "is inside"), (tmp_path, "holds")]:
+        with pytest.raises(CheckpointError, match=f"it {relation} the input"):
+            check_not_an_input(target, [None, src], action="export")
+    check_not_an_input(tmp_path / "elsewhere", [src, None], action="export")  # a sibling is fine
+    check_not_an_input(tmp_path / "src-2", [src], action="export")  # a shared name prefix is not containment

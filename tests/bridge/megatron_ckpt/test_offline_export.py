@@ -43,6 +43,14 @@ def _loaded(path: Path, trust: bool) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if torch.is_tensor(v)}
 
 
+def _stored(path: Path) -> dict[str, tuple]:
+    """Sharded key -> (global shape, dtype) of every tensor the checkpoint's DCP index holds."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    meta = FileSystemReader(str(path / "iter_0000000")).read_metadata().state_dict_metadata
+    return {k: (tuple(v.size), v.properties.dtype) for k, v in meta.items() if hasattr(v, "chunks")}
+
+
 def _record(path: Path) -> dict:
     return json.loads((path / "mcore_compat.json").read_text())
 
@@ -57,6 +65,9 @@ def test_offline_and_model_built_paths_agree(family: str, tmp_path: Path) -> Non
     routed = AutoBridge.import_ckpt(hf, tmp_path / "routed", trust_remote_code=trust)
     moe = bool(_record(built)["provider"].get("num_moe_experts"))
     assert _record(routed).get("writer") == (None if moe else "offline")  # dense: no model built
+    assert _stored(routed) == _stored(built)  # keys, shapes and dtypes as stored (loading would cast dtypes away)
+    assert _record(routed)["params"] == _record(built)["params"]
+    assert _record(routed)["provider"] == _record(built)["provider"]
     a, b = _loaded(built, bool(trust)), _loaded(routed, bool(trust))
     assert sorted(a) == sorted(b) and [k for k in a if not torch.equal(a[k], b[k])] == []
 
@@ -76,6 +87,18 @@ def test_offline_and_model_built_paths_agree(family: str, tmp_path: Path) -> Non
     assert json.loads((model / "config.json").read_text()) == json.loads((fast / "config.json").read_text())
 
 
+def test_sharded_exports_hold_the_same_tensors(tmp_path: Path) -> None:
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=13)
+    mc = AutoBridge.import_ckpt(hf, tmp_path / "mc")
+    outs = [AutoBridge.export_ckpt(mc, tmp_path / f"out-{o}", offline=o, max_shard_size="40KB") for o in (True, False)]
+    indexes = [json.loads((o / "model.safetensors.index.json").read_text())["weight_map"] for o in outs]
+    assert sorted(indexes[0]) == sorted(indexes[1]) and len(set(indexes[0].values())) > 1
+    x, y = _weights(outs[0]), _weights(outs[1])
+    assert [k for k in x if x[k].dtype != y[k].dtype or not torch.equal(x[k], y[k])] == [] and sorted(x) == sorted(y)
+
+
 def test_a_bf16_checkpoint_keeps_its_dtypes_and_copies_every_byte(tmp_path: Path) -> None:
     from tests.helpers.tiny import make_hf_checkpoint
 
@@ -84,6 +107,51 @@ def test_a_bf16_checkpoint_keeps_its_dtypes_and_copies_every_byte(tmp_path: Path
     assert {v["dtype"] for v in _record(mc)["params"].values()} == {"float32"}
     out = AutoBridge.export_ckpt(mc, tmp_path / "back", offline=True)
     assert (out / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(("source", "override", "config"), [
+    (torch.float32, None, "bfloat16"),  # fp32 files whose config says bf16 (a common Hub case)
+    (torch.float32, torch.bfloat16, None),  # a dtype override on fp32 files
+    (torch.bfloat16, torch.float32, None),
+], ids=["config-bf16", "override-bf16", "override-fp32"])
+def test_both_import_routes_store_the_dtypes_the_model_holds(tmp_path: Path, source, override, config) -> None:
+    """The offline route stores each tensor as the built model would (the config's or the override's dtype; MCore
+    keeps norms in float32), not as the files hold it."""
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=11, dtype=source)
+    if config is not None:
+        data = json.loads((hf / "config.json").read_text())
+        data["dtype"] = config
+        (hf / "config.json").write_text(json.dumps(data))
+    extra = {"params_dtype": override} if override is not None else {}
+    built = AutoBridge.import_ckpt(hf, tmp_path / "built", offline=False, **extra)
+    reset_model_parallel()
+    routed = AutoBridge.import_ckpt(hf, tmp_path / "routed", **extra)
+    assert _record(routed).get("writer") == "offline"
+    assert _stored(routed) == _stored(built)
+    assert _record(routed)["params"] == _record(built)["params"]
+    a, b = _loaded(built, False), _loaded(routed, False)
+    assert [k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])] == []
+
+
+def test_no_route_writes_into_its_input(tmp_path: Path) -> None:
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    hf = make_hf_checkpoint(tmp_path / "hf", seed=12)
+    before = sorted(p.name for p in hf.iterdir())
+    for offline in (None, False):
+        with pytest.raises(CheckpointError, match="it is the input"):
+            AutoBridge.import_ckpt(hf, hf, overwrite=True, offline=offline)
+        with pytest.raises(CheckpointError, match="it holds the input"):
+            AutoBridge.import_ckpt(hf, tmp_path, overwrite=True, offline=offline)
+    mc = AutoBridge.import_ckpt(hf, tmp_path / "mc")
+    for offline in (None, False):
+        with pytest.raises(CheckpointError, match="it is the input"):
+            AutoBridge.export_ckpt(mc, mc, overwrite=True, offline=offline)
+        with pytest.raises(CheckpointError, match="it is inside the input"):
+            AutoBridge.export_ckpt(mc, mc / "hf", overwrite=True, offline=offline)
+    assert sorted(p.name for p in hf.iterdir()) == before and (mc / "iter_0000000" / ".metadata").is_file()
 
 
 def test_vocabulary_padding_is_cut_on_the_way_back(tmp_path: Path) -> None:
