@@ -37,7 +37,7 @@ MODELS = {
     "1.1b": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                  num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048),
 }
-PHASES = ("floor", "import_ckpt", "convert_torch_dist", "export_ckpt", "export_ckpt_offline")
+PHASES = ("floor", "import_ckpt", "import_ckpt_offline", "convert_torch_dist", "export_ckpt", "export_ckpt_offline")
 PROCESS_PHASES = ("floor_process", "convert_torch_dist_process", "convert_layout_process", "export_layout_process")
 FLOOR_SCRIPT = r"""
 import os, sys
@@ -83,6 +83,7 @@ else:
     import megatron.core.dist_checkpointing  # noqa: F401
     family_for(src if not phase.startswith("export_ckpt") else src + "/hf", None)
     work = {"import_ckpt": lambda: AutoBridge.import_ckpt(src, out, offline=False),  # the model built
+            "import_ckpt_offline": lambda: AutoBridge.import_ckpt(src, out, offline=True),  # the default route
             "convert_torch_dist": lambda: convert_to_torch_dist(src, out, open_bridge=AutoBridge.from_hf_pretrained,
                                                                 progress=False),
             "export_ckpt": lambda: AutoBridge.export_ckpt(src, out, offline=False),  # the model built and loaded

@@ -138,6 +138,10 @@ def ckpt_main(args) -> int:  # noqa: ANN001
     else:
         from bridge import AutoBridge as auto
         import bridge.models  # noqa: F401
+        # transformers' config machinery, which the peer's entry point imports at module level and ours only
+        # when a config is read (AutoConfig): before the clock too, so that both sides start from the same imports
+        import transformers.models.auto.configuration_auto  # noqa: F401
+        from transformers import AutoConfig  # noqa: F401
     import megatron.core.dist_checkpointing  # noqa: F401 - both sides use it; imported before the clock
     from megatron.core.models.gpt import GPTModel  # noqa: F401
 
