@@ -1,5 +1,6 @@
 """Resharding on load over gloo under torchrun: a torch_dist checkpoint written at one TP x PP loads at
-another with the HF logits (scripts/megatron_ckpt_parity.py). The default suite writes at TP=2 and loads at
+another with the HF logits (scripts/megatron_ckpt_parity.py), and exports bit-exactly without a model (the
+offline route tiles the chunks every rank wrote). The default suite writes at TP=2 and loads at
 PP=2 (torchrun) and at TP=1 (in process); PP=2 -> TP=2, TP=2 x PP=2 -> TP=1 x PP=1 and the reverse are slow."""
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def _check(hf: Path, tmp_path: Path, write: tuple[int, int], read: tuple[int, in
     assert saved["world_size"] == write[0] * write[1] and saved["backend"] == "gloo"
     record = json.loads((ckpt / "mcore_compat.json").read_text())
     assert (record["parallel"]["tp"], record["parallel"]["pp"]) == write
+    from bridge.auto_bridge import AutoBridge
+
+    back = AutoBridge.export_ckpt(ckpt, tmp_path / "back", offline=True)  # every rank's chunks, tiled, no model
+    assert (back / "model.safetensors").read_bytes() == (hf / "model.safetensors").read_bytes()
     loaded = _torchrun(hf, *read, "load", ckpt)
     assert loaded["max_abs_diff"] is not None and loaded["max_abs_diff"] <= 1e-5, loaded
 
