@@ -74,3 +74,16 @@ def test_a_checkpoint_written_at_tp2_loads_at_pp2_and_at_tp1_with_the_hf_logits(
                          ids=["tp2xpp2-to-tp1", "tp1-to-tp2xpp2", "pp2-to-tp2"])
 def test_a_checkpoint_loads_at_another_layout_slow(hf: Path, tmp_path: Path, write, read) -> None:
     _check(hf, tmp_path, write, read)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_parallel_state")
+def test_a_tied_model_written_at_tp2_exports_bit_exactly_without_a_model(tmp_path: Path) -> None:
+    from bridge.auto_bridge import AutoBridge
+    from tests.helpers.tiny import make_hf_checkpoint
+
+    tied = make_hf_checkpoint(tmp_path / "hf", seed=7, num_hidden_layers=2, tie_word_embeddings=True)
+    _torchrun(tied, 2, 1, "save", tmp_path / "mc")
+    for offline in (True, False):
+        back = AutoBridge.export_ckpt(tmp_path / "mc", tmp_path / f"back-{offline}", offline=offline)
+        assert (back / "model.safetensors").read_bytes() == (tied / "model.safetensors").read_bytes(), offline
