@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExpectedTensor", "KeyDiff", "expected_by_model", "expected_entries", "key_diff", "sharded_leaves",
-           "stored_entries"]
+__all__ = ["COMMON_PREFIX", "ExpectedTensor", "KeyDiff", "expected_by_model", "expected_entries", "key_diff",
+           "sharded_leaves", "stored_entries"]
 
-_COMMON_PREFIX = "common_state"
+#: DCP items under this prefix hold the common state (0.17+), not model tensors.
+COMMON_PREFIX = "common_state"
 _EXTRA = "_extra_state"
 
 
@@ -70,7 +71,7 @@ def stored_entries(iteration_dir: Path) -> dict[str, tuple[int, ...] | None]:
     index = FileSystemReader(str(iteration_dir)).read_metadata()
     out: dict[str, tuple[int, ...] | None] = {}
     for key, meta in index.state_dict_metadata.items():
-        if key.startswith(_COMMON_PREFIX):
+        if key.startswith(COMMON_PREFIX):
             continue
         size = getattr(meta, "size", None)
         out[key.split("/shard_")[0]] = tuple(size) if size is not None else None

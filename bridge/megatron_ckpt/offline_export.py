@@ -30,6 +30,7 @@ import torch
 
 from bridge._logging import get_logger
 from bridge.errors import CheckpointError, UnsupportedFeatureError
+from bridge.megatron_ckpt.keys import COMMON_PREFIX, expected_by_model
 from bridge.megatron_ckpt.layout import CheckpointDirs, hf_dtype_of
 from bridge.megatron_ckpt.offline import LAYER_KEY_RENAMES
 from bridge.megatron_ckpt.records import DistcpTensors
@@ -43,7 +44,6 @@ log = get_logger("megatron_ckpt.offline_export")
 PARAM_OF_LAYER_KEY = {key: name for name, key in LAYER_KEY_RENAMES.items()}
 assert len(PARAM_OF_LAYER_KEY) == len(LAYER_KEY_RENAMES), "LAYER_KEY_RENAMES must be one-to-one"
 _LAYERS = "decoder.layers."
-_COMMON_PREFIX = "common_state"
 
 
 def export_dtype(record: dict[str, Any] | None, name: str, dtype: torch.dtype,
@@ -119,13 +119,11 @@ def plan_offline_export(dirs: CheckpointDirs, record: dict[str, Any] | None, fam
         raise UnsupportedFeatureError(f"{dirs.root} cannot be exported without building the model: {why}; "
                                       "export_ckpt builds it unless offline=True (drop it, or use --build-model)")
     tensors = DistcpTensors(dirs.iteration_dir, index)
-    stored = {k: list(tensors.size(k)) for k in tensors.keys() if not k.startswith(_COMMON_PREFIX)}
+    stored = {k: list(tensors.size(k)) for k in tensors.keys() if not k.startswith(COMMON_PREFIX)}
     if record is not None:
         expected, against = {k: list(v["shape"]) for k, v in record.get("params", {}).items()}, dirs.record.name
         extra = sorted(set(stored) - set(expected))
     else:
-        from bridge.megatron_ckpt.keys import expected_by_model
-
         expected = {k: None if e.shape is None else list(e.shape) for k, e in expected_by_model(provider).items()}
         against, extra = "the model's sharded state dict (built on the meta device)", []
     differ = extra + sorted(k for k in expected if k not in stored or expected[k] not in (None, stored[k]))
